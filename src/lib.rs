@@ -1,0 +1,39 @@
+//! deskport moves customer bases in and out of helpdesk platforms (Omnidesk API v2,
+//! Udesk open API v1).
+//!
+//! # Brief overview
+//!
+//! A row flows through one module per stage:
+//!
+//! ```text
+//! bytes ─► input (decode, CSV/JSONL) ─► RawRow ─► mapping ─► validate (rayon) ─► Customer | rejected
+//!                                                                  └─► output (clean, rejects) + report
+//! ```
+//!
+//! The library never prints; [`cmd`] runs whole commands and returns typed results.
+//!
+//! ```
+//! use deskport::mapping::Mapping;
+//! use deskport::model::RawRow;
+//! use deskport::validate::{normalize, phone, Rules};
+//!
+//! let columns = vec!["Customer Id".to_string(), "Phone".to_string()];
+//! let mapping = Mapping::builtin().resolve(&columns);
+//! let row = RawRow { line: 2, record: csv::StringRecord::from(vec!["C-1", "06 12345678"]), read_issue: None, raw_text: None };
+//! let rules = Rules { default_region: phone::region_from_code("NL"), ..Rules::default() };
+//! let (customer, issues) = normalize(&row, &mapping, &rules);
+//! assert!(issues.is_empty());
+//! assert_eq!(customer.phones, vec!["+31612345678"]);
+//! ```
+
+pub mod cmd;
+pub mod error;
+pub mod input;
+pub mod mapping;
+pub mod model;
+pub mod output;
+pub mod progress;
+pub mod report;
+pub mod validate;
+
+pub use error::{Error, Exit};

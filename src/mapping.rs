@@ -1,0 +1,544 @@
+//! Mapping: source columns → canonical customer fields.
+//!
+//! Common header spellings are recognised with no configuration: names are compared with
+//! case, spaces, `_`, `-` and `.` ignored (`First Name` = `first_name` = `firstname`). A TOML
+//! file given with `--map` takes precedence:
+//!
+//! ```toml
+//! [columns]
+//! "Klantnummer" = "external_id"
+//! "Loyalty tier" = "custom.TextField_3"
+//! "Internal notes" = "ignore"
+//! ```
+//!
+//! Columns named `custom_<name>`, `custom.<name>` or `custom_fields.<name>`, and Udesk-style
+//! `TextField_N`/`SelectField_N`, are custom fields. Columns starting with `deskport_` (the
+//! bookkeeping columns of our own rejects file) are ignored, so a fixed rejects file can be
+//! fed back as input. Every other column is listed as unmapped, never dropped silently.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The canonical fields a column can feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    /// The external id.
+    ExternalId,
+    /// Given name.
+    Firstname,
+    /// Family name.
+    Lastname,
+    /// Display name.
+    NickName,
+    /// Primary email.
+    Email,
+    /// Further emails (multi-valued).
+    OtherEmails,
+    /// Phone numbers (multi-valued; several columns allowed).
+    Phone,
+    /// Country, for reading national phone numbers.
+    Country,
+    /// Customer level.
+    Level,
+    /// Tags (multi-valued).
+    Tags,
+    /// Description.
+    Description,
+    /// Omnidesk brand id.
+    BrandId,
+}
+
+impl Field {
+    /// Every field, in canonical column order.
+    pub const ALL: [Field; 12] = [
+        Field::ExternalId,
+        Field::Firstname,
+        Field::Lastname,
+        Field::NickName,
+        Field::Email,
+        Field::OtherEmails,
+        Field::Phone,
+        Field::Country,
+        Field::Level,
+        Field::Tags,
+        Field::Description,
+        Field::BrandId,
+    ];
+
+    /// The canonical name, as used in mapping files and clean output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::ExternalId => "external_id",
+            Field::Firstname => "firstname",
+            Field::Lastname => "lastname",
+            Field::NickName => "nick_name",
+            Field::Email => "email",
+            Field::OtherEmails => "other_emails",
+            Field::Phone => "phone",
+            Field::Country => "country",
+            Field::Level => "level",
+            Field::Tags => "tags",
+            Field::Description => "description",
+            Field::BrandId => "brand_id",
+        }
+    }
+
+    /// Whether several columns (and several values per cell) may feed this field.
+    pub fn is_multi(self) -> bool {
+        matches!(self, Field::OtherEmails | Field::Phone | Field::Tags)
+    }
+
+    /// Parses a canonical name (also accepting the recognised synonyms).
+    pub fn parse(name: &str) -> Option<Field> {
+        synonym(&squash(name))
+    }
+}
+
+/// Where one source column goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "lowercase")]
+pub enum Target {
+    /// A canonical field.
+    Field(#[serde(serialize_with = "serialize_field")] Field),
+    /// A custom field with this key.
+    Custom(String),
+    /// Deliberately not used.
+    Ignore,
+    /// Not recognised; listed in the report.
+    Unmapped,
+}
+
+fn serialize_field<S: serde::Serializer>(f: &Field, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(f.name())
+}
+
+impl Target {
+    /// A short display form: `email`, `custom.TextField_1`, `(ignored)`, `(unmapped)`.
+    pub fn display(&self) -> String {
+        match self {
+            Target::Field(f) => f.name().to_string(),
+            Target::Custom(k) => format!("custom.{k}"),
+            Target::Ignore => "(ignored)".to_string(),
+            Target::Unmapped => "(unmapped)".to_string(),
+        }
+    }
+}
+
+/// Errors in a mapping file.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    /// The file could not be read.
+    #[error("cannot read mapping file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("mapping file {path} is not valid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A target is neither a canonical field, `custom.<name>` nor `ignore`.
+    #[error("mapping file {path}: column {column:?} maps to {target:?}, which is not a field (use one of: {fields}, custom.<name>, ignore)")]
+    UnknownTarget {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: String,
+        /// The target given.
+        target: String,
+        /// The valid field names.
+        fields: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingFile {
+    #[serde(default)]
+    columns: HashMap<String, String>,
+}
+
+/// The mapping rules: explicit overrides plus the built-in synonyms.
+#[derive(Debug, Clone, Default)]
+pub struct Mapping {
+    overrides: Vec<(String, Target)>,
+}
+
+impl Mapping {
+    /// Only the built-in synonyms.
+    pub fn builtin() -> Self {
+        Mapping::default()
+    }
+
+    /// Loads a TOML mapping file.
+    pub fn from_file(path: &Path) -> Result<Self, MappingError> {
+        let text = std::fs::read_to_string(path).map_err(|source| MappingError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses mapping TOML (`path` is only used in messages).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, MappingError> {
+        let file: MappingFile = toml::from_str(text).map_err(|e| MappingError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut overrides = Vec::new();
+        let mut entries: Vec<_> = file.columns.into_iter().collect();
+        entries.sort();
+        for (column, target) in entries {
+            let parsed = parse_target(&target).ok_or_else(|| MappingError::UnknownTarget {
+                path: path.to_path_buf(),
+                column: column.clone(),
+                target: target.clone(),
+                fields: Field::ALL.map(Field::name).join(", "),
+            })?;
+            overrides.push((column, parsed));
+        }
+        Ok(Mapping { overrides })
+    }
+
+    /// Decides where each column goes.
+    pub fn resolve(&self, columns: &[String]) -> ResolvedMapping {
+        let mut targets = Vec::with_capacity(columns.len());
+        let mut taken: HashMap<Field, usize> = HashMap::new();
+        let mut notes = Vec::new();
+        for (i, column) in columns.iter().enumerate() {
+            let mut target = self.target_for(column);
+            if let Target::Field(field) = target {
+                if !field.is_multi() {
+                    if let Some(&first) = taken.get(&field) {
+                        if field == Field::Email {
+                            target = Target::Field(Field::OtherEmails);
+                        } else {
+                            notes.push(format!(
+                                "column {column:?} also looks like {}, which column {:?} already feeds; left unmapped",
+                                field.name(),
+                                columns[first]
+                            ));
+                            target = Target::Unmapped;
+                        }
+                    } else {
+                        taken.insert(field, i);
+                    }
+                }
+            }
+            targets.push(target);
+        }
+        ResolvedMapping {
+            columns: columns.to_vec(),
+            targets,
+            notes,
+        }
+    }
+
+    fn target_for(&self, column: &str) -> Target {
+        let trimmed = column.trim();
+        if let Some((_, t)) = self.overrides.iter().find(|(c, _)| c.trim() == trimmed) {
+            return t.clone();
+        }
+        let squashed = squash(trimmed);
+        if let Some((_, t)) = self.overrides.iter().find(|(c, _)| squash(c) == squashed) {
+            return t.clone();
+        }
+        builtin_target(trimmed)
+    }
+}
+
+/// The mapping applied to one list of columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedMapping {
+    /// The source columns.
+    pub columns: Vec<String>,
+    /// Where each goes, aligned with `columns`.
+    pub targets: Vec<Target>,
+    /// Remarks for the user (e.g. a second column for the same field).
+    pub notes: Vec<String>,
+}
+
+/// One line of the mapping as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct MappingEntry {
+    /// The source column.
+    pub column: String,
+    /// Where it goes (`email`, `custom.X`, `(ignored)`, `(unmapped)`).
+    pub target: String,
+}
+
+impl ResolvedMapping {
+    /// The columns no rule recognised.
+    pub fn unmapped(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .zip(&self.targets)
+            .filter(|(_, t)| **t == Target::Unmapped)
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
+    /// Every column with its target.
+    pub fn entries(&self) -> Vec<MappingEntry> {
+        self.columns
+            .iter()
+            .zip(&self.targets)
+            .map(|(c, t)| MappingEntry {
+                column: c.clone(),
+                target: t.display(),
+            })
+            .collect()
+    }
+
+    /// Whether some column feeds this field.
+    pub fn has(&self, field: Field) -> bool {
+        self.targets.contains(&Target::Field(field))
+    }
+
+    /// A table for `--print-mapping`.
+    pub fn render(&self) -> String {
+        let width = self
+            .columns
+            .iter()
+            .map(|c| c.chars().count())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let mut out = format!("{:<width$}  target\n", "column");
+        for entry in self.entries() {
+            out.push_str(&format!("{:<width$}  {}\n", entry.column, entry.target));
+        }
+        for note in &self.notes {
+            out.push_str(&format!("note: {note}\n"));
+        }
+        if !self.has(Field::ExternalId) {
+            out.push_str("note: no column feeds external_id, so every row will be rejected with id.missing; map one with --map\n");
+        }
+        out
+    }
+}
+
+/// Lower-cases and removes spaces, `_`, `-` and `.` for comparing header spellings.
+pub fn squash(name: &str) -> String {
+    name.chars()
+        .filter(|c| !matches!(c, ' ' | '_' | '-' | '.' | '\t'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn parse_target(target: &str) -> Option<Target> {
+    let t = target.trim();
+    if t.eq_ignore_ascii_case("ignore") {
+        return Some(Target::Ignore);
+    }
+    if let Some(key) = t
+        .strip_prefix("custom.")
+        .or_else(|| t.strip_prefix("custom_fields."))
+    {
+        return (!key.is_empty()).then(|| Target::Custom(key.to_string()));
+    }
+    Field::parse(t).map(Target::Field)
+}
+
+fn builtin_target(column: &str) -> Target {
+    let lower = column.to_ascii_lowercase();
+    if lower.starts_with("deskport_") {
+        return Target::Ignore;
+    }
+    for prefix in ["custom_fields.", "custom.", "custom_"] {
+        if lower.starts_with(prefix) && column.len() > prefix.len() {
+            return Target::Custom(column[prefix.len()..].to_string());
+        }
+    }
+    if is_udesk_custom_key(column) {
+        return Target::Custom(column.to_string());
+    }
+    let squashed = squash(column);
+    if let Some(field) = synonym(&squashed) {
+        return Target::Field(field);
+    }
+    // Numbered variants: `Phone 2`, `email3`, `mobile_1`.
+    let base = squashed.trim_end_matches(|c: char| c.is_ascii_digit());
+    if base.len() < squashed.len() {
+        match synonym(base) {
+            Some(Field::Phone) => return Target::Field(Field::Phone),
+            Some(Field::Email) | Some(Field::OtherEmails) => {
+                let n: u32 = squashed[base.len()..].parse().unwrap_or(1);
+                return Target::Field(if n <= 1 {
+                    Field::Email
+                } else {
+                    Field::OtherEmails
+                });
+            }
+            _ => {}
+        }
+    }
+    Target::Unmapped
+}
+
+/// Udesk custom field keys: `TextField_N` or `SelectField_N`.
+pub fn is_udesk_custom_key(key: &str) -> bool {
+    let rest = key
+        .strip_prefix("TextField_")
+        .or_else(|| key.strip_prefix("SelectField_"));
+    rest.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The built-in synonyms, by squashed name.
+fn synonym(squashed: &str) -> Option<Field> {
+    let field = match squashed {
+        "externalid" | "customerid" | "primaryid" | "externalprimaryid" | "openapitoken"
+        | "clientid" | "customerno" | "customernumber" | "customerref" | "customerreference"
+        | "contactid" | "accountid" | "crmid" | "uid" | "userid" => Field::ExternalId,
+        "firstname" | "givenname" | "forename" | "first" | "fname" | "voornaam" | "vorname"
+        | "prenom" => Field::Firstname,
+        "lastname" | "surname" | "familyname" | "last" | "lname" | "achternaam" | "nachname"
+        | "nom" => Field::Lastname,
+        "nickname" | "name" | "fullname" | "displayname" | "customername" | "contactname" => {
+            Field::NickName
+        }
+        "email" | "emailaddress" | "mail" | "primaryemail" | "emailprimary" | "eaddress" => {
+            Field::Email
+        }
+        "otheremails" | "otheremail" | "secondaryemail" | "extraemail" | "extraemails"
+        | "additionalemails" | "additionalemail" | "alternateemail" | "alternativeemail" => {
+            Field::OtherEmails
+        }
+        "phone" | "phones" | "phonenumber" | "phonenumbers" | "telephone" | "tel" | "telefoon"
+        | "telefon" | "mobile" | "mobilephone" | "mobilenumber" | "cellphone" | "cellphones"
+        | "cell" | "gsm" | "mobiel" | "extratelephone" | "workphone" | "homephone"
+        | "businessphone" | "phoneprimary" | "primaryphone" => Field::Phone,
+        "country" | "countrycode" | "countryiso" | "countryname" | "land" | "nationality" => {
+            Field::Country
+        }
+        "level" | "customerlevel" | "tier" => Field::Level,
+        "tags" | "tag" | "labels" | "label" => Field::Tags,
+        "description" | "notes" | "note" | "comment" | "comments" | "remarks" => Field::Description,
+        "brandid" | "brand" => Field::BrandId,
+        _ => return None,
+    };
+    Some(field)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets(columns: &[&str]) -> Vec<String> {
+        let cols: Vec<String> = columns.iter().map(|s| s.to_string()).collect();
+        Mapping::builtin()
+            .resolve(&cols)
+            .targets
+            .iter()
+            .map(Target::display)
+            .collect()
+    }
+
+    #[test]
+    fn common_spellings_map_without_configuration() {
+        assert_eq!(
+            targets(&[
+                "Customer Id",
+                "First Name",
+                "given_name",
+                "E-mail",
+                "Phone 1",
+                "Phone 2",
+                "mobile",
+                "cellphone"
+            ]),
+            vec![
+                "external_id",
+                "firstname",
+                "(unmapped)",
+                "email",
+                "phone",
+                "phone",
+                "phone",
+                "phone"
+            ]
+        );
+        assert_eq!(
+            targets(&[
+                "primary_id",
+                "Last-Name",
+                "email_address",
+                "Email 2",
+                "telephone",
+                "open_api_token"
+            ]),
+            vec![
+                "external_id",
+                "lastname",
+                "email",
+                "other_emails",
+                "phone",
+                "(unmapped)"
+            ]
+        );
+    }
+
+    #[test]
+    fn custom_columns_and_bookkeeping_columns() {
+        assert_eq!(
+            targets(&[
+                "custom_loyalty",
+                "custom.tier",
+                "custom_fields.TextField_2",
+                "TextField_1",
+                "deskport_line",
+                "Shoe size"
+            ]),
+            vec![
+                "custom.loyalty",
+                "custom.tier",
+                "custom.TextField_2",
+                "custom.TextField_1",
+                "(ignored)",
+                "(unmapped)"
+            ]
+        );
+    }
+
+    #[test]
+    fn second_email_column_becomes_other_email() {
+        assert_eq!(targets(&["email", "mail"]), vec!["email", "other_emails"]);
+    }
+
+    #[test]
+    fn mapping_file_overrides() {
+        let m = Mapping::from_toml(
+            "[columns]\n\"Klantnummer\" = \"external_id\"\n\"Loyalty\" = \"custom.TextField_3\"\n\"email\" = \"ignore\"\n",
+            Path::new("m.toml"),
+        )
+        .unwrap();
+        let cols: Vec<String> = ["Klantnummer", "loyalty", "Email"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let shown: Vec<String> = m
+            .resolve(&cols)
+            .targets
+            .iter()
+            .map(Target::display)
+            .collect();
+        assert_eq!(
+            shown,
+            vec!["external_id", "custom.TextField_3", "(ignored)"]
+        );
+    }
+
+    #[test]
+    fn bad_mapping_target_is_a_clear_error() {
+        let err =
+            Mapping::from_toml("[columns]\n\"x\" = \"emial\"\n", Path::new("m.toml")).unwrap_err();
+        assert!(err.to_string().contains("emial"));
+    }
+}

@@ -1,0 +1,361 @@
+//! Writers for what `validate` produces: the clean file (CSV or JSONL, canonical columns)
+//! and the rejects file (the original fields plus line number and issues, so it can be
+//! fixed and fed back as input: the `deskport_*` columns are ignored by the mapping).
+
+use crate::input::Format;
+use crate::mapping::{ResolvedMapping, Target};
+use crate::model::{CheckedRow, Customer, Issue};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// A write to an output file failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {source}")]
+pub struct OutputError {
+    /// The file.
+    pub path: PathBuf,
+    /// The cause.
+    pub source: io::Error,
+}
+
+fn csv_to_io(e: csv::Error) -> io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => io,
+        other => io::Error::other(format!("{other:?}")),
+    }
+}
+
+/// The output format a path's extension asks for: `.jsonl`/`.ndjson`/`.json` → JSONL, else CSV.
+pub fn format_for(path: &Path) -> Format {
+    Format::from_path(path)
+}
+
+/// The canonical columns of a clean CSV, before the custom ones.
+pub const CANONICAL_COLUMNS: [&str; 12] = [
+    "external_id",
+    "firstname",
+    "lastname",
+    "nick_name",
+    "email",
+    "other_emails",
+    "phones",
+    "country",
+    "level",
+    "tags",
+    "description",
+    "brand_id",
+];
+
+/// Joins multi-valued fields in CSV cells.
+pub const LIST_SEPARATOR: &str = ";";
+
+/// The canonical cells of a customer, aligned with [`CANONICAL_COLUMNS`].
+pub fn canonical_cells(c: &Customer) -> [String; 12] {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    [
+        c.external_id.clone(),
+        opt(&c.firstname),
+        opt(&c.lastname),
+        opt(&c.nick_name),
+        opt(&c.email),
+        c.other_emails.join(LIST_SEPARATOR),
+        c.phones.join(LIST_SEPARATOR),
+        opt(&c.country),
+        opt(&c.level),
+        c.tags.join(LIST_SEPARATOR),
+        opt(&c.description),
+        c.brand_id.map(|b| b.to_string()).unwrap_or_default(),
+    ]
+}
+
+/// Writes clean customers.
+pub enum CleanWriter {
+    /// Canonical columns, one column per custom field known from the mapping, and — for
+    /// sources whose columns can grow (JSONL) — `custom_fields_json` for keys seen later.
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The CSV writer.
+        writer: Box<csv::Writer<BufWriter<File>>>,
+        /// Custom field keys with their own column.
+        custom: Vec<String>,
+        /// Whether the `custom_fields_json` column exists.
+        extra_json: bool,
+    },
+    /// One JSON object per customer.
+    Jsonl {
+        /// The file.
+        path: PathBuf,
+        /// The buffered file.
+        writer: BufWriter<File>,
+    },
+}
+
+fn create(path: &Path) -> Result<BufWriter<File>, OutputError> {
+    File::create(path)
+        .map(|f| BufWriter::with_capacity(256 * 1024, f))
+        .map_err(|source| OutputError {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+impl CleanWriter {
+    /// Creates the file; custom columns come from the mapping in force at the first batch.
+    pub fn create(
+        path: &Path,
+        mapping: &ResolvedMapping,
+        columns_can_grow: bool,
+    ) -> Result<Self, OutputError> {
+        let file = create(path)?;
+        if format_for(path) == Format::Jsonl {
+            return Ok(CleanWriter::Jsonl {
+                path: path.to_path_buf(),
+                writer: file,
+            });
+        }
+        let mut custom: Vec<String> = Vec::new();
+        for target in &mapping.targets {
+            if let Target::Custom(key) = target {
+                if !custom.contains(key) {
+                    custom.push(key.clone());
+                }
+            }
+        }
+        let mut writer = csv::WriterBuilder::new().from_writer(file);
+        let mut header: Vec<String> = CANONICAL_COLUMNS.iter().map(|s| s.to_string()).collect();
+        header.extend(custom.iter().map(|k| format!("custom_{k}")));
+        if columns_can_grow {
+            header.push("custom_fields_json".to_string());
+        }
+        writer.write_record(&header).map_err(|e| OutputError {
+            path: path.to_path_buf(),
+            source: csv_to_io(e),
+        })?;
+        Ok(CleanWriter::Csv {
+            path: path.to_path_buf(),
+            writer: Box::new(writer),
+            custom,
+            extra_json: columns_can_grow,
+        })
+    }
+
+    /// Writes one customer.
+    pub fn write(&mut self, customer: &Customer) -> Result<(), OutputError> {
+        match self {
+            CleanWriter::Csv {
+                path,
+                writer,
+                custom,
+                extra_json,
+            } => {
+                let mut record: Vec<String> = canonical_cells(customer).into();
+                for key in custom.iter() {
+                    record.push(customer.custom_fields.get(key).cloned().unwrap_or_default());
+                }
+                if *extra_json {
+                    let extra: BTreeMap<&String, &String> = customer
+                        .custom_fields
+                        .iter()
+                        .filter(|(k, _)| !custom.contains(k))
+                        .collect();
+                    record.push(if extra.is_empty() {
+                        String::new()
+                    } else {
+                        json!(extra).to_string()
+                    });
+                }
+                writer.write_record(&record).map_err(|e| OutputError {
+                    path: path.clone(),
+                    source: csv_to_io(e),
+                })
+            }
+            CleanWriter::Jsonl { path, writer } => serde_json::to_writer(&mut *writer, customer)
+                .map_err(io::Error::from)
+                .and_then(|_| writer.write_all(b"\n"))
+                .map_err(|source| OutputError {
+                    path: path.clone(),
+                    source,
+                }),
+        }
+    }
+
+    /// Flushes and syncs the file.
+    pub fn finish(self) -> Result<(), OutputError> {
+        let (path, result) = match self {
+            CleanWriter::Csv { path, writer, .. } => {
+                let r = writer
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .and_then(sync);
+                (path, r)
+            }
+            CleanWriter::Jsonl { path, writer } => (path, sync(writer)),
+        };
+        result.map_err(|source| OutputError { path, source })
+    }
+}
+
+fn sync(writer: BufWriter<File>) -> io::Result<()> {
+    let file = writer.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
+}
+
+/// One line of text per issue: `column: message (value "…")`.
+pub fn describe(issue: &Issue) -> String {
+    let mut text = String::new();
+    if let Some(c) = &issue.column {
+        if !c.is_empty() {
+            text.push_str(c);
+            text.push_str(": ");
+        }
+    }
+    text.push_str(&issue.message);
+    if let Some(v) = &issue.value {
+        text.push_str(&format!(" (value {v:?})"));
+    }
+    text
+}
+
+/// Writes rejected rows with their original fields.
+pub enum RejectsWriter {
+    /// `deskport_line`, `deskport_issues`, `deskport_messages`, then the source columns
+    /// (CSV sources) or `deskport_row_json` (JSONL sources).
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The CSV writer (flexible: ragged rows keep all their fields).
+        writer: Box<csv::Writer<BufWriter<File>>>,
+        /// Whether the source is JSONL (rows written as one JSON cell).
+        json_rows: bool,
+    },
+    /// One object per rejected row: line, issues, and the row (or the raw text of a broken line).
+    Jsonl {
+        /// The file.
+        path: PathBuf,
+        /// The buffered file.
+        writer: BufWriter<File>,
+    },
+}
+
+impl RejectsWriter {
+    /// Creates the file with the source's columns.
+    pub fn create(
+        path: &Path,
+        source_columns: &[String],
+        source_format: Format,
+    ) -> Result<Self, OutputError> {
+        let file = create(path)?;
+        if format_for(path) == Format::Jsonl {
+            return Ok(RejectsWriter::Jsonl {
+                path: path.to_path_buf(),
+                writer: file,
+            });
+        }
+        let json_rows = source_format == Format::Jsonl;
+        let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(file);
+        let mut header = vec![
+            "deskport_line".to_string(),
+            "deskport_issues".to_string(),
+            "deskport_messages".to_string(),
+        ];
+        if json_rows {
+            header.push("deskport_row_json".to_string());
+        } else {
+            header.extend(source_columns.iter().cloned());
+        }
+        writer.write_record(&header).map_err(|e| OutputError {
+            path: path.to_path_buf(),
+            source: csv_to_io(e),
+        })?;
+        Ok(RejectsWriter::Csv {
+            path: path.to_path_buf(),
+            writer: Box::new(writer),
+            json_rows,
+        })
+    }
+
+    /// Writes one rejected row.
+    pub fn write(&mut self, row: &CheckedRow, columns: &[String]) -> Result<(), OutputError> {
+        let codes: Vec<&str> = row
+            .issues
+            .iter()
+            .filter(|i| i.is_error())
+            .map(|i| i.code.as_str())
+            .collect();
+        let row_object = || -> serde_json::Value {
+            match &row.raw.raw_text {
+                Some(text) => json!({ "raw": text }),
+                None => {
+                    let map: serde_json::Map<String, serde_json::Value> = columns
+                        .iter()
+                        .zip(row.raw.record.iter())
+                        .filter(|(_, v)| !v.is_empty())
+                        .map(|(c, v)| (c.clone(), json!(v)))
+                        .collect();
+                    serde_json::Value::Object(map)
+                }
+            }
+        };
+        match self {
+            RejectsWriter::Csv {
+                path,
+                writer,
+                json_rows,
+            } => {
+                let messages: Vec<String> = row
+                    .issues
+                    .iter()
+                    .filter(|i| i.is_error())
+                    .map(describe)
+                    .collect();
+                let mut record = vec![
+                    row.raw.line.to_string(),
+                    codes.join(";"),
+                    messages.join(" | "),
+                ];
+                if *json_rows {
+                    record.push(row_object().to_string());
+                } else {
+                    record.extend(row.raw.record.iter().map(str::to_string));
+                }
+                writer.write_record(&record).map_err(|e| OutputError {
+                    path: path.clone(),
+                    source: csv_to_io(e),
+                })
+            }
+            RejectsWriter::Jsonl { path, writer } => {
+                let value = json!({
+                    "deskport_line": row.raw.line,
+                    "deskport_issues": row.issues,
+                    "row": row_object(),
+                });
+                serde_json::to_writer(&mut *writer, &value)
+                    .map_err(io::Error::from)
+                    .and_then(|_| writer.write_all(b"\n"))
+                    .map_err(|source| OutputError {
+                        path: path.clone(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// Flushes and syncs the file.
+    pub fn finish(self) -> Result<(), OutputError> {
+        let (path, result) = match self {
+            RejectsWriter::Csv { path, writer, .. } => {
+                let r = writer
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .and_then(sync);
+                (path, r)
+            }
+            RejectsWriter::Jsonl { path, writer } => (path, sync(writer)),
+        };
+        result.map_err(|source| OutputError { path, source })
+    }
+}

@@ -1,0 +1,640 @@
+//! Validation and normalization: a pure function from a mapped raw row to a [`Customer`]
+//! and the [`Issue`]s found, plus the in-file duplicate check that needs the rows before it.
+//!
+//! [`check_row`] is pure and runs on chunks in parallel; [`DuplicateIndex`] runs after it,
+//! in input order, because "seen before" depends on order. Platform rules are selected by
+//! [`Rules::platform`]; without one, only the platform-neutral rules apply.
+
+pub mod country;
+pub mod email;
+pub mod name;
+pub mod phone;
+
+use crate::mapping::{Field, ResolvedMapping, Target};
+use crate::model::{CheckedRow, Customer, Issue, IssueCode, RawRow, Severity};
+use phone::Region;
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use std::hash::{BuildHasher, Hash};
+
+/// The platforms whose rules can be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// Omnidesk API v2.
+    Omnidesk,
+    /// Udesk open API v1.
+    Udesk,
+}
+
+impl Platform {
+    /// The lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Omnidesk => "omnidesk",
+            Platform::Udesk => "udesk",
+        }
+    }
+}
+
+/// What to do about an email or phone number that an earlier row already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DuplicatePolicy {
+    /// Report a warning; keep the row (the default).
+    Warn,
+    /// Reject the row.
+    Error,
+    /// Do not look (saves the memory of the index).
+    Off,
+}
+
+/// Udesk's limit for nick_name, email, open_api_token and description.
+pub const UDESK_MAX_CHARS: usize = 255;
+
+/// The rules in force for a run.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Platform-specific rules, if a target is given.
+    pub platform: Option<Platform>,
+    /// Region for national phone numbers when the row has no country.
+    pub default_region: Option<Region>,
+    /// Email/phone duplicates: warn, reject or ignore. External-id duplicates are always errors.
+    pub duplicates: DuplicatePolicy,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            platform: None,
+            default_region: None,
+            duplicates: DuplicatePolicy::Warn,
+        }
+    }
+}
+
+/// Splits a multi-valued cell (`a@x.nl; b@y.nl`) into trimmed, non-empty parts.
+fn split_multi<'a>(value: &'a str, separators: &'a [char]) -> impl Iterator<Item = &'a str> {
+    value
+        .split(separators)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+const PHONE_SEPARATORS: &[char] = &[';', ',', '|', '\n'];
+const EMAIL_SEPARATORS: &[char] = &[';', ',', '|', '\n', ' ', '\t'];
+const TAG_SEPARATORS: &[char] = &[';', ',', '|', '\n'];
+
+/// The first non-empty value of a single-valued field, with its column.
+struct Picked<'a> {
+    column: &'a str,
+    value: &'a str,
+}
+
+/// Validates and normalizes one row. Pure: the same input gives the same output.
+pub fn check_row(raw: RawRow, mapping: &ResolvedMapping, rules: &Rules) -> CheckedRow {
+    if let Some(issue) = raw.read_issue.clone() {
+        return CheckedRow {
+            raw,
+            customer: None,
+            issues: vec![issue],
+        };
+    }
+    let (customer, issues) = normalize(&raw, mapping, rules);
+    CheckedRow {
+        raw,
+        customer: Some(customer),
+        issues,
+    }
+}
+
+/// The normalization proper, shared by [`check_row`] and tests.
+pub fn normalize(raw: &RawRow, mapping: &ResolvedMapping, rules: &Rules) -> (Customer, Vec<Issue>) {
+    let mut issues = Vec::new();
+    let mut single: [Option<Picked>; Field::ALL.len()] = Default::default();
+    let mut multi: Vec<(Field, &str, &str)> = Vec::new();
+    let mut customer = Customer::default();
+    for (i, target) in mapping.targets.iter().enumerate() {
+        let value = raw.record.get(i).unwrap_or("").trim();
+        if value.is_empty() {
+            continue;
+        }
+        let column = mapping.columns[i].as_str();
+        match target {
+            Target::Field(field) if field.is_multi() => multi.push((*field, column, value)),
+            Target::Field(field) => {
+                let slot = &mut single[*field as usize];
+                if slot.is_none() {
+                    *slot = Some(Picked { column, value });
+                }
+            }
+            Target::Custom(key) => {
+                if rules.platform == Some(Platform::Udesk)
+                    && !crate::mapping::is_udesk_custom_key(key)
+                {
+                    issues.push(
+                        Issue::error(
+                            IssueCode::CustomKey,
+                            format!("Udesk custom field keys look like TextField_N or SelectField_N, not {key:?}; map the column with --map"),
+                        )
+                        .in_column(column),
+                    );
+                }
+                customer
+                    .custom_fields
+                    .insert(key.clone(), value.to_string());
+            }
+            Target::Ignore | Target::Unmapped => {}
+        }
+    }
+    let get = |field: Field| single[field as usize].as_ref();
+
+    // Country first: phones are read in its region.
+    let mut region = rules.default_region;
+    if let Some(p) = get(Field::Country) {
+        match country::to_alpha2(p.value) {
+            Some(code) => {
+                customer.country = Some(code.to_string());
+                region = phone::region_from_code(code).or(region);
+            }
+            None => {
+                customer.country = Some(p.value.to_string());
+                issues.push(
+                    Issue::warning(IssueCode::CountryUnknown, "not an ISO country code or a known country name; phones read with --default-region")
+                        .in_column(p.column)
+                        .with_value(p.value),
+                );
+            }
+        }
+    }
+
+    match get(Field::ExternalId) {
+        Some(p) => {
+            customer.external_id = p.value.to_string();
+            if rules.platform == Some(Platform::Udesk) && p.value.chars().count() > UDESK_MAX_CHARS
+            {
+                issues.push(too_long(IssueCode::IdTooLong, p, "open_api_token"));
+            }
+        }
+        None => issues.push(Issue::error(
+            IssueCode::IdMissing,
+            "no external id: both platforms need one to find the customer again",
+        )),
+    }
+
+    customer.firstname = get(Field::Firstname).map(|p| name::normalize(p.value));
+    customer.lastname = get(Field::Lastname).map(|p| name::normalize(p.value));
+    customer.nick_name = get(Field::NickName).map(|p| name::normalize(p.value));
+    check_names(&mut customer, &get, rules, &mut issues);
+
+    if let Some(p) = get(Field::Email) {
+        match email::normalize(p.value) {
+            Ok(e) => customer.email = Some(e),
+            Err(message) => issues.push(
+                Issue::error(IssueCode::EmailInvalid, message)
+                    .in_column(p.column)
+                    .with_value(p.value),
+            ),
+        }
+    }
+    for (field, column, value) in &multi {
+        match field {
+            Field::OtherEmails => {
+                for part in split_multi(value, EMAIL_SEPARATORS) {
+                    match email::normalize(part) {
+                        Ok(e)
+                            if customer.email.as_ref() != Some(&e)
+                                && !customer.other_emails.contains(&e) =>
+                        {
+                            customer.other_emails.push(e)
+                        }
+                        Ok(_) => {}
+                        Err(message) => issues.push(
+                            Issue::error(IssueCode::EmailInvalid, message)
+                                .in_column(column)
+                                .with_value(part),
+                        ),
+                    }
+                }
+            }
+            Field::Phone => {
+                for part in split_multi(value, PHONE_SEPARATORS) {
+                    match phone::to_e164(part, region) {
+                        Ok(e) if !customer.phones.contains(&e) => customer.phones.push(e),
+                        Ok(_) => {}
+                        Err(problem) => issues.push(
+                            Issue::error(problem.code(), problem.message(region))
+                                .in_column(column)
+                                .with_value(part),
+                        ),
+                    }
+                }
+            }
+            Field::Tags => {
+                for tag in split_multi(value, TAG_SEPARATORS) {
+                    let tag = name::normalize(tag);
+                    if !customer.tags.contains(&tag) {
+                        customer.tags.push(tag);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if customer.email.is_none() && !customer.other_emails.is_empty() {
+        customer.email = Some(customer.other_emails.remove(0));
+    }
+    if rules.platform == Some(Platform::Udesk) {
+        if let (Some(e), Some(p)) = (&customer.email, get(Field::Email)) {
+            if e.chars().count() > UDESK_MAX_CHARS {
+                issues.push(too_long(IssueCode::EmailTooLong, p, "email"));
+            }
+        }
+    }
+
+    if let Some(p) = get(Field::Level) {
+        let level = p.value.to_lowercase();
+        if rules.platform == Some(Platform::Udesk) && level != "normal" && level != "vip" {
+            issues.push(
+                Issue::error(IssueCode::LevelInvalid, "Udesk levels are normal or vip")
+                    .in_column(p.column)
+                    .with_value(p.value),
+            );
+        }
+        customer.level = Some(level);
+    }
+    if let Some(p) = get(Field::Description) {
+        customer.description = Some(p.value.to_string());
+        if rules.platform == Some(Platform::Udesk) && p.value.chars().count() > UDESK_MAX_CHARS {
+            issues.push(too_long(IssueCode::TextTooLong, p, "description"));
+        }
+    }
+    if let Some(p) = get(Field::BrandId) {
+        match p.value.parse::<u64>() {
+            Ok(id) if id > 0 => customer.brand_id = Some(id),
+            _ => issues.push(
+                Issue::error(
+                    IssueCode::BrandInvalid,
+                    "brand id must be a positive whole number",
+                )
+                .in_column(p.column)
+                .with_value(p.value),
+            ),
+        }
+    }
+    (customer, issues)
+}
+
+fn too_long(code: IssueCode, p: &Picked, what: &str) -> Issue {
+    Issue::error(
+        code,
+        format!("Udesk allows at most {UDESK_MAX_CHARS} characters for {what}"),
+    )
+    .in_column(p.column)
+    .with_value(p.value)
+}
+
+fn check_names<'a>(
+    customer: &mut Customer,
+    get: &impl Fn(Field) -> Option<&'a Picked<'a>>,
+    rules: &Rules,
+    issues: &mut Vec<Issue>,
+) {
+    match rules.platform {
+        Some(Platform::Omnidesk) => {
+            for (field, value) in [
+                (Field::Firstname, &customer.firstname),
+                (Field::Lastname, &customer.lastname),
+            ] {
+                let Some(value) = value else { continue };
+                let refused = name::omnidesk_refused_chars(value);
+                if !refused.is_empty() {
+                    let shown: String = refused.iter().take(10).collect();
+                    let column = get(field).map_or("", |p| p.column);
+                    issues.push(
+                        Issue::error(
+                            IssueCode::NameChars,
+                            format!("Omnidesk names allow Latin letters, spaces and . - ' only; refused: {shown:?}"),
+                        )
+                        .in_column(column)
+                        .with_value(value),
+                    );
+                }
+            }
+        }
+        Some(Platform::Udesk) => {
+            if customer.nick_name.is_none() {
+                let full = [&customer.firstname, &customer.lastname]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if !full.is_empty() {
+                    customer.nick_name = Some(full);
+                }
+            }
+            match &customer.nick_name {
+                None => issues.push(Issue::error(
+                    IssueCode::NameMissing,
+                    "Udesk requires nick_name: give a nick_name column or first/last names",
+                )),
+                Some(n) if n.chars().count() > UDESK_MAX_CHARS => {
+                    let column = get(Field::NickName).map_or("", |p| p.column);
+                    issues.push(
+                        Issue::error(
+                            IssueCode::NameTooLong,
+                            format!(
+                                "Udesk allows at most {UDESK_MAX_CHARS} characters for nick_name"
+                            ),
+                        )
+                        .in_column(column)
+                        .with_value(n),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        None => {}
+    }
+}
+
+/// First-seen index of external ids, emails and phones, keyed by a 64-bit fingerprint of
+/// the normalized value (false matches are about one in 10^7 at ten million rows).
+///
+/// Only clean rows are entered, so a row rejected for another reason does not make a later
+/// good row a duplicate.
+pub struct DuplicateIndex {
+    policy: DuplicatePolicy,
+    hasher: std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
+    ids: FxHashMap<u64, u64>,
+    emails: FxHashMap<u64, u64>,
+    phones: FxHashMap<u64, u64>,
+}
+
+impl DuplicateIndex {
+    /// An empty index with the given policy for emails and phones.
+    pub fn new(policy: DuplicatePolicy) -> Self {
+        DuplicateIndex {
+            policy,
+            hasher: Default::default(),
+            ids: FxHashMap::default(),
+            emails: FxHashMap::default(),
+            phones: FxHashMap::default(),
+        }
+    }
+
+    fn fingerprint(&self, value: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        value.hash(&mut h);
+        std::hash::Hasher::finish(&h)
+    }
+
+    /// Adds duplicate issues to a checked row and, if it stays clean, enters its keys.
+    pub fn check(&mut self, row: &mut CheckedRow) {
+        let Some(customer) = &row.customer else {
+            return;
+        };
+        let line = row.raw.line;
+        let id_key =
+            (!customer.external_id.is_empty()).then(|| self.fingerprint(&customer.external_id));
+        if let Some(first) = id_key.and_then(|k| self.ids.get(&k)) {
+            row.issues.push(
+                Issue::error(
+                    IssueCode::IdDuplicate,
+                    format!("external id already used on line {first}"),
+                )
+                .with_value(&customer.external_id),
+            );
+        }
+        let mut email_keys = Vec::new();
+        let mut phone_keys = Vec::new();
+        if self.policy != DuplicatePolicy::Off {
+            let severity = if self.policy == DuplicatePolicy::Error {
+                Severity::Error
+            } else {
+                Severity::Warning
+            };
+            for email in customer.email.iter().chain(&customer.other_emails) {
+                let key = self.fingerprint(&email.to_lowercase());
+                if let Some(first) = self.emails.get(&key) {
+                    let mut issue = Issue::error(
+                        IssueCode::EmailDuplicate,
+                        format!("email already used on line {first}"),
+                    )
+                    .with_value(email);
+                    issue.severity = severity;
+                    row.issues.push(issue);
+                }
+                email_keys.push(key);
+            }
+            for phone in &customer.phones {
+                let key = self.fingerprint(phone);
+                if let Some(first) = self.phones.get(&key) {
+                    let mut issue = Issue::error(
+                        IssueCode::PhoneDuplicate,
+                        format!("phone number already used on line {first}"),
+                    )
+                    .with_value(phone);
+                    issue.severity = severity;
+                    row.issues.push(issue);
+                }
+                phone_keys.push(key);
+            }
+        }
+        if row.is_clean() {
+            if let Some(k) = id_key {
+                self.ids.insert(k, line);
+            }
+            for k in email_keys {
+                self.emails.entry(k).or_insert(line);
+            }
+            for k in phone_keys {
+                self.phones.entry(k).or_insert(line);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::Mapping;
+
+    fn row(columns: &[&str], values: &[&str], rules: &Rules) -> (Customer, Vec<Issue>) {
+        let cols: Vec<String> = columns.iter().map(|s| s.to_string()).collect();
+        let mapping = Mapping::builtin().resolve(&cols);
+        let raw = RawRow {
+            line: 2,
+            record: csv::StringRecord::from(values.to_vec()),
+            read_issue: None,
+            raw_text: None,
+        };
+        normalize(&raw, &mapping, rules)
+    }
+
+    fn codes(issues: &[Issue]) -> Vec<&'static str> {
+        issues.iter().map(|i| i.code.as_str()).collect()
+    }
+
+    fn nl() -> Rules {
+        Rules {
+            default_region: phone::region_from_code("NL"),
+            ..Rules::default()
+        }
+    }
+
+    #[test]
+    fn a_good_row_is_normalized() {
+        let (c, issues) = row(
+            &[
+                "id",
+                "customer_id",
+                "First Name",
+                "Last Name",
+                "Email",
+                "Phone 1",
+                "Phone 2",
+                "Country",
+                "tags",
+                "custom_tier",
+            ],
+            &[
+                "x",
+                " C-1 ",
+                " Zoë ",
+                "van  der Berg",
+                "Zoe@Example.NL",
+                "06 12345678",
+                "+49 30 1234567; 0612345678",
+                "",
+                "a, b;a",
+                "gold",
+            ],
+            &nl(),
+        );
+        assert!(issues.is_empty(), "{issues:?}");
+        assert_eq!(c.external_id, "C-1");
+        assert_eq!(c.firstname.as_deref(), Some("Zoë"));
+        assert_eq!(c.lastname.as_deref(), Some("van der Berg"));
+        assert_eq!(c.email.as_deref(), Some("Zoe@example.nl"));
+        assert_eq!(c.phones, vec!["+31612345678", "+49301234567"]);
+        assert_eq!(c.tags, vec!["a", "b"]);
+        assert_eq!(
+            c.custom_fields.get("tier").map(String::as_str),
+            Some("gold")
+        );
+    }
+
+    #[test]
+    fn country_column_sets_the_phone_region() {
+        let (c, issues) = row(
+            &["external_id", "phone", "country"],
+            &["1", "020 7946 0958", "United Kingdom"],
+            &nl(),
+        );
+        assert!(issues.is_empty());
+        assert_eq!(c.phones, vec!["+442079460958"]);
+        assert_eq!(c.country.as_deref(), Some("GB"));
+    }
+
+    #[test]
+    fn each_problem_has_its_code() {
+        let (_, issues) = row(
+            &["external_id", "email", "phone"],
+            &["", "not-an-email", "123"],
+            &nl(),
+        );
+        assert_eq!(
+            codes(&issues),
+            vec!["id.missing", "email.invalid", "phone.too_short"]
+        );
+        assert_eq!(issues[1].column.as_deref(), Some("email"));
+        assert_eq!(issues[1].value.as_deref(), Some("not-an-email"));
+    }
+
+    #[test]
+    fn omnidesk_name_rules() {
+        let rules = Rules {
+            platform: Some(Platform::Omnidesk),
+            ..nl()
+        };
+        let (_, ok) = row(
+            &["external_id", "firstname", "lastname"],
+            &["1", "Anne-Marie", "O'Brien"],
+            &rules,
+        );
+        assert!(ok.is_empty());
+        let (_, bad) = row(
+            &["external_id", "firstname", "lastname"],
+            &["1", "R2D2", "王"],
+            &rules,
+        );
+        assert_eq!(codes(&bad), vec!["name.chars", "name.chars"]);
+    }
+
+    #[test]
+    fn udesk_rules() {
+        let rules = Rules {
+            platform: Some(Platform::Udesk),
+            ..nl()
+        };
+        let (c, issues) = row(
+            &["external_id", "firstname", "lastname", "level"],
+            &["1", "Jan", "Jansen", "VIP"],
+            &rules,
+        );
+        assert!(issues.is_empty());
+        assert_eq!(c.nick_name.as_deref(), Some("Jan Jansen"));
+        assert_eq!(c.level.as_deref(), Some("vip"));
+        let long = "x".repeat(256);
+        let (_, issues) = row(
+            &[
+                "external_id",
+                "nick_name",
+                "level",
+                "custom_loyalty",
+                "TextField_1",
+            ],
+            &["1", &long, "gold", "x", "y"],
+            &rules,
+        );
+        assert_eq!(
+            codes(&issues),
+            vec!["custom.key", "name.too_long", "level.invalid"]
+        );
+        let (_, issues) = row(&["external_id"], &["1"], &rules);
+        assert_eq!(codes(&issues), vec!["name.missing"]);
+    }
+
+    #[test]
+    fn duplicates_are_found_on_normalized_values() {
+        let cols: Vec<String> = ["external_id", "email", "phone"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mapping = Mapping::builtin().resolve(&cols);
+        let rules = nl();
+        let mut index = DuplicateIndex::new(DuplicatePolicy::Warn);
+        let mut check = |line: u64, values: &[&str]| {
+            let raw = RawRow {
+                line,
+                record: csv::StringRecord::from(values.to_vec()),
+                read_issue: None,
+                raw_text: None,
+            };
+            let mut checked = check_row(raw, &mapping, &rules);
+            index.check(&mut checked);
+            (checked.is_clean(), codes(&checked.issues))
+        };
+        assert_eq!(check(2, &["A", "a@x.nl", "0612345678"]), (true, vec![]));
+        assert_eq!(
+            check(3, &["B", "a@X.NL", "+31 6 12345678"]),
+            (true, vec!["email.duplicate", "phone.duplicate"])
+        );
+        assert_eq!(
+            check(4, &["A", "c@x.nl", ""]),
+            (false, vec!["id.duplicate"])
+        );
+    }
+}
