@@ -34,6 +34,7 @@ pub mod model;
 pub mod output;
 pub mod progress;
 pub mod report;
+pub mod synth;
 pub mod validate;
 
 pub use error::{Error, Exit};

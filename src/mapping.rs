@@ -396,7 +396,8 @@ fn synonym(squashed: &str) -> Option<Field> {
     let field = match squashed {
         "externalid" | "customerid" | "primaryid" | "externalprimaryid" | "openapitoken"
         | "clientid" | "customerno" | "customernumber" | "customerref" | "customerreference"
-        | "contactid" | "accountid" | "crmid" | "uid" | "userid" => Field::ExternalId,
+        | "contactid" | "accountid" | "crmid" | "uid" | "userid" | "klantnummer"
+        | "kundennummer" => Field::ExternalId,
         "firstname" | "givenname" | "forename" | "first" | "fname" | "voornaam" | "vorname"
         | "prenom" => Field::Firstname,
         "lastname" | "surname" | "familyname" | "last" | "lname" | "achternaam" | "nachname"

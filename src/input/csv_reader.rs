@@ -1,7 +1,8 @@
 //! CSV rows: header cleaning, line numbers, ragged rows, bad bytes, unterminated quotes.
 //!
 //! The `csv` crate does the parsing. In front of it, [`CsvByteFilter`] turns lone CR and CRLF
-//! into LF (so the crate's line counter, which counts LF, is right for every line ending)
+//! outside quoted fields into LF (so the crate's line counter, which counts LF, is right for
+//! every line ending; inside quotes a CR is data and is kept)
 //! and follows the quoting state, so a quote still open at the end of the input is reported
 //! on the row where it was opened instead of silently swallowing the rest of the file.
 
@@ -69,12 +70,14 @@ impl<R: Read> Read for CsvByteFilter<R> {
             let mut out = 0;
             for i in 0..n {
                 let b = buf[i];
-                if b == b'\n' && self.previous_was_cr {
+                let quoted = self.state == QuoteState::Quoted;
+                if b == b'\n' && self.previous_was_cr && !quoted {
                     self.previous_was_cr = false;
                     continue;
                 }
-                self.previous_was_cr = b == b'\r';
-                let b = if b == b'\r' { b'\n' } else { b };
+                // Inside quotes a CR is data and stays as it is; outside, it ends a line.
+                self.previous_was_cr = b == b'\r' && !quoted;
+                let b = if self.previous_was_cr { b'\n' } else { b };
                 self.track(b);
                 buf[out] = b;
                 out += 1;
@@ -312,10 +315,11 @@ mod tests {
 
     #[test]
     fn line_numbers_survive_every_line_ending_and_multiline_fields() {
-        let (_, rows) = read_all(b"id,note\r\n1,a\r2,\"two\nlines\"\n3,c\r\n4,d");
+        let (_, rows) = read_all(b"id,note\r\n1,a\r2,\"two\nlines\"\n3,\"c\r\nd\"\r\n4,d");
         let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
-        assert_eq!(lines, vec![2, 3, 5, 6]);
+        assert_eq!(lines, vec![2, 3, 5, 7]);
         assert_eq!(&rows[1].record[1], "two\nlines");
+        assert_eq!(&rows[2].record[1], "c\r\nd");
         assert!(rows.iter().all(|r| r.read_issue.is_none()));
     }
 

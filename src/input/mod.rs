@@ -247,7 +247,6 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Opens the input, detects compression, encoding, format and delimiter.
 pub fn open(options: &InputOptions) -> Result<OpenedInput, InputError> {
-    let bytes_read = Arc::new(AtomicU64::new(0));
     let (raw, total_bytes): (Box<dyn Read + Send>, Option<u64>) = match &options.path {
         InputPath::Stdin => (Box::new(io::stdin()), None),
         InputPath::File(path) => {
@@ -259,6 +258,18 @@ pub fn open(options: &InputOptions) -> Result<OpenedInput, InputError> {
             (Box::new(file), len)
         }
     };
+    let mut opened = open_stream(raw, options)?;
+    opened.total_bytes = total_bytes;
+    Ok(opened)
+}
+
+/// Reads from any byte stream (used by [`open`], tests and the fuzz target); the format is
+/// `options.format`, else guessed from `options.path`.
+pub fn open_stream(
+    raw: Box<dyn Read + Send>,
+    options: &InputOptions,
+) -> Result<OpenedInput, InputError> {
+    let bytes_read = Arc::new(AtomicU64::new(0));
     let counted = CountingReader {
         inner: raw,
         count: bytes_read.clone(),
@@ -310,6 +321,6 @@ pub fn open(options: &InputOptions) -> Result<OpenedInput, InputError> {
             delimiter,
         },
         bytes_read,
-        total_bytes,
+        total_bytes: None,
     })
 }

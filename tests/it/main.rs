@@ -1,0 +1,6 @@
+//! One integration-test binary (faster to build and link than one per file). Each module
+//! runs the real `deskport` binary, or the library, against fixtures and loopback servers.
+
+mod common;
+mod properties;
+mod validate;

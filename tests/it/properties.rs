@@ -1,0 +1,116 @@
+//! Property tests: the reader round-trips anything the csv crate writes; validation never
+//! panics on arbitrary text; normalization is idempotent.
+
+use deskport::input::{self, Format, InputOptions, InputPath};
+use deskport::mapping::Mapping;
+use deskport::model::RawRow;
+use deskport::output::{canonical_cells, CANONICAL_COLUMNS};
+use deskport::validate::{normalize, phone, Platform, Rules};
+use proptest::prelude::*;
+use std::io::Cursor;
+
+/// Reads CSV bytes through the real input stack (decode, sniff skipped, CSV reader).
+fn read_back(bytes: Vec<u8>) -> (Vec<String>, Vec<RawRow>) {
+    let mut options = InputOptions::new(InputPath::Stdin);
+    options.format = Some(Format::Csv);
+    options.delimiter = Some(b',');
+    options.max_field_bytes = usize::MAX;
+    let mut opened = input::open_stream(Box::new(Cursor::new(bytes)), &options).unwrap();
+    let columns = opened.reader.columns().to_vec();
+    let mut rows = Vec::new();
+    while let Some(batch) = opened.reader.next_batch(7).unwrap() {
+        rows.extend(batch.rows);
+    }
+    (columns, rows)
+}
+
+fn rules_for(platform: Option<Platform>) -> Rules {
+    Rules {
+        platform,
+        default_region: phone::region_from_code("NL"),
+        ..Rules::default()
+    }
+}
+
+fn raw(values: Vec<String>) -> RawRow {
+    RawRow {
+        line: 2,
+        record: csv::StringRecord::from(values),
+        read_issue: None,
+        raw_text: None,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    #[test]
+    fn csv_written_by_the_csv_crate_reads_back_equal(
+        width in 1usize..5,
+        cells in prop::collection::vec(prop::collection::vec(any::<String>(), 5), 0..20),
+    ) {
+        let header: Vec<String> = (0..width).map(|i| format!("c{i}")).collect();
+        let rows: Vec<Vec<String>> = cells.into_iter().map(|mut r| { r.truncate(width); r }).collect();
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(&header).unwrap();
+        for r in &rows {
+            writer.write_record(r).unwrap();
+        }
+        let bytes = writer.into_inner().unwrap();
+        let (columns, read) = read_back(bytes);
+        prop_assert_eq!(columns, header);
+        prop_assert_eq!(read.len(), rows.len());
+        for (got, want) in read.iter().zip(&rows) {
+            prop_assert!(got.read_issue.is_none(), "{:?}", got.read_issue);
+            let got: Vec<&str> = got.record.iter().collect();
+            prop_assert_eq!(got, want.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        // Line numbers only grow.
+        prop_assert!(read.windows(2).all(|w| w[0].line < w[1].line));
+    }
+
+    #[test]
+    fn reading_arbitrary_bytes_never_panics_and_loses_no_line(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
+        let (_, rows) = read_back(bytes);
+        prop_assert!(rows.windows(2).all(|w| w[0].line <= w[1].line));
+    }
+
+    #[test]
+    fn validation_never_panics(values in prop::collection::vec(any::<String>(), 12), platform in 0u8..3) {
+        let columns: Vec<String> = ["external_id", "firstname", "lastname", "nick_name", "email", "other_emails",
+            "phone", "country", "level", "tags", "description", "brand_id"].iter().map(|s| s.to_string()).collect();
+        let mapping = Mapping::builtin().resolve(&columns);
+        let platform = [None, Some(Platform::Omnidesk), Some(Platform::Udesk)][platform as usize];
+        let _ = normalize(&raw(values), &mapping, &rules_for(platform));
+    }
+
+    #[test]
+    fn normalization_is_idempotent(
+        id in "[A-Za-z0-9-]{1,12}",
+        first in "[ \\t]{0,2}[A-Za-zÀ-ÿ' -]{0,15}[ \\t]{0,2}",
+        last in "\\PC{0,20}",
+        email in "[a-zA-Z0-9._%+-]{1,10}@[a-zA-Z0-9-]{1,10}\\.[A-Za-z]{2,4}",
+        phone_digits in "[1-9][0-9]{5,11}",
+        phone_format in 0u8..4,
+        country in prop::sample::select(vec!["", "NL", "Germany", "GB", "us", "France", "CN"]),
+        tags in "[a-z ,;]{0,20}",
+        platform in 0u8..3,
+    ) {
+        let phone = match phone_format {
+            0 => format!("0{phone_digits}"),
+            1 => format!("+31 {phone_digits}"),
+            2 => format!("({}) {}", &phone_digits[..3], &phone_digits[3..]),
+            _ => phone_digits.clone(),
+        };
+        let platform = [None, Some(Platform::Omnidesk), Some(Platform::Udesk)][platform as usize];
+        let rules = rules_for(platform);
+        let columns: Vec<String> = ["id", "first", "last", "email", "phone", "country", "tags"].iter().map(|s| s.to_string()).collect();
+        let mapping = Mapping::builtin().resolve(&columns);
+        let (once, _) = normalize(&raw(vec![id, first, last, email, phone, country.to_string(), tags]), &mapping, &rules);
+        // Write the normalized customer in canonical columns and normalize again.
+        let canonical: Vec<String> = CANONICAL_COLUMNS.iter().map(|s| s.to_string()).collect();
+        let mapping2 = Mapping::builtin().resolve(&canonical);
+        let (twice, issues) = normalize(&raw(canonical_cells(&once).to_vec()), &mapping2, &rules);
+        prop_assert_eq!(&twice, &once, "issues the second time: {:?}", issues);
+    }
+}
