@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Rows per batch passed between the stages.
-pub const DEFAULT_BATCH_ROWS: usize = 4096;
+pub const DEFAULT_BATCH_ROWS: usize = 1024;
 
 /// Batches in flight between two stages.
 const CHANNEL_BATCHES: usize = 4;

@@ -15,7 +15,6 @@ use crate::model::{CheckedRow, Customer, Issue, IssueCode, RawRow, Severity};
 use phone::Region;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
-use std::hash::{BuildHasher, Hash};
 
 /// The platforms whose rules can be applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
@@ -359,17 +358,27 @@ fn check_names<'a>(
     }
 }
 
-/// First-seen index of external ids, emails and phones, keyed by a 64-bit fingerprint of
-/// the normalized value (false matches are about one in 10^7 at ten million rows).
+/// First-seen index of external ids, emails and phones: one table keyed by a 64-bit xxh3
+/// fingerprint of (kind, normalized value), holding the first line. False matches are about
+/// one in 10^7 at ten million rows.
 ///
 /// Only clean rows are entered, so a row rejected for another reason does not make a later
-/// good row a duplicate.
+/// good row a duplicate. Memory grows with the number of distinct keys (see the README).
 pub struct DuplicateIndex {
     policy: DuplicatePolicy,
-    hasher: std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
-    ids: FxHashMap<u64, u64>,
-    emails: FxHashMap<u64, u64>,
-    phones: FxHashMap<u64, u64>,
+    first_line: FxHashMap<u64, u64>,
+}
+
+/// What a fingerprint is of; part of the key so an email never matches a phone.
+#[derive(Clone, Copy)]
+enum KeyKind {
+    Id = 1,
+    Email = 2,
+    Phone = 3,
+}
+
+fn fingerprint(kind: KeyKind, value: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(value.as_bytes(), kind as u64)
 }
 
 impl DuplicateIndex {
@@ -377,17 +386,8 @@ impl DuplicateIndex {
     pub fn new(policy: DuplicatePolicy) -> Self {
         DuplicateIndex {
             policy,
-            hasher: Default::default(),
-            ids: FxHashMap::default(),
-            emails: FxHashMap::default(),
-            phones: FxHashMap::default(),
+            first_line: FxHashMap::default(),
         }
-    }
-
-    fn fingerprint(&self, value: &str) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        value.hash(&mut h);
-        std::hash::Hasher::finish(&h)
     }
 
     /// Adds duplicate issues to a checked row and, if it stays clean, enters its keys.
@@ -396,61 +396,58 @@ impl DuplicateIndex {
             return;
         };
         let line = row.raw.line;
-        let id_key =
-            (!customer.external_id.is_empty()).then(|| self.fingerprint(&customer.external_id));
-        if let Some(first) = id_key.and_then(|k| self.ids.get(&k)) {
-            row.issues.push(
-                Issue::error(
-                    IssueCode::IdDuplicate,
-                    format!("external id already used on line {first}"),
-                )
-                .with_value(&customer.external_id),
-            );
+        let mut keys: Vec<u64> = Vec::new();
+        if !customer.external_id.is_empty() {
+            let key = fingerprint(KeyKind::Id, &customer.external_id);
+            if let Some(first) = self.first_line.get(&key) {
+                row.issues.push(
+                    Issue::error(
+                        IssueCode::IdDuplicate,
+                        format!("external id already used on line {first}"),
+                    )
+                    .with_value(&customer.external_id),
+                );
+            }
+            keys.push(key);
         }
-        let mut email_keys = Vec::new();
-        let mut phone_keys = Vec::new();
         if self.policy != DuplicatePolicy::Off {
             let severity = if self.policy == DuplicatePolicy::Error {
                 Severity::Error
             } else {
                 Severity::Warning
             };
-            for email in customer.email.iter().chain(&customer.other_emails) {
-                let key = self.fingerprint(&email.to_lowercase());
-                if let Some(first) = self.emails.get(&key) {
-                    let mut issue = Issue::error(
+            let emails = customer.email.iter().chain(&customer.other_emails);
+            let candidates = emails
+                .map(|e| {
+                    (
+                        fingerprint(KeyKind::Email, &e.to_lowercase()),
                         IssueCode::EmailDuplicate,
-                        format!("email already used on line {first}"),
+                        "email",
+                        e,
                     )
-                    .with_value(email);
-                    issue.severity = severity;
-                    row.issues.push(issue);
-                }
-                email_keys.push(key);
-            }
-            for phone in &customer.phones {
-                let key = self.fingerprint(phone);
-                if let Some(first) = self.phones.get(&key) {
-                    let mut issue = Issue::error(
+                })
+                .chain(customer.phones.iter().map(|p| {
+                    (
+                        fingerprint(KeyKind::Phone, p),
                         IssueCode::PhoneDuplicate,
-                        format!("phone number already used on line {first}"),
+                        "phone number",
+                        p,
                     )
-                    .with_value(phone);
+                }));
+            for (key, code, what, value) in candidates {
+                if let Some(first) = self.first_line.get(&key) {
+                    let mut issue =
+                        Issue::error(code, format!("{what} already used on line {first}"))
+                            .with_value(value);
                     issue.severity = severity;
                     row.issues.push(issue);
                 }
-                phone_keys.push(key);
+                keys.push(key);
             }
         }
         if row.is_clean() {
-            if let Some(k) = id_key {
-                self.ids.insert(k, line);
-            }
-            for k in email_keys {
-                self.emails.entry(k).or_insert(line);
-            }
-            for k in phone_keys {
-                self.phones.entry(k).or_insert(line);
+            for key in keys {
+                self.first_line.entry(key).or_insert(line);
             }
         }
     }
