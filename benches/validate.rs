@@ -20,6 +20,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 }
 
 /// Runs the command and returns (wall seconds, peak RSS in bytes) of that child alone.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
 fn run_measured(cmd: &mut Command) -> (f64, u64) {
     let started = Instant::now();
     let child = cmd
