@@ -34,7 +34,9 @@ pub mod model;
 pub mod output;
 pub mod progress;
 pub mod report;
+pub mod sandbox;
 pub mod synth;
+pub mod target;
 pub mod validate;
 
 pub use error::{Error, Exit};

@@ -1,0 +1,780 @@
+//! The sandbox: a local server that behaves like Omnidesk API v2 (`/api/v2`) and the Udesk
+//! open API v1 (`/open_api_v1`) as their documents describe, with their auth, validation,
+//! paging, limits and error replies, plus seeded fault injection.
+//!
+//! Every request to a platform path goes through one gate ([`gate`]): the capacity limit,
+//! added latency, the platform's rate budget, then an injected fault (or none), then the
+//! handler. Time windows (rate budgets, the bulk-import interval, scroll lifetime, nonce
+//! memory) run on a [`Clock`] that can be sped up, so a minute of platform time can pass in a
+//! second of test time. Where the documents are silent, the decisions are listed in
+//! [`DECISIONS`] (shown by `deskport sandbox --help`), and the sandbox is strict rather than
+//! lenient: a client that passes the sandbox should pass the platform.
+
+// Handler helpers return ready-made error replies (`Result<_, Response>`), the usual axum
+// pattern; their size is irrelevant on this path.
+#![allow(clippy::result_large_err)]
+
+mod form;
+pub mod omnidesk;
+pub mod store;
+pub mod udesk;
+
+use crate::synth::Rng;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use store::{OmniStore, UdeskStore};
+use tokio::sync::Semaphore;
+
+/// Where the documents are silent, what the sandbox does.
+pub const DECISIONS: &str = "\
+Decisions where the platform documents are silent (the sandbox is strict, not lenient):
+Omnidesk
+  - Success replies are {\"type\":\"result\",\"message\":…}; errors {\"type\":\"error\",\"message\":…}
+    with 400 (invalid field), 401 (apiKey missing or wrong; header or ?apiKey=), 404 (no such
+    customer or brand), 409 (primary_id already used in the brand; the reply names the id).
+  - Create replies {\"type\":\"result\",\"message\":\"Customer created.\",\"customer_id\":N}; item and
+    search reply the customer object under \"message\".
+  - primary_id and brand_id are required on create (no brand here searches by channel);
+    brands 1 and 2 exist. Bodies must be multipart/form-data or x-www-form-urlencoded; JSON is 415.
+  - Unknown form fields are refused (400) except custom_<name>; custom names are [A-Za-z0-9_]+.
+  - The list query accepts only letters, digits and spaces (400 otherwise); itemLimit 1..=99.
+Udesk
+  - Every reply is JSON with an integer code; errors add message and exception.message.
+    Auth failures are HTTP 401 (codes 2059, 20621 missing parameters, 20622 timestamp outside
+    300 s, 20623 nonce reused within 15 min, 20624 sign_version not v2); other errors are
+    HTTP 200 with their code, as documented. log_in does not need a signature.
+  - Rate limit: 60 calls per minute per tenant over all endpoints (a token bucket), answered
+    HTTP 429 with code 429, or HTTP 200 with code 429 when so configured; Retry-After (s) and
+    Retry-After-Ms are sent in both cases although the platform documents neither.
+  - Unknown keys inside \"customer\" are refused (2000, Incorrect parameter format); other_emails
+    and tags are read at the top level of the body, as documented.
+  - Custom fields TextField_1..8 and SelectField_1..3 exist; other keys are refused (2000).
+  - batch_import_async validates every row first and refuses the whole call (2000, naming the
+    row index) if any row is invalid or collides; a refused call does not use the once-a-minute
+    slot (it does use the per-minute budget). Accepted rows are applied after a delay (2 s of
+    platform time); a row that collides by then is skipped and listed in /__sandbox/state.
+  - The export scroll keeps a snapshot of the matching ids; each call returns a new scroll_id
+    and the previous one stops working; an id expires 60 s after it was issued (2062).
+  - open_api_token, email and cellphone are unique; a collision is code 2000 naming the holder.
+Faults (all platforms)
+  - error: 500 without applying; apply_then_error: applied, then 500; drop: connection cut
+    before a reply, not applied; apply_then_drop: applied, then cut. Decided per request in
+    arrival order from the seed, so a sequential client sees the same faults every run.
+  - capacity: beyond N requests in flight, further requests queue (latency grows) or, with
+    over_capacity=reject, get 503 with Retry-After.";
+
+/// Which platform a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    /// `/api/v2/…`
+    Omnidesk,
+    /// `/open_api_v1/…`
+    Udesk,
+}
+
+/// How a Udesk rate-limit refusal is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum UdeskRateLimitStyle {
+    /// HTTP 429 with `{"code":429}`.
+    Http429,
+    /// HTTP 200 with `{"code":429}`.
+    Code429,
+}
+
+/// What happens beyond the capacity limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum OverCapacity {
+    /// Wait for a slot: latency grows with the queue.
+    #[default]
+    Queue,
+    /// Answer 503 at once.
+    Reject,
+}
+
+/// Injected faults; changeable at run time through `PUT /__sandbox/faults`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Fraction of requests answered 500 without being applied.
+    pub error_rate: f64,
+    /// Fraction applied and then answered 500.
+    pub apply_then_error_rate: f64,
+    /// Fraction whose connection is cut before a reply, not applied.
+    pub drop_rate: f64,
+    /// Fraction applied and then cut before the reply.
+    pub apply_then_drop_rate: f64,
+    /// Added latency for every request.
+    pub latency_ms: u64,
+    /// Up to this much more, uniformly.
+    pub jitter_ms: u64,
+    /// Requests in flight beyond which the capacity rule applies.
+    pub capacity: Option<usize>,
+    /// Queue or reject beyond capacity.
+    pub over_capacity: OverCapacity,
+}
+
+/// Everything the sandbox is started with.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Omnidesk `apiKey`.
+    pub omnidesk_api_key: String,
+    /// Udesk super-admin email.
+    pub udesk_email: String,
+    /// Udesk open API token.
+    pub udesk_token: String,
+    /// Udesk password for `log_in`.
+    pub udesk_password: String,
+    /// Platform seconds per real second (1 = real time).
+    pub time_scale: f64,
+    /// Udesk calls per (platform) minute.
+    pub udesk_calls_per_minute: u32,
+    /// How Udesk refuses over-budget calls.
+    pub udesk_rate_limit_style: UdeskRateLimitStyle,
+    /// Omnidesk requests per (platform) second; none = unlimited.
+    pub omnidesk_rate_per_second: Option<f64>,
+    /// Minimum platform time between accepted bulk imports.
+    pub bulk_import_interval: Duration,
+    /// Platform time before an accepted bulk import is applied.
+    pub bulk_import_delay: Duration,
+    /// Platform time a scroll id stays valid.
+    pub scroll_ttl: Duration,
+    /// Faults at start.
+    pub faults: Faults,
+    /// Seed for fault decisions.
+    pub seed: u64,
+    /// Customers created at start on both platforms.
+    pub seed_customers: u64,
+    /// Where the store is loaded from at start and saved to on `POST /__sandbox/save`.
+    pub state_file: Option<PathBuf>,
+}
+
+/// The demo Omnidesk key.
+pub const DEMO_OMNIDESK_API_KEY: &str = "sandbox-omnidesk-key";
+/// The demo Udesk admin email.
+pub const DEMO_UDESK_EMAIL: &str = "admin@sandbox.local";
+/// The demo Udesk token.
+pub const DEMO_UDESK_TOKEN: &str = "sandbox-udesk-token";
+/// The demo Udesk password.
+pub const DEMO_UDESK_PASSWORD: &str = "sandbox-password";
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            omnidesk_api_key: DEMO_OMNIDESK_API_KEY.into(),
+            udesk_email: DEMO_UDESK_EMAIL.into(),
+            udesk_token: DEMO_UDESK_TOKEN.into(),
+            udesk_password: DEMO_UDESK_PASSWORD.into(),
+            time_scale: 1.0,
+            udesk_calls_per_minute: 60,
+            udesk_rate_limit_style: UdeskRateLimitStyle::Http429,
+            omnidesk_rate_per_second: None,
+            bulk_import_interval: Duration::from_secs(60),
+            bulk_import_delay: Duration::from_secs(2),
+            scroll_ttl: Duration::from_secs(60),
+            faults: Faults::default(),
+            seed: 1,
+            seed_customers: 0,
+            state_file: None,
+        }
+    }
+}
+
+/// Platform time: real time multiplied by the scale.
+#[derive(Debug)]
+pub struct Clock {
+    start: Instant,
+    scale: f64,
+}
+
+impl Clock {
+    /// A clock running `scale` times faster than real time.
+    pub fn new(scale: f64) -> Self {
+        Clock {
+            start: Instant::now(),
+            scale: if scale.is_finite() && scale > 0.0 {
+                scale
+            } else {
+                1.0
+            },
+        }
+    }
+
+    /// Platform time since start.
+    pub fn now(&self) -> Duration {
+        self.start.elapsed().mul_f64(self.scale)
+    }
+
+    /// The real time that a span of platform time takes.
+    pub fn to_real(&self, platform: Duration) -> Duration {
+        platform.div_f64(self.scale)
+    }
+}
+
+/// A token bucket over platform time.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    capacity: f64,
+    per_second: f64,
+    tokens: f64,
+    last: Duration,
+}
+
+impl TokenBucket {
+    /// A full bucket of `capacity` refilled at `per_second`.
+    pub fn new(capacity: f64, per_second: f64) -> Self {
+        TokenBucket {
+            capacity,
+            per_second,
+            tokens: capacity,
+            last: Duration::ZERO,
+        }
+    }
+
+    /// Takes a token, or says how long (platform time) until one is there.
+    pub fn take(&mut self, now: Duration) -> Result<(), Duration> {
+        let elapsed = now.saturating_sub(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(
+                (1.0 - self.tokens) / self.per_second,
+            ))
+        }
+    }
+}
+
+/// Counters for the state endpoint and tests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests to platform paths.
+    pub requests: AtomicU64,
+    /// Refused by a rate limit.
+    pub rate_limited: AtomicU64,
+    /// Refused for capacity.
+    pub over_capacity: AtomicU64,
+    /// Injected 500s (not applied).
+    pub injected_errors: AtomicU64,
+    /// Applied, then 500.
+    pub injected_apply_then_errors: AtomicU64,
+    /// Cut, not applied.
+    pub injected_drops: AtomicU64,
+    /// Applied, then cut.
+    pub injected_apply_then_drops: AtomicU64,
+}
+
+impl Stats {
+    fn snapshot(&self) -> serde_json::Value {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        json!({
+            "requests": g(&self.requests),
+            "rate_limited": g(&self.rate_limited),
+            "over_capacity": g(&self.over_capacity),
+            "injected_errors": g(&self.injected_errors),
+            "injected_apply_then_errors": g(&self.injected_apply_then_errors),
+            "injected_drops": g(&self.injected_drops),
+            "injected_apply_then_drops": g(&self.injected_apply_then_drops),
+        })
+    }
+}
+
+/// Mutable platform data, under one lock (every operation is short and never awaits).
+#[derive(Debug)]
+pub struct Data {
+    /// Omnidesk customers.
+    pub omni: OmniStore,
+    /// Udesk customers.
+    pub udesk: UdeskStore,
+    /// Live export scrolls.
+    pub scrolls: HashMap<String, udesk::Scroll>,
+    /// Used nonces with the platform time they were used.
+    pub nonces: HashMap<String, Duration>,
+    /// Accepted bulk imports waiting to be applied.
+    pub pending_imports: Vec<udesk::PendingImport>,
+    /// What happened to applied bulk-import rows that could not be created.
+    pub import_skips: Vec<serde_json::Value>,
+    /// Platform time of the last accepted bulk import.
+    pub last_bulk_import: Option<Duration>,
+    /// Counter for scroll ids.
+    pub scroll_counter: u64,
+    omni_bucket: Option<TokenBucket>,
+    udesk_bucket: TokenBucket,
+}
+
+/// State shared by all handlers.
+pub struct Shared {
+    /// The start configuration.
+    pub config: SandboxConfig,
+    /// Platform time.
+    pub clock: Clock,
+    data: Mutex<Data>,
+    faults: Mutex<FaultState>,
+    /// Counters.
+    pub stats: Stats,
+}
+
+struct FaultState {
+    faults: Faults,
+    rng: Rng,
+    capacity: Option<Arc<Semaphore>>,
+}
+
+impl Shared {
+    fn new(config: SandboxConfig) -> Self {
+        let mut omni = OmniStore::default();
+        let mut udesk_store = UdeskStore::default();
+        if let Some(loaded) = config
+            .state_file
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+        {
+            if let Ok(saved) = serde_json::from_slice::<SavedState>(&loaded) {
+                omni = saved.omnidesk;
+                udesk_store = saved.udesk;
+            }
+        }
+        store::seed(&mut omni, &mut udesk_store, config.seed_customers, 1);
+        let per_minute = f64::from(config.udesk_calls_per_minute.max(1));
+        let data = Data {
+            omni,
+            udesk: udesk_store,
+            scrolls: HashMap::new(),
+            nonces: HashMap::new(),
+            pending_imports: Vec::new(),
+            import_skips: Vec::new(),
+            last_bulk_import: None,
+            scroll_counter: 0,
+            omni_bucket: config
+                .omnidesk_rate_per_second
+                .map(|r| TokenBucket::new(r.max(1.0), r)),
+            udesk_bucket: TokenBucket::new(per_minute, per_minute / 60.0),
+        };
+        let faults = FaultState {
+            capacity: config
+                .faults
+                .capacity
+                .map(|n| Arc::new(Semaphore::new(n.max(1)))),
+            faults: config.faults.clone(),
+            rng: Rng(config.seed),
+        };
+        Shared {
+            clock: Clock::new(config.time_scale),
+            config,
+            data: Mutex::new(data),
+            faults: Mutex::new(faults),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Locks the platform data (a poisoned lock is taken over: the data stays usable).
+    pub fn data(&self) -> MutexGuard<'_, Data> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fault_state(&self) -> MutexGuard<'_, FaultState> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The faults in force.
+    pub fn faults(&self) -> Faults {
+        self.fault_state().faults.clone()
+    }
+
+    /// Replaces the faults.
+    pub fn set_faults(&self, faults: Faults) {
+        let mut state = self.fault_state();
+        state.capacity = faults.capacity.map(|n| Arc::new(Semaphore::new(n.max(1))));
+        state.faults = faults;
+    }
+}
+
+/// The persisted part of the state.
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    omnidesk: OmniStore,
+    udesk: UdeskStore,
+}
+
+/// One decided fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Error,
+    ApplyThenError,
+    Drop,
+    ApplyThenDrop,
+}
+
+fn roll(rng: &mut Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn decide_fault(state: &mut FaultState) -> (Option<Fault>, Duration) {
+    let f = &state.faults;
+    let (e, ae, d, ad) = (
+        f.error_rate,
+        f.apply_then_error_rate,
+        f.drop_rate,
+        f.apply_then_drop_rate,
+    );
+    let latency = Duration::from_millis(f.latency_ms);
+    let jitter_ms = f.jitter_ms;
+    let r = roll(&mut state.rng);
+    let jitter = if jitter_ms > 0 {
+        Duration::from_millis(state.rng.below(jitter_ms + 1))
+    } else {
+        Duration::ZERO
+    };
+    let fault = if r < e {
+        Some(Fault::Error)
+    } else if r < e + ae {
+        Some(Fault::ApplyThenError)
+    } else if r < e + ae + d {
+        Some(Fault::Drop)
+    } else if r < e + ae + d + ad {
+        Some(Fault::ApplyThenDrop)
+    } else {
+        None
+    };
+    (fault, latency + jitter)
+}
+
+/// A reply whose connection is cut before a complete response reaches the client.
+fn dropped() -> Response {
+    let stream = futures_util::stream::once(async {
+        Err::<bytes::Bytes, std::io::Error>(std::io::Error::other("sandbox: connection dropped"))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response
+        .headers_mut()
+        .insert("content-length", HeaderValue::from_static("1024"));
+    response
+}
+
+fn retry_after_headers(response: &mut Response, clock: &Clock, wait: Duration) {
+    let real = clock.to_real(wait);
+    let secs = real.as_secs() + u64::from(real.subsec_nanos() > 0);
+    let headers = response.headers_mut();
+    headers.insert("retry-after", HeaderValue::from(secs.max(1)));
+    headers.insert(
+        "retry-after-ms",
+        HeaderValue::from((real.as_millis() as u64).max(1)),
+    );
+}
+
+fn rate_limited(shared: &Shared, platform: Platform, wait: Duration) -> Response {
+    let mut response = match platform {
+        Platform::Omnidesk => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"type": "error", "message": "Too many requests"})),
+        )
+            .into_response(),
+        Platform::Udesk => {
+            let status = match shared.config.udesk_rate_limit_style {
+                UdeskRateLimitStyle::Http429 => StatusCode::TOO_MANY_REQUESTS,
+                UdeskRateLimitStyle::Code429 => StatusCode::OK,
+            };
+            (
+                status,
+                Json(json!({"code": 429, "message": "API interface exceeds request limit", "exception": null})),
+            )
+                .into_response()
+        }
+    };
+    retry_after_headers(&mut response, &shared.clock, wait);
+    response
+}
+
+fn server_error(platform: Platform) -> Response {
+    let body = match platform {
+        Platform::Omnidesk => json!({"type": "error", "message": "Internal server error"}),
+        Platform::Udesk => json!({"code": 500, "message": "Internal server error"}),
+    };
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+}
+
+/// The gate every platform request passes: capacity, latency, rate budget, fault, handler.
+async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_ascii_lowercase();
+    let platform = if path.starts_with("/api/v2/") || path == "/api/v2" {
+        Platform::Omnidesk
+    } else if path.starts_with("/open_api_v1/") {
+        Platform::Udesk
+    } else {
+        return next.run(request).await;
+    };
+    shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let (capacity, over) = {
+        let state = shared.fault_state();
+        (state.capacity.clone(), state.faults.over_capacity)
+    };
+    let _permit = match capacity {
+        Some(semaphore) => match over {
+            OverCapacity::Queue => semaphore.acquire_owned().await.ok(),
+            OverCapacity::Reject => match semaphore.try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    shared.stats.over_capacity.fetch_add(1, Ordering::Relaxed);
+                    let mut r = (StatusCode::SERVICE_UNAVAILABLE, "over capacity").into_response();
+                    retry_after_headers(&mut r, &Clock::new(1.0), Duration::from_millis(100));
+                    return r;
+                }
+            },
+        },
+        None => None,
+    };
+    let (fault, delay) = decide_fault(&mut shared.fault_state());
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let now = shared.clock.now();
+    let limited = {
+        let mut data = shared.data();
+        match platform {
+            Platform::Omnidesk => data.omni_bucket.as_mut().map_or(Ok(()), |b| b.take(now)),
+            Platform::Udesk => data.udesk_bucket.take(now),
+        }
+    };
+    if let Err(wait) = limited {
+        shared.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        return rate_limited(&shared, platform, wait);
+    }
+    match fault {
+        None => next.run(request).await,
+        Some(Fault::Error) => {
+            shared.stats.injected_errors.fetch_add(1, Ordering::Relaxed);
+            server_error(platform)
+        }
+        Some(Fault::Drop) => {
+            shared.stats.injected_drops.fetch_add(1, Ordering::Relaxed);
+            dropped()
+        }
+        Some(Fault::ApplyThenError) => {
+            shared
+                .stats
+                .injected_apply_then_errors
+                .fetch_add(1, Ordering::Relaxed);
+            let _applied = next.run(request).await;
+            server_error(platform)
+        }
+        Some(Fault::ApplyThenDrop) => {
+            shared
+                .stats
+                .injected_apply_then_drops
+                .fetch_add(1, Ordering::Relaxed);
+            let _applied = next.run(request).await;
+            dropped()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct StateQuery {
+    #[serde(default)]
+    summary: bool,
+}
+
+async fn control_state(State(shared): State<Arc<Shared>>, Query(q): Query<StateQuery>) -> Response {
+    let now = shared.clock.now();
+    let mut data = shared.data();
+    udesk::apply_due_imports(&mut data, now);
+    let omni: Vec<_> = if q.summary {
+        Vec::new()
+    } else {
+        data.omni
+            .order
+            .iter()
+            .filter_map(|id| data.omni.customers.get(id))
+            .collect()
+    };
+    let udesk_customers: Vec<_> = if q.summary {
+        Vec::new()
+    } else {
+        data.udesk
+            .order
+            .iter()
+            .filter_map(|id| data.udesk.customers.get(id))
+            .collect()
+    };
+    Json(json!({
+        "omnidesk": {"count": data.omni.customers.len(), "customers": omni},
+        "udesk": {
+            "count": data.udesk.customers.len(),
+            "customers": udesk_customers,
+            "pending_imports": data.pending_imports.iter().map(|p| p.rows.len()).sum::<usize>(),
+            "import_skips": data.import_skips,
+        },
+        "stats": shared.stats.snapshot(),
+        "faults": shared.faults(),
+    }))
+    .into_response()
+}
+
+async fn control_reset(State(shared): State<Arc<Shared>>) -> Response {
+    let mut data = shared.data();
+    data.omni = OmniStore::default();
+    data.udesk = UdeskStore::default();
+    data.scrolls.clear();
+    data.pending_imports.clear();
+    data.import_skips.clear();
+    data.last_bulk_import = None;
+    Json(json!({"reset": true})).into_response()
+}
+
+async fn control_get_faults(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.faults()).into_response()
+}
+
+async fn control_put_faults(
+    State(shared): State<Arc<Shared>>,
+    Json(faults): Json<Faults>,
+) -> Response {
+    shared.set_faults(faults.clone());
+    Json(faults).into_response()
+}
+
+async fn control_apply_imports(State(shared): State<Arc<Shared>>) -> Response {
+    let mut data = shared.data();
+    udesk::apply_due_imports(&mut data, Duration::MAX);
+    Json(json!({"applied": true})).into_response()
+}
+
+async fn control_save(State(shared): State<Arc<Shared>>) -> Response {
+    match save(&shared) {
+        Ok(Some(path)) => Json(json!({"saved": path.display().to_string()})).into_response(),
+        Ok(None) => (StatusCode::BAD_REQUEST, "no --state-file configured").into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Writes the store to the state file (temp file + rename), if one is configured.
+pub fn save(shared: &Shared) -> std::io::Result<Option<PathBuf>> {
+    let Some(path) = shared.config.state_file.clone() else {
+        return Ok(None);
+    };
+    let bytes = {
+        let data = shared.data();
+        serde_json::to_vec(&json!({"omnidesk": data.omni, "udesk": data.udesk}))
+            .map_err(std::io::Error::other)?
+    };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(Some(path))
+}
+
+/// The whole router: both platforms, the gate, and the control endpoints.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let control = Router::new()
+        .route("/__sandbox/state", get(control_state))
+        .route("/__sandbox/reset", post(control_reset))
+        .route(
+            "/__sandbox/faults",
+            get(control_get_faults).put(control_put_faults),
+        )
+        .route("/__sandbox/apply_imports", post(control_apply_imports))
+        .route("/__sandbox/save", post(control_save));
+    Router::new()
+        .merge(omnidesk::routes())
+        .merge(udesk::routes())
+        .merge(control)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(shared.clone(), gate))
+        .with_state(shared)
+}
+
+async fn not_found(request: Request) -> Response {
+    let path = request.uri().path().to_string();
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"type": "error", "message": format!("no such endpoint: {path}")})),
+    )
+        .into_response()
+}
+
+/// Paths are matched case-insensitively (the documents disagree on case): lower-case them
+/// before routing.
+fn lowercase_path(mut request: Request) -> Request {
+    let uri = request.uri();
+    let path = uri.path();
+    if path.bytes().any(|b| b.is_ascii_uppercase()) {
+        let lowered = path.to_ascii_lowercase();
+        let rebuilt = match uri.query() {
+            Some(q) => format!("{lowered}?{q}"),
+            None => lowered,
+        };
+        if let Ok(new_uri) = rebuilt.parse() {
+            *request.uri_mut() = new_uri;
+        }
+    }
+    request
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its state, for in-process inspection.
+    pub shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Sandbox {
+    /// `http://127.0.0.1:PORT`, the origin both platforms are served under.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and waits until the server has stopped.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts the sandbox on `addr` (port 0 for an ephemeral one) in the current tokio runtime.
+pub async fn spawn(config: SandboxConfig, addr: SocketAddr) -> std::io::Result<Sandbox> {
+    let shared = Arc::new(Shared::new(config));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let app = tower::Layer::layer(
+        &tower::util::MapRequestLayer::new(lowercase_path),
+        router(shared.clone()),
+    );
+    let service = axum::ServiceExt::<Request>::into_make_service(app);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, service)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok(Sandbox {
+        addr,
+        shared,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
+}

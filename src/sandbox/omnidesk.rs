@@ -1,0 +1,769 @@
+//! Omnidesk API v2 customer endpoints, as the documents in `shared/seeds/` describe them.
+
+use super::form::Fields;
+use super::store::{OmniChannel, OmniCustomer};
+use super::Shared;
+use crate::validate::{email, name};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Brands that exist in the sandbox tenant.
+pub const BRANDS: [(u64, &str); 2] = [(1, "Sandbox brand"), (2, "Second brand")];
+/// Largest `itemLimit`.
+pub const MAX_ITEM_LIMIT: u64 = 99;
+/// Default `itemLimit`.
+pub const DEFAULT_ITEM_LIMIT: u64 = 15;
+
+type Shared2 = State<Arc<Shared>>;
+type QueryMap = Query<HashMap<String, String>>;
+
+/// The routes (lower-case; requests are lower-cased before routing).
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/api/v2/customer", get(list).post(create).put(update_index))
+        .route(
+            "/api/v2/customer/{id}",
+            get(item).put(update_item).delete(delete_item),
+        )
+        .route("/api/v2/customer/updatecustomer", put(update_customer))
+        .route(
+            "/api/v2/customer/searchbyprimaryexternalid",
+            post(search_by_primary),
+        )
+        .route(
+            "/api/v2/customer/searchbycustomerchannelvalue",
+            post(search_by_channel),
+        )
+        .route("/api/v2/customer/addchannelonly", post(add_channel_only))
+        .route("/api/v2/customer/createcustomercrud", post(create_crud))
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"type": "error", "message": message.into()})),
+    )
+        .into_response()
+}
+
+fn result(message: Value) -> Response {
+    Json(json!({"type": "result", "message": message})).into_response()
+}
+
+fn authorize(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<(), Response> {
+    let given = headers
+        .get("apikey")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| query.get("apiKey").map(String::as_str));
+    match given {
+        Some(key) if key == shared.config.omnidesk_api_key => Ok(()),
+        Some(_) => Err(error(StatusCode::UNAUTHORIZED, "Invalid API key")),
+        None => Err(error(StatusCode::UNAUTHORIZED, "Missing API key")),
+    }
+}
+
+fn brand_name(id: u64) -> Option<&'static str> {
+    BRANDS.iter().find(|(b, _)| *b == id).map(|(_, n)| *n)
+}
+
+fn customer_json(c: &OmniCustomer) -> Value {
+    json!({
+        "id": c.id,
+        "brand_id": c.brand_id,
+        "brand_name": brand_name(c.brand_id),
+        "external_primary_id": c.external_primary_id,
+        "firstname": c.firstname,
+        "lastname": c.lastname,
+        "channels": c.channels,
+        "custom_fields": c.custom_fields,
+    })
+}
+
+/// Field checks shared by create and update.
+fn check_name(field: &str, value: &str) -> Result<(), Response> {
+    if value.is_empty() || !value.chars().all(name::omnidesk_allows) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("{field} does not match ^[a-zA-ZÀ-ÖØ-Þß-öø-ÿŠš\\.\\-\\' ]+$"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_email(field: &str, value: &str) -> Result<(), Response> {
+    email::normalize(value).map(|_| ()).map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("{field} is not a valid email address"),
+        )
+    })
+}
+
+fn check_telephone(field: &str, value: &str, min_len: usize) -> Result<(), Response> {
+    let digits_ok =
+        value.len() > 1 && value.starts_with('+') && value[1..].bytes().all(|b| b.is_ascii_digit());
+    if !digits_ok || value.len() < min_len {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("{field} does not match ^\\+[0-9]+$ (min {min_len} characters)"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_brand(fields: &Fields, name: &str) -> Result<u64, Response> {
+    let raw = fields
+        .get(name)
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, format!("{name} is required")))?;
+    let id: u64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{name} must be a number")))?;
+    brand_name(id)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("brand {id} does not exist")))?;
+    Ok(id)
+}
+
+fn custom_name(field: &str) -> Option<&str> {
+    field
+        .strip_prefix("custom_")
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+}
+
+/// Refuses fields the endpoint does not know (custom_<name> always allowed).
+fn check_known(fields: &Fields, known: &[&str], indexed_prefixes: &[&str]) -> Result<(), Response> {
+    for (k, _) in &fields.0 {
+        let indexed = indexed_prefixes.iter().any(|p| {
+            k.strip_prefix(p)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if !known.contains(&k.as_str()) && custom_name(k).is_none() && !indexed {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown field {k:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn channel_kind_for(channel_id: &str) -> Result<&str, Response> {
+    let ok = matches!(channel_id, "email" | "telephone" | "facebook" | "twitter")
+        || (!channel_id.is_empty() && channel_id.bytes().all(|b| b.is_ascii_digit()));
+    if !ok {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "channel_id does not match ^([0-9]+|email|telephone|facebook|twitter)$",
+        ));
+    }
+    Ok(channel_id)
+}
+
+fn check_channel_value(kind: &str, value: &str) -> Result<(), Response> {
+    match kind {
+        "email" => check_email("customer_link_channel", value),
+        "telephone" => check_telephone("customer_link_channel", value, 2),
+        _ => Ok(()),
+    }
+}
+
+fn apply_names_and_custom(customer: &mut OmniCustomer, fields: &Fields) -> Result<(), Response> {
+    if let Some(v) = fields.get("firstname") {
+        check_name("firstname", v)?;
+        customer.firstname = v.to_string();
+    }
+    if let Some(v) = fields.get("lastname") {
+        check_name("lastname", v)?;
+        customer.lastname = v.to_string();
+    }
+    for (k, v) in &fields.0 {
+        if let Some(n) = custom_name(k) {
+            customer.custom_fields.insert(n.to_string(), v.clone());
+        }
+    }
+    Ok(())
+}
+
+fn add_channel(
+    shared_next_id: &mut impl FnMut() -> u64,
+    customer: &mut OmniCustomer,
+    kind: &str,
+    value: &str,
+) {
+    if !customer
+        .channels
+        .iter()
+        .any(|c| c.kind == kind && c.value.eq_ignore_ascii_case(value))
+    {
+        customer.channels.push(OmniChannel {
+            id: shared_next_id(),
+            kind: kind.to_string(),
+            value: value.to_string(),
+        });
+    }
+}
+
+async fn list(State(shared): Shared2, headers: HeaderMap, Query(q): QueryMap) -> Response {
+    if let Err(r) = authorize(&shared, &headers, &q) {
+        return r;
+    }
+    let number = |name: &str, default: u64| -> Result<u64, Response> {
+        match q.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{name} must be a number"))),
+        }
+    };
+    let start = match number("itemStart", 0) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let limit = match number("itemLimit", DEFAULT_ITEM_LIMIT) {
+        Ok(v) if (1..=MAX_ITEM_LIMIT).contains(&v) => v,
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("itemLimit must be between 1 and {MAX_ITEM_LIMIT}"),
+            )
+        }
+        Err(r) => return r,
+    };
+    let query = q.get("query").map(String::as_str).unwrap_or("");
+    if q.contains_key("query")
+        && (query.is_empty()
+            || !query
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b' '))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "query does not match ^[0-9a-zA-Z ]+$",
+        );
+    }
+    let data = shared.data();
+    let store = &data.omni;
+    let list_item = |c: &OmniCustomer| {
+        json!({
+            "id": c.id,
+            "external_primary_id": c.external_primary_id,
+            "brand_name": brand_name(c.brand_id),
+            "firstname": c.firstname,
+            "lastname": c.lastname,
+            "channels": c.channels,
+        })
+    };
+    let (total, items): (usize, Vec<Value>) = if query.is_empty() {
+        let items = store
+            .order
+            .iter()
+            .skip(start as usize)
+            .take(limit as usize)
+            .filter_map(|id| store.customers.get(id))
+            .map(list_item)
+            .collect();
+        (store.order.len(), items)
+    } else {
+        let needle = query.to_lowercase();
+        let matching: Vec<&OmniCustomer> = store
+            .order
+            .iter()
+            .filter_map(|id| store.customers.get(id))
+            .filter(|c| {
+                format!("{} {} {}", c.firstname, c.lastname, c.external_primary_id)
+                    .to_lowercase()
+                    .contains(&needle)
+            })
+            .collect();
+        let items = matching
+            .iter()
+            .skip(start as usize)
+            .take(limit as usize)
+            .map(|c| list_item(c))
+            .collect();
+        (matching.len(), items)
+    };
+    Json(json!({
+        "type": "result",
+        "itemStart": start,
+        "itemTotal": total,
+        "itemLimit": limit,
+        "items": items,
+    }))
+    .into_response()
+}
+
+async fn create(
+    State(shared): Shared2,
+    headers: HeaderMap,
+    Query(q): QueryMap,
+    fields: Fields,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers, &q) {
+        return r;
+    }
+    let known = [
+        "channel_id",
+        "customer_link_channel",
+        "search_customer_channel_value",
+        "brand_id",
+        "primary_id",
+        "noSync",
+        "firstname",
+        "lastname",
+        "ticket_id",
+        "extra_email",
+        "extra_telephone",
+    ];
+    match create_from(&shared, &fields, &known, "brand_id", "primary_id") {
+        Ok(id) => {
+            Json(json!({"type": "result", "message": "Customer created.", "customer_id": id}))
+                .into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn create_crud(
+    State(shared): Shared2,
+    headers: HeaderMap,
+    Query(q): QueryMap,
+    fields: Fields,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers, &q) {
+        return r;
+    }
+    match create_from(
+        &shared,
+        &fields,
+        &["primaryID", "brandID", "firstname", "lastname"],
+        "brandID",
+        "primaryID",
+    ) {
+        Ok(id) => {
+            Json(json!({"type": "result", "message": "Customer created.", "customer_id": id}))
+                .into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+fn create_from(
+    shared: &Shared,
+    fields: &Fields,
+    known: &[&str],
+    brand_field: &str,
+    primary_field: &str,
+) -> Result<u64, Response> {
+    check_known(fields, known, &[])?;
+    let brand_id = parse_brand(fields, brand_field)?;
+    let primary = fields
+        .get(primary_field)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("{primary_field} is required"),
+            )
+        })?;
+    let mut channels: Vec<(String, String)> = Vec::new();
+    match (
+        fields.get("channel_id"),
+        fields.get("customer_link_channel"),
+    ) {
+        (Some(kind), Some(value)) => {
+            let kind = channel_kind_for(kind)?;
+            check_channel_value(kind, value)?;
+            channels.push((kind.to_string(), value.to_string()));
+        }
+        (Some(_), None) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "channel_id needs customer_link_channel",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "customer_link_channel needs channel_id",
+            ))
+        }
+        (None, None) => {}
+    }
+    if let Some(e) = fields.get("extra_email") {
+        check_email("extra_email", e)?;
+        channels.push(("email".into(), e.to_string()));
+    }
+    if let Some(t) = fields.get("extra_telephone") {
+        check_telephone("extra_telephone", t, 12)?;
+        channels.push(("telephone".into(), t.to_string()));
+    }
+    let mut data = shared.data();
+    let store = &mut data.omni;
+    if let Some(existing) = store.by_primary.get(&(brand_id, primary.to_string())) {
+        return Err((
+            StatusCode::CONFLICT,
+            Json(json!({"type": "error", "message": "Customer with this primary ID already exists", "customer_id": existing})),
+        )
+            .into_response());
+    }
+    let mut customer = OmniCustomer {
+        id: store.next_id(),
+        brand_id,
+        external_primary_id: primary.to_string(),
+        firstname: String::new(),
+        lastname: String::new(),
+        channels: Vec::new(),
+        custom_fields: BTreeMap::new(),
+    };
+    apply_names_and_custom(&mut customer, fields)?;
+    for (kind, value) in channels {
+        add_channel(&mut || store.next_id(), &mut customer, &kind, &value);
+    }
+    let id = customer.id;
+    store.insert(customer);
+    Ok(id)
+}
+
+fn parse_id(raw: &str) -> Result<u64, Response> {
+    raw.parse()
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "id must be a number"))
+}
+
+async fn item(
+    State(shared): Shared2,
+    headers: HeaderMap,
+    Query(q): QueryMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers, &q) {
+        return r;
+    }
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let data = shared.data();
+    match data.omni.customers.get(&id) {
+        Some(c) => result(customer_json(c)),
+        None => error(StatusCode::NOT_FOUND, "Customer not found"),
+    }
+}
+
+async fn delete_item(
+    State(shared): Shared2,
+    headers: HeaderMap,
+    Query(q): QueryMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers, &q) {
+        return r;
+    }
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match shared.data().omni.remove(id) {
+        Some(_) => result(json!("Customer deleted.")),
+        None => error(StatusCode::NOT_FOUND, "Customer not found"),
+    }
+}
+
+/// Applies an update's names, custom fields and `customerChannelType_N`/`Value_N` pairs.
+fn update_existing(shared: &Shared, id: u64, fields: &Fields) -> Response {
+    let mut data = shared.data();
+    let store = &mut data.omni;
+    let Some(mut customer) = store.customers.get(&id).cloned() else {
+        return error(StatusCode::NOT_FOUND, "Customer not found");
+    };
+    if let Err(r) = apply_names_and_custom(&mut customer, fields) {
+        return r;
+    }
+    let mut n = 0;
+    while let Some(kind) = fields.get(&format!("customerChannelType_{n}")) {
+        let Some(value) = fields.get(&format!("customerChannelValue_{n}")) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("customerChannelType_{n} needs customerChannelValue_{n}"),
+            );
+        };
+        let kind = match channel_kind_for(kind) {
+            Ok(k) => k,
+            Err(r) => return r,
+        };
+        if let Err(r) = check_channel_value(kind, value) {
+            return r;
+        }
+        add_channel(&mut || store.next_id(), &mut customer, kind, value);
+        n += 1;
+    }
+    store.customers.insert(id, customer);
+    result(json!("Customer updated."))
+}
+
+async fn update_item(
+    State(shared): Shared2,
+    headers: HeaderMap,
+    Query(q): QueryMap,
+    Path(id): Path<String>,
+    fields: Fields,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers, &q) {
+        return r;
+    }
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_known(
+        &fields,
+        &["brandID", "firstname", "lastname"],
+        &["customerChannelType_", "customerChannelValue_"],
+    )
+    .and_then(|_| parse_brand(&fields, "brandID"))
+    {
+        return r;
+    }
+    update_existing(&shared, id, &fields)
+}
+
+async fn update_customer(
+    State(shared): Shared2,
+    headers: HeaderMap,
+    Query(q): QueryMap,
+    fields: Fields,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers, &q) {
+        return r;
+    }
+    let known = ["externalPrimaryID", "brandID", "firstname", "lastname"];
+    let brand = match check_known(
+        &fields,
+        &known,
+        &["customerChannelType_", "customerChannelValue_"],
+    )
+    .and_then(|_| parse_brand(&fields, "brandID"))
+    {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(primary) = fields.get("externalPrimaryID") else {
+        return error(StatusCode::BAD_REQUEST, "externalPrimaryID is required");
+    };
+    let id = shared
+        .data()
+        .omni
+        .by_primary
+        .get(&(brand, primary.to_string()))
+        .copied();
+    match id {
+        Some(id) => update_existing(&shared, id, &fields),
+        None => error(StatusCode::NOT_FOUND, "Customer not found"),
+    }
+}
+
+async fn update_index(
+    State(shared): Shared2,
+    headers: HeaderMap,
+    Query(q): QueryMap,
+    fields: Fields,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers, &q) {
+        return r;
+    }
+    if let Err(r) = check_known(
+        &fields,
+        &[
+            "primaryID",
+            "brandID",
+            "customerID",
+            "firstname",
+            "lastname",
+        ],
+        &[],
+    ) {
+        return r;
+    }
+    let id = if let Some(cid) = fields.get("customerID") {
+        match parse_id(cid) {
+            Ok(id) => Some(id),
+            Err(r) => return r,
+        }
+    } else if let Some(primary) = fields.get("primaryID") {
+        let brand = match parse_brand(&fields, "brandID") {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        shared
+            .data()
+            .omni
+            .by_primary
+            .get(&(brand, primary.to_string()))
+            .copied()
+    } else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "one of customerID or primaryID with brandID is required",
+        );
+    };
+    match id {
+        Some(id) => update_existing(&shared, id, &fields),
+        None => error(StatusCode::NOT_FOUND, "Customer not found"),
+    }
+}
+
+async fn search_by_primary(
+    State(shared): Shared2,
+    headers: HeaderMap,
+    Query(q): QueryMap,
+    fields: Fields,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers, &q) {
+        return r;
+    }
+    let brand = match check_known(&fields, &["primary_id", "brand_id"], &[])
+        .and_then(|_| parse_brand(&fields, "brand_id"))
+    {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(primary) = fields.get("primary_id").filter(|p| !p.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "primary_id is required");
+    };
+    let data = shared.data();
+    match data
+        .omni
+        .by_primary
+        .get(&(brand, primary.to_string()))
+        .and_then(|id| data.omni.customers.get(id))
+    {
+        Some(c) => result(customer_json(c)),
+        None => error(StatusCode::NOT_FOUND, "Customer not found"),
+    }
+}
+
+async fn search_by_channel(
+    State(shared): Shared2,
+    headers: HeaderMap,
+    Query(q): QueryMap,
+    fields: Fields,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers, &q) {
+        return r;
+    }
+    let brand = match check_known(&fields, &["customerChannelValue", "brand_id"], &[])
+        .and_then(|_| parse_brand(&fields, "brand_id"))
+    {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(value) = fields.get("customerChannelValue").filter(|p| !p.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "customerChannelValue is required");
+    };
+    let data = shared.data();
+    match data.omni.find_by_channel(brand, value) {
+        Some(c) => result(customer_json(c)),
+        None => error(StatusCode::NOT_FOUND, "Customer not found"),
+    }
+}
+
+async fn add_channel_only(
+    State(shared): Shared2,
+    headers: HeaderMap,
+    Query(q): QueryMap,
+    fields: Fields,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers, &q) {
+        return r;
+    }
+    let known = [
+        "customer_id",
+        "primary_id",
+        "brand_id",
+        "extra_email",
+        "extra_telephone",
+        "extra_twitter",
+        "extra_facebook",
+    ];
+    let brand =
+        match check_known(&fields, &known, &[]).and_then(|_| parse_brand(&fields, "brand_id")) {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+    let mut channels = Vec::new();
+    if let Some(e) = fields.get("extra_email") {
+        if let Err(r) = check_email("extra_email", e) {
+            return r;
+        }
+        channels.push(("email", e.to_string()));
+    }
+    if let Some(t) = fields.get("extra_telephone") {
+        if let Err(r) = check_telephone("extra_telephone", t, 2) {
+            return r;
+        }
+        channels.push(("telephone", t.to_string()));
+    }
+    if let Some(t) = fields.get("extra_twitter") {
+        if t.is_empty()
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b' ')
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "extra_twitter does not match ^[a-zA-Z0-9_ ]+$",
+            );
+        }
+        channels.push(("twitter", t.to_string()));
+    }
+    if let Some(f) = fields.get("extra_facebook") {
+        if f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()) {
+            return error(StatusCode::BAD_REQUEST, "extra_facebook must be a number");
+        }
+        channels.push(("facebook", f.to_string()));
+    }
+    if channels.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "one of extra_email, extra_telephone, extra_twitter, extra_facebook is required",
+        );
+    }
+    let mut data = shared.data();
+    let store = &mut data.omni;
+    let id = match (fields.get("customer_id"), fields.get("primary_id")) {
+        (Some(cid), _) => match parse_id(cid) {
+            Ok(id) => {
+                Some(id).filter(|id| store.customers.get(id).is_some_and(|c| c.brand_id == brand))
+            }
+            Err(r) => return r,
+        },
+        (None, Some(p)) => store.by_primary.get(&(brand, p.to_string())).copied(),
+        (None, None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "customer_id or primary_id is required",
+            )
+        }
+    };
+    let Some(id) = id else {
+        return error(StatusCode::NOT_FOUND, "Customer not found");
+    };
+    let Some(mut customer) = store.customers.get(&id).cloned() else {
+        return error(StatusCode::NOT_FOUND, "Customer not found");
+    };
+    for (kind, value) in channels {
+        add_channel(&mut || store.next_id(), &mut customer, kind, &value);
+    }
+    store.customers.insert(id, customer);
+    result(json!("Channel added."))
+}

@@ -1,0 +1,285 @@
+//! The sandbox's data: each platform's customers with the indexes its API looks them up by.
+//!
+//! Customers are kept in id order (`order`) so offset pages are O(page), also at a million.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// One Omnidesk channel endpoint of a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OmniChannel {
+    /// Channel endpoint id.
+    pub id: u64,
+    /// `email`, `telephone`, `facebook`, `twitter` or a numeric channel id.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The address.
+    pub value: String,
+}
+
+/// An Omnidesk customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OmniCustomer {
+    /// Platform id.
+    pub id: u64,
+    /// Brand.
+    pub brand_id: u64,
+    /// External primary id (unique per brand).
+    pub external_primary_id: String,
+    /// Given name.
+    pub firstname: String,
+    /// Family name.
+    pub lastname: String,
+    /// Channel endpoints.
+    pub channels: Vec<OmniChannel>,
+    /// Custom fields by name (without the `custom_` prefix).
+    pub custom_fields: BTreeMap<String, String>,
+}
+
+/// A Udesk customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UdeskCustomer {
+    /// Platform id.
+    pub id: u64,
+    /// Name (required).
+    pub nick_name: String,
+    /// `normal` or `vip`.
+    pub level: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Primary email (unique).
+    pub email: Option<String>,
+    /// Further emails.
+    pub other_emails: Vec<String>,
+    /// Phones as `(phone id, number)`; numbers are unique.
+    pub cellphones: Vec<(u64, String)>,
+    /// External id (unique).
+    pub open_api_token: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Custom fields: strings for TextField_N, arrays of option ids for SelectField_N.
+    pub custom_fields: BTreeMap<String, serde_json::Value>,
+    /// How it was created: `api` or `import`.
+    pub source_channel: String,
+}
+
+/// The Omnidesk tenant.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct OmniStore {
+    /// Customers by id.
+    pub customers: HashMap<u64, OmniCustomer>,
+    /// Ids in creation order.
+    pub order: Vec<u64>,
+    /// (brand, primary id) → id.
+    pub by_primary: HashMap<(u64, String), u64>,
+    /// Last id given out (customers and channels share the counter).
+    pub last_id: u64,
+}
+
+impl OmniStore {
+    /// Gives out the next id.
+    pub fn next_id(&mut self) -> u64 {
+        self.last_id += 1;
+        self.last_id
+    }
+
+    /// Inserts a new customer (the caller checked uniqueness).
+    pub fn insert(&mut self, customer: OmniCustomer) {
+        self.by_primary.insert(
+            (customer.brand_id, customer.external_primary_id.clone()),
+            customer.id,
+        );
+        self.order.push(customer.id);
+        self.customers.insert(customer.id, customer);
+    }
+
+    /// Removes a customer; returns it.
+    pub fn remove(&mut self, id: u64) -> Option<OmniCustomer> {
+        let customer = self.customers.remove(&id)?;
+        self.by_primary
+            .remove(&(customer.brand_id, customer.external_primary_id.clone()));
+        if let Ok(pos) = self.order.binary_search(&id) {
+            self.order.remove(pos);
+        }
+        Some(customer)
+    }
+
+    /// The customer with this channel value in this brand.
+    pub fn find_by_channel(&self, brand_id: u64, value: &str) -> Option<&OmniCustomer> {
+        self.order
+            .iter()
+            .filter_map(|id| self.customers.get(id))
+            .find(|c| {
+                c.brand_id == brand_id
+                    && c.channels
+                        .iter()
+                        .any(|ch| ch.value.eq_ignore_ascii_case(value))
+            })
+    }
+}
+
+/// The Udesk tenant.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct UdeskStore {
+    /// Customers by id.
+    pub customers: HashMap<u64, UdeskCustomer>,
+    /// Ids in creation order.
+    pub order: Vec<u64>,
+    /// Lower-cased email → id.
+    pub by_email: HashMap<String, u64>,
+    /// Phone number → id.
+    pub by_phone: HashMap<String, u64>,
+    /// open_api_token → id.
+    pub by_token: HashMap<String, u64>,
+    /// Last customer id.
+    pub last_id: u64,
+    /// Last phone id.
+    pub last_phone_id: u64,
+}
+
+impl UdeskStore {
+    /// Gives out the next customer id.
+    pub fn next_id(&mut self) -> u64 {
+        self.last_id += 1;
+        self.last_id
+    }
+
+    /// Gives out the next phone id.
+    pub fn next_phone_id(&mut self) -> u64 {
+        self.last_phone_id += 1;
+        self.last_phone_id
+    }
+
+    /// Inserts or replaces a customer and its index entries.
+    pub fn put(&mut self, customer: UdeskCustomer) {
+        if let Some(old) = self.customers.get(&customer.id).cloned() {
+            self.unindex(&old);
+        } else {
+            self.order.push(customer.id);
+        }
+        if let Some(e) = &customer.email {
+            self.by_email.insert(e.to_lowercase(), customer.id);
+        }
+        for e in &customer.other_emails {
+            self.by_email.insert(e.to_lowercase(), customer.id);
+        }
+        for (_, p) in &customer.cellphones {
+            self.by_phone.insert(p.clone(), customer.id);
+        }
+        if let Some(t) = &customer.open_api_token {
+            self.by_token.insert(t.clone(), customer.id);
+        }
+        self.customers.insert(customer.id, customer);
+    }
+
+    fn unindex(&mut self, c: &UdeskCustomer) {
+        for e in c.email.iter().chain(&c.other_emails) {
+            if self.by_email.get(&e.to_lowercase()) == Some(&c.id) {
+                self.by_email.remove(&e.to_lowercase());
+            }
+        }
+        for (_, p) in &c.cellphones {
+            if self.by_phone.get(p) == Some(&c.id) {
+                self.by_phone.remove(p);
+            }
+        }
+        if let Some(t) = &c.open_api_token {
+            if self.by_token.get(t) == Some(&c.id) {
+                self.by_token.remove(t);
+            }
+        }
+    }
+
+    /// Removes a customer; returns it.
+    pub fn remove(&mut self, id: u64) -> Option<UdeskCustomer> {
+        let customer = self.customers.remove(&id)?;
+        self.unindex(&customer);
+        if let Ok(pos) = self.order.binary_search(&id) {
+            self.order.remove(pos);
+        }
+        Some(customer)
+    }
+
+    /// Looks a customer up the way `get_customer?type=…&content=…` does.
+    pub fn find(&self, kind: &str, content: &str) -> Option<u64> {
+        match kind {
+            "id" => content
+                .parse()
+                .ok()
+                .filter(|id| self.customers.contains_key(id)),
+            "email" => self.by_email.get(&content.to_lowercase()).copied(),
+            "cellphone" => self.by_phone.get(content).copied(),
+            "token" | "customer_token" => self.by_token.get(content).copied(),
+            _ => None,
+        }
+    }
+}
+
+/// Deterministic realistic customers for `--seed-customers`.
+pub fn seed(omni: &mut OmniStore, udesk: &mut UdeskStore, count: u64, brand_id: u64) {
+    use crate::synth::Rng;
+    const FIRST: &[&str] = &[
+        "Jan",
+        "Anne",
+        "José",
+        "Zoë",
+        "François",
+        "Jürgen",
+        "Søren",
+        "Émilie",
+        "Mary",
+        "John",
+        "Renée",
+        "Björn",
+    ];
+    const LAST: &[&str] = &[
+        "Jansen", "de Vries", "Müller", "O'Brien", "Smith", "García", "Dubois", "Nowak", "Martin",
+        "Petit",
+    ];
+    let mut rng = Rng(0x5eed);
+    for i in 1..=count {
+        let first = rng.pick(FIRST);
+        let last = rng.pick(LAST);
+        let email = format!("seed{i}@example.com");
+        let phone = format!("+316{:08}", i % 100_000_000);
+        let tier = ["bronze", "silver", "gold"][rng.below(3) as usize];
+        let id = omni.next_id();
+        let email_channel = OmniChannel {
+            id: omni.next_id(),
+            kind: "email".into(),
+            value: email.clone(),
+        };
+        let phone_channel = OmniChannel {
+            id: omni.next_id(),
+            kind: "telephone".into(),
+            value: phone.clone(),
+        };
+        omni.insert(OmniCustomer {
+            id,
+            brand_id,
+            external_primary_id: format!("S{i:08}"),
+            firstname: first.to_string(),
+            lastname: last.to_string(),
+            channels: vec![email_channel, phone_channel],
+            custom_fields: BTreeMap::from([("tier".to_string(), tier.to_string())]),
+        });
+        let id = udesk.next_id();
+        let phone_id = udesk.next_phone_id();
+        udesk.put(UdeskCustomer {
+            id,
+            nick_name: format!("{first} {last}"),
+            level: if rng.percent(10) { "vip" } else { "normal" }.to_string(),
+            description: None,
+            email: Some(email),
+            other_emails: Vec::new(),
+            cellphones: vec![(phone_id, phone)],
+            open_api_token: Some(format!("S{i:08}")),
+            tags: vec![tier.to_string()],
+            custom_fields: BTreeMap::from([(
+                "TextField_1".to_string(),
+                serde_json::Value::String(tier.to_string()),
+            )]),
+            source_channel: "import".to_string(),
+        });
+    }
+}
