@@ -347,6 +347,7 @@ impl Shared {
         {
             if let Ok(saved) = serde_json::from_slice::<SavedState>(&loaded) {
                 omni = saved.omnidesk;
+                omni.rebuild_index();
                 udesk_store = saved.udesk;
             }
         }
@@ -406,10 +407,17 @@ impl Shared {
 }
 
 /// The persisted part of the state.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct SavedState {
     omnidesk: OmniStore,
     udesk: UdeskStore,
+}
+
+/// The persisted part of the state, borrowed for writing.
+#[derive(Serialize)]
+struct SavedStateRef<'a> {
+    omnidesk: &'a OmniStore,
+    udesk: &'a UdeskStore,
 }
 
 /// One decided fault.
@@ -670,8 +678,11 @@ pub fn save(shared: &Shared) -> std::io::Result<Option<PathBuf>> {
     };
     let bytes = {
         let data = shared.data();
-        serde_json::to_vec(&json!({"omnidesk": data.omni, "udesk": data.udesk}))
-            .map_err(std::io::Error::other)?
+        serde_json::to_vec(&SavedStateRef {
+            omnidesk: &data.omni,
+            udesk: &data.udesk,
+        })
+        .map_err(std::io::Error::other)?
     };
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;

@@ -70,13 +70,23 @@ pub struct OmniStore {
     pub customers: HashMap<u64, OmniCustomer>,
     /// Ids in creation order.
     pub order: Vec<u64>,
-    /// (brand, primary id) → id.
+    /// (brand, primary id) → id; derived, rebuilt after loading.
+    #[serde(skip)]
     pub by_primary: HashMap<(u64, String), u64>,
     /// Last id given out (customers and channels share the counter).
     pub last_id: u64,
 }
 
 impl OmniStore {
+    /// Rebuilds the derived index after loading.
+    pub fn rebuild_index(&mut self) {
+        self.by_primary = self
+            .customers
+            .values()
+            .map(|c| ((c.brand_id, c.external_primary_id.clone()), c.id))
+            .collect();
+    }
+
     /// Gives out the next id.
     pub fn next_id(&mut self) -> u64 {
         self.last_id += 1;

@@ -3,4 +3,5 @@
 
 mod common;
 mod properties;
+mod sandbox;
 mod validate;
