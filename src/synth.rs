@@ -44,7 +44,8 @@ impl Rng {
     }
 }
 
-const FIRST: &[&str] = &[
+/// First names the generator draws from.
+pub const FIRST: &[&str] = &[
     "Jan",
     "Anne-Marie",
     "José",
@@ -69,7 +70,8 @@ const FIRST: &[&str] = &[
     "Chloé",
     "Günther",
 ];
-const LAST: &[&str] = &[
+/// Last names the generator draws from.
+pub const LAST: &[&str] = &[
     "Jansen",
     "de Vries",
     "van der Berg",

@@ -453,11 +453,7 @@ async fn item(
         Ok(id) => id,
         Err(r) => return r,
     };
-    let data = shared.data();
-    match data.omni.customers.get(&id) {
-        Some(c) => result(customer_json(c)),
-        None => error(StatusCode::NOT_FOUND, "Customer not found"),
-    }
+    found(shared.data().omni.customers.get(&id))
 }
 
 async fn delete_item(
@@ -622,34 +618,53 @@ async fn update_index(
     }
 }
 
+/// Auth, known fields and brand for the two search endpoints; returns (brand, searched value).
+fn search_request<'a>(
+    shared: &Shared,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    fields: &'a Fields,
+    value_field: &str,
+) -> Result<(u64, &'a str), Response> {
+    authorize(shared, headers, q)?;
+    check_known(fields, &[value_field, "brand_id"], &[])?;
+    let brand = parse_brand(fields, "brand_id")?;
+    let value = fields
+        .get(value_field)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("{value_field} is required"),
+            )
+        })?;
+    Ok((brand, value))
+}
+
+fn found(customer: Option<&OmniCustomer>) -> Response {
+    match customer {
+        Some(c) => result(customer_json(c)),
+        None => error(StatusCode::NOT_FOUND, "Customer not found"),
+    }
+}
+
 async fn search_by_primary(
     State(shared): Shared2,
     headers: HeaderMap,
     Query(q): QueryMap,
     fields: Fields,
 ) -> Response {
-    if let Err(r) = authorize(&shared, &headers, &q) {
-        return r;
-    }
-    let brand = match check_known(&fields, &["primary_id", "brand_id"], &[])
-        .and_then(|_| parse_brand(&fields, "brand_id"))
-    {
-        Ok(b) => b,
+    let (brand, primary) = match search_request(&shared, &headers, &q, &fields, "primary_id") {
+        Ok(found) => found,
         Err(r) => return r,
     };
-    let Some(primary) = fields.get("primary_id").filter(|p| !p.is_empty()) else {
-        return error(StatusCode::BAD_REQUEST, "primary_id is required");
-    };
     let data = shared.data();
-    match data
-        .omni
-        .by_primary
-        .get(&(brand, primary.to_string()))
-        .and_then(|id| data.omni.customers.get(id))
-    {
-        Some(c) => result(customer_json(c)),
-        None => error(StatusCode::NOT_FOUND, "Customer not found"),
-    }
+    found(
+        data.omni
+            .by_primary
+            .get(&(brand, primary.to_string()))
+            .and_then(|id| data.omni.customers.get(id)),
+    )
 }
 
 async fn search_by_channel(
@@ -658,23 +673,12 @@ async fn search_by_channel(
     Query(q): QueryMap,
     fields: Fields,
 ) -> Response {
-    if let Err(r) = authorize(&shared, &headers, &q) {
-        return r;
-    }
-    let brand = match check_known(&fields, &["customerChannelValue", "brand_id"], &[])
-        .and_then(|_| parse_brand(&fields, "brand_id"))
-    {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let Some(value) = fields.get("customerChannelValue").filter(|p| !p.is_empty()) else {
-        return error(StatusCode::BAD_REQUEST, "customerChannelValue is required");
-    };
-    let data = shared.data();
-    match data.omni.find_by_channel(brand, value) {
-        Some(c) => result(customer_json(c)),
-        None => error(StatusCode::NOT_FOUND, "Customer not found"),
-    }
+    let (brand, value) =
+        match search_request(&shared, &headers, &q, &fields, "customerChannelValue") {
+            Ok(found) => found,
+            Err(r) => return r,
+        };
+    found(shared.data().omni.find_by_channel(brand, value))
 }
 
 async fn add_channel_only(

@@ -227,29 +227,16 @@ impl UdeskStore {
 
 /// Deterministic realistic customers for `--seed-customers`.
 pub fn seed(omni: &mut OmniStore, udesk: &mut UdeskStore, count: u64, brand_id: u64) {
-    use crate::synth::Rng;
-    const FIRST: &[&str] = &[
-        "Jan",
-        "Anne",
-        "José",
-        "Zoë",
-        "François",
-        "Jürgen",
-        "Søren",
-        "Émilie",
-        "Mary",
-        "John",
-        "Renée",
-        "Björn",
-    ];
-    const LAST: &[&str] = &[
-        "Jansen", "de Vries", "Müller", "O'Brien", "Smith", "García", "Dubois", "Nowak", "Martin",
-        "Petit",
-    ];
+    use crate::synth::{Rng, FIRST, LAST};
+    // The platform only holds names it accepts, so seed from the generator's lists minus
+    // the ones Omnidesk's name pattern refuses.
+    let allowed = |n: &&&str| n.chars().all(crate::validate::name::omnidesk_allows);
+    let first_names: Vec<&str> = FIRST.iter().filter(allowed).copied().collect();
+    let last_names: Vec<&str> = LAST.iter().filter(allowed).copied().collect();
     let mut rng = Rng(0x5eed);
     for i in 1..=count {
-        let first = rng.pick(FIRST);
-        let last = rng.pick(LAST);
+        let first = rng.pick(&first_names);
+        let last = rng.pick(&last_names);
         let email = format!("seed{i}@example.com");
         let phone = format!("+316{:08}", i % 100_000_000);
         let tier = ["bronze", "silver", "gold"][rng.below(3) as usize];

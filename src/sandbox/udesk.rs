@@ -508,6 +508,18 @@ fn parse_json(bytes: &[u8]) -> Result<Value, Response> {
     serde_json::from_slice(bytes).map_err(|_| invalid("Incorrect parameter format"))
 }
 
+/// Auth and body parsing shared by create and update.
+fn customer_request(
+    shared: &Shared,
+    q: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<Value, Response> {
+    authorize(shared, q)?;
+    let value = parse_json(body)?;
+    split_body(&value)?;
+    Ok(value)
+}
+
 async fn log_in(State(shared): SharedState, body: axum::body::Bytes) -> Response {
     let Ok(value) = serde_json::from_slice::<Value>(&body) else {
         return invalid("Incorrect parameter format");
@@ -533,16 +545,12 @@ async fn create(
     Query(q): QueryMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&shared, &q) {
-        return r;
-    }
-    let value = match parse_json(&body) {
+    let value = match customer_request(&shared, &q, &body) {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let (customer_body, top) = match split_body(&value) {
-        Ok(parts) => parts,
-        Err(r) => return r,
+    let Ok((customer_body, top)) = split_body(&value) else {
+        unreachable!("customer_request checked the body's shape")
     };
     if !customer_body.contains_key("nick_name") {
         return invalid("Verification failed: Nick name can't be blank");
@@ -611,16 +619,12 @@ async fn update_customer(
     Query(q): QueryMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&shared, &q) {
-        return r;
-    }
-    let value = match parse_json(&body) {
+    let value = match customer_request(&shared, &q, &body) {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let (customer_body, top) = match split_body(&value) {
-        Ok(parts) => parts,
-        Err(r) => return r,
+    let Ok((customer_body, top)) = split_body(&value) else {
+        unreachable!("customer_request checked the body's shape")
     };
     let mut data = shared.data();
     let store = &mut data.udesk;
