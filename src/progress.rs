@@ -39,11 +39,6 @@ impl Progress {
         Progress { bar: Some(bar) }
     }
 
-    /// A display that shows nothing.
-    pub fn hidden() -> Self {
-        Progress { bar: None }
-    }
-
     /// Updates the position (raw bytes read) and the row counts.
     pub fn update(&self, bytes: u64, rows: u64, rows_per_second: f64) {
         if let Some(bar) = &self.bar {

@@ -4,7 +4,7 @@
 
 use crate::input::SourceInfo;
 use crate::mapping::MappingEntry;
-use crate::model::{CheckedRow, IssueCode, Severity};
+use crate::model::{CheckedRow, Severity};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -70,13 +70,6 @@ impl Tally {
                 *self.issues_by_column.entry(column.clone()).or_default() += 1;
             }
         }
-    }
-
-    /// The count for one code (0 when it never occurred).
-    pub fn count(&self, code: IssueCode) -> u64 {
-        self.issues_by_code
-            .get(code.as_str())
-            .map_or(0, |c| c.count)
     }
 }
 

@@ -77,4 +77,26 @@ mod tests {
             hex::encode(Sha256::digest(b"a&b&1&n&v2"))
         );
     }
+
+    #[test]
+    fn auth_failure_codes() {
+        for code in [
+            CODE_BAD_SIGNATURE,
+            CODE_MISSING_AUTH,
+            CODE_STALE_TIMESTAMP,
+            CODE_NONCE_REUSED,
+            CODE_BAD_SIGN_VERSION,
+        ] {
+            assert!(is_auth_failure(code));
+        }
+        for code in [
+            CODE_OK,
+            CODE_RATE_LIMITED,
+            CODE_ERROR,
+            CODE_NOT_FOUND,
+            CODE_BAD_PAGE,
+        ] {
+            assert!(!is_auth_failure(code));
+        }
+    }
 }
