@@ -128,8 +128,8 @@ pub struct Faults {
     pub over_capacity: OverCapacity,
 }
 
-/// Everything the sandbox is started with.
-#[derive(Debug, Clone)]
+/// Everything the sandbox is started with. Its `Debug` output redacts the credentials.
+#[derive(Clone)]
 pub struct SandboxConfig {
     /// Omnidesk `apiKey`.
     pub omnidesk_api_key: String,
@@ -161,6 +161,28 @@ pub struct SandboxConfig {
     pub seed_customers: u64,
     /// Where the store is loaded from at start and saved to on `POST /__sandbox/save`.
     pub state_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxConfig")
+            .field("omnidesk_api_key", &"<redacted>")
+            .field("udesk_email", &self.udesk_email)
+            .field("udesk_token", &"<redacted>")
+            .field("udesk_password", &"<redacted>")
+            .field("time_scale", &self.time_scale)
+            .field("udesk_calls_per_minute", &self.udesk_calls_per_minute)
+            .field("udesk_rate_limit_style", &self.udesk_rate_limit_style)
+            .field("omnidesk_rate_per_second", &self.omnidesk_rate_per_second)
+            .field("bulk_import_interval", &self.bulk_import_interval)
+            .field("bulk_import_delay", &self.bulk_import_delay)
+            .field("scroll_ttl", &self.scroll_ttl)
+            .field("faults", &self.faults)
+            .field("seed", &self.seed)
+            .field("seed_customers", &self.seed_customers)
+            .field("state_file", &self.state_file)
+            .finish()
+    }
 }
 
 /// The demo Omnidesk key.
@@ -337,21 +359,14 @@ struct FaultState {
 }
 
 impl Shared {
-    fn new(config: SandboxConfig) -> Self {
-        let mut omni = OmniStore::default();
-        let mut udesk_store = UdeskStore::default();
-        if let Some(loaded) = config
-            .state_file
-            .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
-        {
-            if let Ok(saved) = serde_json::from_slice::<SavedState>(&loaded) {
-                omni = saved.omnidesk;
-                omni.rebuild_index();
-                udesk_store = saved.udesk;
-            }
+    fn new(config: SandboxConfig) -> std::io::Result<Self> {
+        let (mut omni, mut udesk_store) = match &config.state_file {
+            Some(path) => load_state(path)?,
+            None => (OmniStore::default(), UdeskStore::default()),
+        };
+        if omni.customers.is_empty() && udesk_store.customers.is_empty() {
+            store::seed(&mut omni, &mut udesk_store, config.seed_customers, 1);
         }
-        store::seed(&mut omni, &mut udesk_store, config.seed_customers, 1);
         let per_minute = f64::from(config.udesk_calls_per_minute.max(1));
         let data = Data {
             omni,
@@ -375,13 +390,13 @@ impl Shared {
             faults: config.faults.clone(),
             rng: Rng(config.seed),
         };
-        Shared {
+        Ok(Shared {
             clock: Clock::new(config.time_scale),
             config,
             data: Mutex::new(data),
             faults: Mutex::new(faults),
             stats: Stats::default(),
-        }
+        })
     }
 
     /// Locks the platform data (a poisoned lock is taken over: the data stays usable).
@@ -404,6 +419,28 @@ impl Shared {
         state.capacity = faults.capacity.map(|n| Arc::new(Semaphore::new(n.max(1))));
         state.faults = faults;
     }
+}
+
+/// Loads a saved store; a missing file is an empty store, a broken one an error (so a later
+/// save cannot overwrite the user's file with an empty store).
+fn load_state(path: &std::path::Path) -> std::io::Result<(OmniStore, UdeskStore)> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(e),
+    };
+    let saved: SavedState = serde_json::from_slice(&bytes).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "sandbox state file {} is not a saved state: {e}",
+                path.display()
+            ),
+        )
+    })?;
+    let mut omni = saved.omnidesk;
+    omni.rebuild_index();
+    Ok((omni, saved.udesk))
 }
 
 /// The persisted part of the state.
@@ -766,7 +803,7 @@ impl Sandbox {
 
 /// Starts the sandbox on `addr` (port 0 for an ephemeral one) in the current tokio runtime.
 pub async fn spawn(config: SandboxConfig, addr: SocketAddr) -> std::io::Result<Sandbox> {
-    let shared = Arc::new(Shared::new(config));
+    let shared = Arc::new(Shared::new(config)?);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let app = tower::Layer::layer(

@@ -1183,3 +1183,57 @@ fn the_sandbox_command_serves_and_prints_its_urls_and_demo_credentials() {
     assert_eq!(state["omnidesk"]["count"], 5);
     assert_eq!(state["udesk"]["count"], 5);
 }
+
+#[test]
+fn sandbox_config_debug_redacts_credentials() {
+    let config = SandboxConfig {
+        omnidesk_api_key: "omni-secret-1".into(),
+        udesk_token: "udesk-secret-2".into(),
+        udesk_password: "udesk-secret-3".into(),
+        ..SandboxConfig::default()
+    };
+    let shown = format!("{config:?}");
+    for secret in ["omni-secret-1", "udesk-secret-2", "udesk-secret-3"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(shown.contains("<redacted>"));
+}
+
+#[tokio::test]
+async fn a_broken_state_file_is_refused_and_a_loaded_store_is_not_seeded_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, b"{ not json").unwrap();
+    let err = sandbox::spawn(
+        SandboxConfig {
+            state_file: Some(broken),
+            ..fast()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .err()
+    .expect("a broken state file must not start an empty sandbox");
+    assert!(err.to_string().contains("not a saved state"), "{err}");
+
+    let file = dir.path().join("state.json");
+    let config = SandboxConfig {
+        state_file: Some(file),
+        seed_customers: 3,
+        ..fast()
+    };
+    let (server, api) = start(config.clone()).await;
+    api.http
+        .post(api.url("/__sandbox/save"))
+        .send()
+        .await
+        .unwrap();
+    server.shutdown().await;
+    let (server, api) = start(config).await;
+    assert_eq!(
+        api.state().await["omnidesk"]["count"],
+        3,
+        "seeded once, then loaded"
+    );
+    server.shutdown().await;
+}
