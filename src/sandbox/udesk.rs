@@ -486,38 +486,33 @@ fn empty_customer(source: &str) -> UdeskCustomer {
     }
 }
 
-/// Splits a create/update body into its `customer` object and its top level.
-fn split_body(body: &Value) -> Result<(&JsonObject, &JsonObject), Response> {
-    let Some(top) = body.as_object() else {
+/// Auth, JSON parsing and the body's shape, shared by create and update: returns the
+/// `customer` object and the top level (`other_emails`, `tags`).
+fn customer_request(
+    shared: &Shared,
+    q: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<(JsonObject, JsonObject), Response> {
+    authorize(shared, q)?;
+    let Value::Object(mut top) = parse_json(body)? else {
         return Err(invalid("Incorrect parameter format"));
     };
-    for key in top.keys() {
-        if !["customer", "other_emails", "tags"].contains(&key.as_str()) {
-            return Err(invalid(format!(
-                "Incorrect parameter format: unknown parameter {key}"
-            )));
-        }
+    if let Some(key) = top
+        .keys()
+        .find(|k| !["customer", "other_emails", "tags"].contains(&k.as_str()))
+    {
+        return Err(invalid(format!(
+            "Incorrect parameter format: unknown parameter {key}"
+        )));
     }
-    match top.get("customer") {
-        Some(Value::Object(c)) if !c.is_empty() => Ok((c, top)),
+    match top.remove("customer") {
+        Some(Value::Object(customer)) if !customer.is_empty() => Ok((customer, top)),
         _ => Err(invalid("param is missing or the value is empty: customer")),
     }
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, Response> {
     serde_json::from_slice(bytes).map_err(|_| invalid("Incorrect parameter format"))
-}
-
-/// Auth and body parsing shared by create and update.
-fn customer_request(
-    shared: &Shared,
-    q: &HashMap<String, String>,
-    body: &[u8],
-) -> Result<Value, Response> {
-    authorize(shared, q)?;
-    let value = parse_json(body)?;
-    split_body(&value)?;
-    Ok(value)
 }
 
 async fn log_in(State(shared): SharedState, body: axum::body::Bytes) -> Response {
@@ -545,12 +540,9 @@ async fn create(
     Query(q): QueryMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let value = match customer_request(&shared, &q, &body) {
-        Ok(v) => v,
+    let (customer_body, top) = match customer_request(&shared, &q, &body) {
+        Ok(parts) => parts,
         Err(r) => return r,
-    };
-    let Ok((customer_body, top)) = split_body(&value) else {
-        unreachable!("customer_request checked the body's shape")
     };
     if !customer_body.contains_key("nick_name") {
         return invalid("Verification failed: Nick name can't be blank");
@@ -558,7 +550,7 @@ async fn create(
     let mut data = shared.data();
     let store = &mut data.udesk;
     let mut customer = empty_customer("api");
-    if let Err(e) = apply_customer(&mut customer, customer_body, top, store) {
+    if let Err(e) = apply_customer(&mut customer, &customer_body, &top, store) {
         return invalid(e);
     }
     if let Some(reason) = collision(store, &customer, None) {
@@ -619,12 +611,9 @@ async fn update_customer(
     Query(q): QueryMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let value = match customer_request(&shared, &q, &body) {
-        Ok(v) => v,
+    let (customer_body, top) = match customer_request(&shared, &q, &body) {
+        Ok(parts) => parts,
         Err(r) => return r,
-    };
-    let Ok((customer_body, top)) = split_body(&value) else {
-        unreachable!("customer_request checked the body's shape")
     };
     let mut data = shared.data();
     let store = &mut data.udesk;
@@ -633,7 +622,7 @@ async fn update_customer(
         Err(r) => return r,
     };
     let mut customer = store.customers[&id].clone();
-    if let Err(e) = apply_customer(&mut customer, customer_body, top, store) {
+    if let Err(e) = apply_customer(&mut customer, &customer_body, &top, store) {
         return invalid(e);
     }
     if let Some(reason) = collision(store, &customer, Some(id)) {
