@@ -963,18 +963,18 @@ async fn fault_sequence(seed: u64, n: usize) -> Vec<String> {
             .multipart(form)
             .send()
             .await;
+        // The status, or "dropped" when the connection was cut before a whole reply.
         let outcome = match result {
-            Ok(r) => match r.bytes().await {
-                Ok(_) => "ok",
-                Err(_) => "dropped",
-            },
-            Err(_) => "dropped",
+            Ok(r) => {
+                let status = r.status().as_u16().to_string();
+                match r.bytes().await {
+                    Ok(_) => status,
+                    Err(_) => "dropped".to_string(),
+                }
+            }
+            Err(_) => "dropped".to_string(),
         };
-        let status = match outcome {
-            "ok" => "done".to_string(),
-            other => other.to_string(),
-        };
-        seen.push(status);
+        seen.push(outcome);
     }
     let state = api.state().await;
     seen.push(format!("stored={}", state["omnidesk"]["count"]));
@@ -987,9 +987,22 @@ async fn faults_are_reproducible_from_the_seed() {
     let a = fault_sequence(7, 60).await;
     let b = fault_sequence(7, 60).await;
     assert_eq!(a, b);
-    assert!(
-        a.iter().any(|s| s == "dropped"),
-        "some drops were injected: {a:?}"
+    for kind in ["200", "500", "dropped"] {
+        assert!(a.iter().any(|s| s == kind), "{kind} among {a:?}");
+    }
+    // 500s and drops are not all applied: fewer stored than requests, more than the 200s.
+    let ok = a.iter().filter(|s| *s == "200").count();
+    let stored: usize = a
+        .last()
+        .unwrap()
+        .trim_start_matches("stored=")
+        .parse()
+        .unwrap();
+    assert!(ok < stored && stored < 60, "200s {ok}, stored {stored}");
+    assert_ne!(
+        a,
+        fault_sequence(8, 60).await,
+        "another seed gives other faults"
     );
 }
 
@@ -1234,6 +1247,36 @@ async fn a_broken_state_file_is_refused_and_a_loaded_store_is_not_seeded_again()
         api.state().await["omnidesk"]["count"],
         3,
         "seeded once, then loaded"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_queue_makes_latency_grow_with_the_queue() {
+    let faults = Faults {
+        latency_ms: 200,
+        capacity: Some(2),
+        over_capacity: OverCapacity::Queue,
+        ..Faults::default()
+    };
+    let (server, api) = start(SandboxConfig { faults, ..fast() }).await;
+    let api = std::sync::Arc::new(api);
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let api = api.clone();
+        tasks.push(tokio::spawn(
+            async move { api.omni_get("/customer").await.0 },
+        ));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK, "queued, not refused");
+    }
+    // Two at a time, 200 ms each: three waves, so at least 600 ms (a bound, not a speed target).
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
     );
     server.shutdown().await;
 }
