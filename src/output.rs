@@ -6,6 +6,7 @@ use crate::input::Format;
 use crate::mapping::{ResolvedMapping, Target};
 use crate::model::{CheckedRow, Customer, Issue};
 use serde_json::json;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -52,22 +53,26 @@ pub const CANONICAL_COLUMNS: [&str; 12] = [
 /// Joins multi-valued fields in CSV cells.
 pub const LIST_SEPARATOR: &str = ";";
 
-/// The canonical cells of a customer, aligned with [`CANONICAL_COLUMNS`].
-pub fn canonical_cells(c: &Customer) -> [String; 12] {
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+/// The canonical cells of a customer, aligned with [`CANONICAL_COLUMNS`]; single fields are
+/// borrowed, only lists are joined into new strings.
+pub fn canonical_cells(c: &Customer) -> [Cow<'_, str>; 12] {
+    fn opt(v: &Option<String>) -> Cow<'_, str> {
+        Cow::Borrowed(v.as_deref().unwrap_or(""))
+    }
     [
-        c.external_id.clone(),
+        Cow::Borrowed(&c.external_id),
         opt(&c.firstname),
         opt(&c.lastname),
         opt(&c.nick_name),
         opt(&c.email),
-        c.other_emails.join(LIST_SEPARATOR),
-        c.phones.join(LIST_SEPARATOR),
+        Cow::Owned(c.other_emails.join(LIST_SEPARATOR)),
+        Cow::Owned(c.phones.join(LIST_SEPARATOR)),
         opt(&c.country),
         opt(&c.level),
-        c.tags.join(LIST_SEPARATOR),
+        Cow::Owned(c.tags.join(LIST_SEPARATOR)),
         opt(&c.description),
-        c.brand_id.map(|b| b.to_string()).unwrap_or_default(),
+        c.brand_id
+            .map_or(Cow::Borrowed(""), |b| Cow::Owned(b.to_string())),
     ]
 }
 
@@ -152,9 +157,11 @@ impl CleanWriter {
                 custom,
                 extra_json,
             } => {
-                let mut record: Vec<String> = canonical_cells(customer).into();
+                let mut record: Vec<Cow<'_, str>> = canonical_cells(customer).into();
                 for key in custom.iter() {
-                    record.push(customer.custom_fields.get(key).cloned().unwrap_or_default());
+                    record.push(Cow::Borrowed(
+                        customer.custom_fields.get(key).map_or("", String::as_str),
+                    ));
                 }
                 if *extra_json {
                     let extra: BTreeMap<&String, &String> = customer
@@ -163,15 +170,17 @@ impl CleanWriter {
                         .filter(|(k, _)| !custom.contains(k))
                         .collect();
                     record.push(if extra.is_empty() {
-                        String::new()
+                        Cow::Borrowed("")
                     } else {
-                        json!(extra).to_string()
+                        Cow::Owned(json!(extra).to_string())
                     });
                 }
-                writer.write_record(&record).map_err(|e| OutputError {
-                    path: path.clone(),
-                    source: csv_to_io(e),
-                })
+                writer
+                    .write_record(record.iter().map(|cell| cell.as_bytes()))
+                    .map_err(|e| OutputError {
+                        path: path.clone(),
+                        source: csv_to_io(e),
+                    })
             }
             CleanWriter::Jsonl { path, writer } => serde_json::to_writer(&mut *writer, customer)
                 .map_err(io::Error::from)

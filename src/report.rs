@@ -4,7 +4,7 @@
 
 use crate::input::SourceInfo;
 use crate::mapping::MappingEntry;
-use crate::model::{CheckedRow, Severity};
+use crate::model::{CheckedRow, IssueCode, Severity};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -33,8 +33,8 @@ pub struct Tally {
     pub rejected: u64,
     /// Clean rows that carry warnings.
     pub clean_with_warnings: u64,
-    /// Issue counts by code.
-    pub issues_by_code: BTreeMap<String, CodeCount>,
+    /// Issue counts by code (serialized with the codes' text form).
+    pub issues_by_code: BTreeMap<IssueCode, CodeCount>,
     /// Issue counts by source column.
     pub issues_by_column: BTreeMap<String, u64>,
 }
@@ -54,7 +54,7 @@ impl Tally {
         for issue in &row.issues {
             let entry = self
                 .issues_by_code
-                .entry(issue.code.as_str().to_string())
+                .entry(issue.code)
                 .or_insert_with(|| CodeCount {
                     severity: issue.severity,
                     count: 0,
@@ -67,7 +67,12 @@ impl Tally {
                 entry.first_lines.push(row.raw.line);
             }
             if let Some(column) = issue.column.as_ref().filter(|c| !c.is_empty()) {
-                *self.issues_by_column.entry(column.clone()).or_default() += 1;
+                match self.issues_by_column.get_mut(column) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.issues_by_column.insert(column.clone(), 1);
+                    }
+                }
             }
         }
     }
@@ -123,8 +128,12 @@ impl ValidateReport {
             secs = self.elapsed_seconds,
             rate = self.rows_per_second,
         );
-        let mut codes: Vec<(&String, &CodeCount)> = t.issues_by_code.iter().collect();
-        codes.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+        let mut codes: Vec<(&IssueCode, &CodeCount)> = t.issues_by_code.iter().collect();
+        codes.sort_by(|a, b| {
+            b.1.count
+                .cmp(&a.1.count)
+                .then(a.0.as_str().cmp(b.0.as_str()))
+        });
         for (code, count) in codes {
             let lines: Vec<String> = count
                 .first_lines
