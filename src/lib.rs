@@ -28,10 +28,12 @@
 
 pub mod cmd;
 pub mod error;
+pub mod import;
 pub mod input;
 pub mod mapping;
 pub mod model;
 pub mod output;
+pub mod pipeline;
 pub mod progress;
 pub mod report;
 pub mod sandbox;

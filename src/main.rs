@@ -4,14 +4,21 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use deskport::cmd::validate::{self as validate_cmd, ValidateConfig};
+use deskport::import::{self as import_cmd, ImportConfig, Mode, Stop};
 use deskport::input::{self, Format, InputOptions, InputPath, DEFAULT_MAX_FIELD_BYTES};
 use deskport::mapping::Mapping;
+use deskport::target::http::{Transport, TransportConfig};
+use deskport::target::omnidesk::Omnidesk;
+use deskport::target::udesk::{Udesk, UdeskAuth};
+use deskport::target::{BaseUrl, Secret, Target};
 use deskport::validate::{phone, DuplicatePolicy, Platform, Rules};
 use deskport::{Error, Exit};
 use std::io::Write;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// mimalloc: measured faster than the system allocator for our many small, short-lived
 /// strings (see the README's benchmark section).
@@ -52,6 +59,9 @@ enum Command {
     /// Check and normalize a customer file; write the clean rows, the rejects and a report.
     #[command(after_help = EXIT_CODES)]
     Validate(ValidateArgs),
+    /// Write the valid rows of a file to Omnidesk or Udesk, with a journal so a stopped run resumes.
+    #[command(after_help = IMPORT_HELP)]
+    Import(ImportArgs),
     /// Run the built-in emulated Omnidesk + Udesk server in the foreground.
     #[command(after_long_help = deskport::sandbox::DECISIONS)]
     Sandbox(SandboxArgs),
@@ -133,10 +143,9 @@ struct SandboxArgs {
     udesk_password: Option<String>,
 }
 
+/// How the input is read, mapped and checked; shared by `validate` and `import`.
 #[derive(Debug, Args)]
-struct ValidateArgs {
-    /// The CSV or JSONL file (gzip allowed), or - for standard input.
-    input: String,
+struct ReadArgs {
     /// Input format; by default from the extension (.jsonl/.ndjson/.json → jsonl, else csv).
     #[arg(long, value_enum)]
     format: Option<Format>,
@@ -149,24 +158,9 @@ struct ValidateArgs {
     /// TOML mapping file: [columns] "Source column" = "field" | "custom.<name>" | "ignore".
     #[arg(long, value_name = "FILE")]
     map: Option<PathBuf>,
-    /// Print the column mapping that would be used, then exit.
-    #[arg(long)]
-    print_mapping: bool,
-    /// Apply this platform's rules too (names, lengths, levels, custom field keys).
-    #[arg(long, value_enum)]
-    target: Option<Platform>,
     /// Region (ISO code, e.g. NL) for phone numbers without +country code when the row has no country.
     #[arg(long, value_name = "CC")]
     default_region: Option<String>,
-    /// Write the clean, normalized rows here (.jsonl → JSONL, else CSV).
-    #[arg(long, value_name = "FILE")]
-    out: Option<PathBuf>,
-    /// Write the rejected rows here, with line numbers and reasons (.jsonl → JSONL, else CSV).
-    #[arg(long, value_name = "FILE")]
-    rejects: Option<PathBuf>,
-    /// Write the JSON report here.
-    #[arg(long, value_name = "FILE")]
-    report: Option<PathBuf>,
     /// Emails and phones already used by an earlier row: warn (keep), error (reject) or off.
     #[arg(long, value_enum, default_value_t = DuplicatePolicy::Warn)]
     duplicates: DuplicatePolicy,
@@ -176,6 +170,143 @@ struct ValidateArgs {
     /// Worker threads for checking (default: all cores).
     #[arg(long)]
     threads: Option<NonZeroUsize>,
+}
+
+impl ReadArgs {
+    fn input(&self, input: &str) -> anyhow::Result<InputOptions> {
+        input_options(
+            input,
+            self.format,
+            self.encoding.as_deref(),
+            self.delimiter.as_deref(),
+            self.max_field_bytes,
+        )
+    }
+
+    fn mapping(&self) -> anyhow::Result<Mapping> {
+        Ok(match &self.map {
+            Some(path) => Mapping::from_file(path).map_err(Error::from)?,
+            None => Mapping::builtin(),
+        })
+    }
+
+    fn rules(&self, platform: Option<Platform>) -> anyhow::Result<Rules> {
+        let default_region = match &self.default_region {
+            Some(code) => Some(phone::region_from_code(code).ok_or_else(|| {
+                usage(format!(
+                    "--default-region {code:?} is not an ISO 3166 two-letter country code"
+                ))
+            })?),
+            None => None,
+        };
+        Ok(Rules {
+            platform,
+            default_region,
+            duplicates: self.duplicates,
+        })
+    }
+
+    fn threads(&self) -> usize {
+        self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            NonZeroUsize::get,
+        )
+    }
+}
+
+const IMPORT_HELP: &str = "\
+Credentials come from the environment (or --config), never from flags:
+  Omnidesk: DESKPORT_OMNIDESK_API_KEY
+  Udesk:    DESKPORT_UDESK_EMAIL and DESKPORT_UDESK_TOKEN (or DESKPORT_UDESK_PASSWORD to log in)
+  Base URL: --base-url, DESKPORT_OMNIDESK_BASE_URL / DESKPORT_UDESK_BASE_URL, or the config file.
+Outputs go to the journal directory: results.csv, failures.csv, rejects.csv, journal.jsonl.
+
+Exit codes:
+  0  every row is on the platform (created, updated or already there)
+  1  finished, but some rows were invalid, refused or unfinished
+  2  usage or configuration error (nothing was done)
+  3  aborted (credentials refused, interrupted, I/O failure); safe to resume";
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// The CSV or JSONL file (gzip allowed).
+    input: String,
+    #[command(flatten)]
+    read: ReadArgs,
+    /// The platform to write to.
+    #[arg(long, value_enum)]
+    target: Platform,
+    /// Start the built-in sandbox on a loopback port with demo credentials and import into it.
+    #[arg(long)]
+    sandbox: bool,
+    /// Platform seconds per real second for --sandbox (60 makes Udesk's minute last a second).
+    #[arg(long, default_value_t = 1.0, value_name = "X", requires = "sandbox")]
+    sandbox_time_scale: f64,
+    /// The platform's origin, e.g. https://ACCOUNT.omnidesk.com or https://SUBDOMAIN.udesk.cn.
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+    /// TOML file with [omnidesk] api_key / base_url and [udesk] email / token / password / base_url.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Omnidesk brand for rows without a brand_id column (with --sandbox: 1).
+    #[arg(long, value_name = "N")]
+    brand_id: Option<u64>,
+    /// create: new customers only; upsert: update or create; update: existing customers only.
+    #[arg(long, value_enum, default_value_t = Mode::Create)]
+    mode: Mode,
+    /// Directory for the journal and result files (default: NAME.import after the input file).
+    #[arg(long, value_name = "DIR")]
+    journal: Option<PathBuf>,
+    /// Continue the run recorded in the journal (a fresh run when there is none).
+    #[arg(long, conflicts_with = "restart")]
+    resume: bool,
+    /// Set an earlier journal aside (journal.jsonl.old) and start over.
+    #[arg(long)]
+    restart: bool,
+    /// Send no writes: report per row what would happen (with lookups when credentials are given).
+    #[arg(long)]
+    dry_run: bool,
+    /// Most requests in flight; the actual number adapts between 1 and this.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    max_concurrency: usize,
+    /// Requests per second at most (Udesk default: its budget of 60 a minute).
+    #[arg(long, value_name = "R")]
+    rate: Option<f64>,
+    /// Udesk calls per platform minute (the published budget is 60).
+    #[arg(long, default_value_t = 60, value_name = "N")]
+    udesk_calls_per_minute: u32,
+    /// Length of Udesk's budget minute in seconds (shorter only against a sped-up sandbox).
+    #[arg(long, value_name = "SECS")]
+    udesk_minute: Option<f64>,
+    /// Seconds allowed for one request.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    timeout: f64,
+    /// Attempts per request before a row is left unfinished.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    max_attempts: u32,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// The CSV or JSONL file (gzip allowed), or - for standard input.
+    input: String,
+    #[command(flatten)]
+    read: ReadArgs,
+    /// Print the column mapping that would be used, then exit.
+    #[arg(long)]
+    print_mapping: bool,
+    /// Apply this platform's rules too (names, lengths, levels, custom field keys).
+    #[arg(long, value_enum)]
+    target: Option<Platform>,
+    /// Write the clean, normalized rows here (.jsonl → JSONL, else CSV).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Write the rejected rows here, with line numbers and reasons (.jsonl → JSONL, else CSV).
+    #[arg(long, value_name = "FILE")]
+    rejects: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -213,6 +344,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Validate(args) => validate(args, cli.quiet, cli.log_format),
+        Command::Import(args) => import(args, cli.quiet, cli.log_format),
         Command::Sandbox(args) => sandbox(args),
     }
 }
@@ -246,17 +378,8 @@ fn input_options(
 }
 
 fn validate(args: ValidateArgs, quiet: bool, log_format: LogFormat) -> anyhow::Result<Exit> {
-    let input = input_options(
-        &args.input,
-        args.format,
-        args.encoding.as_deref(),
-        args.delimiter.as_deref(),
-        args.max_field_bytes,
-    )?;
-    let mapping = match &args.map {
-        Some(path) => Mapping::from_file(path).map_err(Error::from)?,
-        None => Mapping::builtin(),
-    };
+    let input = args.read.input(&args.input)?;
+    let mapping = args.read.mapping()?;
     if args.print_mapping {
         let table = validate_cmd::print_mapping(&input, &mapping)?;
         std::io::stdout()
@@ -264,27 +387,13 @@ fn validate(args: ValidateArgs, quiet: bool, log_format: LogFormat) -> anyhow::R
             .context("writing the mapping")?;
         return Ok(Exit::Ok);
     }
-    let default_region = match &args.default_region {
-        Some(code) => Some(phone::region_from_code(code).ok_or_else(|| {
-            usage(format!(
-                "--default-region {code:?} is not an ISO 3166 two-letter country code"
-            ))
-        })?),
-        None => None,
-    };
     let mut config = ValidateConfig::new(input);
     config.mapping = mapping;
-    config.rules = Rules {
-        platform: args.target,
-        default_region,
-        duplicates: args.duplicates,
-    };
+    config.rules = args.read.rules(args.target)?;
+    config.threads = args.read.threads();
     config.out = args.out;
     config.rejects = args.rejects;
     config.report = args.report;
-    if let Some(n) = args.threads {
-        config.threads = n.get();
-    }
     config.progress = !quiet && log_format == LogFormat::Text;
     let report = validate_cmd::run(&config)?;
     if !quiet {
@@ -394,4 +503,307 @@ fn sandbox(args: SandboxArgs) -> anyhow::Result<Exit> {
         server.shutdown().await;
         Ok(Exit::Ok)
     })
+}
+
+/// Credentials and origin for one platform, from the environment or the config file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlatformSettings {
+    base_url: Option<String>,
+    api_key: Option<String>,
+    email: Option<String>,
+    token: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    omnidesk: PlatformSettings,
+    #[serde(default)]
+    udesk: PlatformSettings,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Environment first, then the config file.
+fn settings(platform: Platform, config: Option<&PathBuf>) -> anyhow::Result<PlatformSettings> {
+    let file: ConfigFile = match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("cannot read --config {}: {e}", path.display())))?;
+            toml::from_str(&text)
+                .map_err(|e| usage(format!("--config {}: {}", path.display(), e.message())))?
+        }
+        None => ConfigFile::default(),
+    };
+    let (mut s, prefix) = match platform {
+        Platform::Omnidesk => (file.omnidesk, "DESKPORT_OMNIDESK"),
+        Platform::Udesk => (file.udesk, "DESKPORT_UDESK"),
+    };
+    let pick = |var: &str, from_file: Option<String>| env(&format!("{prefix}_{var}")).or(from_file);
+    s.base_url = pick("BASE_URL", s.base_url.take());
+    s.api_key = pick("API_KEY", s.api_key.take());
+    s.email = pick("EMAIL", s.email.take());
+    s.token = pick("TOKEN", s.token.take());
+    s.password = pick("PASSWORD", s.password.take());
+    Ok(s)
+}
+
+fn import(args: ImportArgs, quiet: bool, log_format: LogFormat) -> anyhow::Result<Exit> {
+    let input = args.read.input(&args.input)?;
+    let InputPath::File(input_path) = &input.path else {
+        return Err(usage(
+            "import reads a file, not standard input: the journal is tied to the file's content",
+        ));
+    };
+    if args.max_concurrency == 0 {
+        return Err(usage("--max-concurrency must be at least 1"));
+    }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err(usage(
+            "--rate must be a positive number of requests per second",
+        ));
+    }
+    if !(args.sandbox_time_scale.is_finite() && args.sandbox_time_scale > 0.0) {
+        return Err(usage("--sandbox-time-scale must be a positive number"));
+    }
+    let journal_dir = args
+        .journal
+        .clone()
+        .unwrap_or_else(|| import_cmd::default_journal_dir(input_path));
+    let mut config = ImportConfig::new(input, args.mode, journal_dir);
+    config.mapping = args.read.mapping()?;
+    config.rules = args.read.rules(Some(args.target))?;
+    config.threads = args.read.threads();
+    config.resume = args.resume;
+    config.restart = args.restart;
+    config.max_concurrency = args.max_concurrency;
+    config.progress = !quiet && log_format == LogFormat::Text;
+    // Udesk's budget windows, shortened only against a sped-up sandbox.
+    let minute = match (args.udesk_minute, args.sandbox) {
+        (Some(m), _) => seconds("--udesk-minute", m)?,
+        (None, true) => Duration::from_secs_f64(60.0 / args.sandbox_time_scale),
+        (None, false) => Duration::from_secs(60),
+    };
+    if minute.is_zero() {
+        return Err(usage("--udesk-minute must be positive"));
+    }
+    config.bulk_interval = minute;
+    config.bulk_settle = minute.mul_f64(2.0 / 60.0).max(Duration::from_millis(20));
+    let rate = match args.target {
+        Platform::Omnidesk => args.rate,
+        Platform::Udesk => Some(
+            args.rate
+                .unwrap_or(f64::from(args.udesk_calls_per_minute.max(1)) / minute.as_secs_f64()),
+        ),
+    };
+    let transport_config = TransportConfig {
+        timeout: seconds("--timeout", args.timeout)?.max(Duration::from_millis(100)),
+        max_attempts: args.max_attempts.max(1),
+        max_concurrency: args.max_concurrency,
+        rate_per_second: rate,
+        ..TransportConfig::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let sandbox = if args.sandbox {
+            let sandbox_config = deskport::sandbox::SandboxConfig {
+                time_scale: args.sandbox_time_scale,
+                ..Default::default()
+            };
+            let server = deskport::sandbox::spawn(sandbox_config, "127.0.0.1:0".parse()?)
+                .await
+                .context("starting the sandbox")?;
+            if !quiet && log_format == LogFormat::Text {
+                eprintln!("sandbox: {} (in-process, demo credentials)", server.base_url());
+            }
+            Some(server)
+        } else {
+            None
+        };
+        let settings = if args.sandbox {
+            PlatformSettings {
+                base_url: sandbox.as_ref().map(|s| s.base_url()),
+                api_key: Some(deskport::sandbox::DEMO_OMNIDESK_API_KEY.into()),
+                email: Some(deskport::sandbox::DEMO_UDESK_EMAIL.into()),
+                token: Some(deskport::sandbox::DEMO_UDESK_TOKEN.into()),
+                password: None,
+            }
+        } else {
+            let mut s = settings(args.target, args.config.as_ref())?;
+            if let Some(b) = &args.base_url {
+                s.base_url = Some(b.clone());
+            }
+            s
+        };
+        let have_credentials = match args.target {
+            Platform::Omnidesk => settings.api_key.is_some(),
+            Platform::Udesk => {
+                settings.email.is_some() && (settings.token.is_some() || settings.password.is_some())
+            }
+        };
+        let base = match (&settings.base_url, args.dry_run) {
+            (Some(b), _) => BaseUrl::parse(b).map_err(|e| usage(e.to_string()))?,
+            (None, true) => BaseUrl::parse(match args.target {
+                Platform::Omnidesk => "https://ACCOUNT.omnidesk.com",
+                Platform::Udesk => "https://SUBDOMAIN.udesk.cn",
+            })
+            .map_err(|e| usage(e.to_string()))?,
+            (None, false) => {
+                return Err(usage(format!(
+                    "no base URL: pass --base-url (e.g. {}), set DESKPORT_{}_BASE_URL, or use --sandbox",
+                    match args.target {
+                        Platform::Omnidesk => "https://ACCOUNT.omnidesk.com",
+                        Platform::Udesk => "https://SUBDOMAIN.udesk.cn",
+                    },
+                    args.target.name().to_uppercase()
+                )))
+            }
+        };
+        if !have_credentials && !args.dry_run {
+            return Err(usage(match args.target {
+                Platform::Omnidesk => "no Omnidesk credentials: set DESKPORT_OMNIDESK_API_KEY (or [omnidesk] api_key in --config)",
+                Platform::Udesk => "no Udesk credentials: set DESKPORT_UDESK_EMAIL and DESKPORT_UDESK_TOKEN (or DESKPORT_UDESK_PASSWORD), or use --config",
+            }));
+        }
+        let transport = Transport::new(transport_config).context("building the HTTP client")?;
+        let stop = Arc::new(Stop::default());
+        let hint = resume_hint(&args, &config);
+        spawn_ctrl_c(stop.clone(), hint.clone(), quiet);
+        let exit = match args.target {
+            Platform::Omnidesk => {
+                let brand = match (args.brand_id, args.sandbox) {
+                    (Some(b), _) => b,
+                    (None, true) => 1,
+                    (None, false) if args.dry_run => 1,
+                    (None, false) => {
+                        return Err(usage("--brand-id is required for Omnidesk (rows with a brand_id column use their own)"))
+                    }
+                };
+                let key = Secret::new(settings.api_key.unwrap_or_default());
+                let client = Arc::new(Omnidesk::new(base, key, brand, transport));
+                drive(client, &config, &args, have_credentials, stop, &hint, quiet, log_format).await
+            }
+            Platform::Udesk => {
+                let email = settings.email.unwrap_or_default();
+                let auth = match (settings.token, settings.password) {
+                    (Some(t), _) => UdeskAuth::Token(Secret::new(t)),
+                    (None, Some(p)) => UdeskAuth::Password(Secret::new(p)),
+                    (None, None) => UdeskAuth::Token(Secret::new("")),
+                };
+                let client = Arc::new(Udesk::new(base, email, auth, transport));
+                drive(client, &config, &args, have_credentials, stop, &hint, quiet, log_format).await
+            }
+        };
+        if let Some(server) = sandbox {
+            server.shutdown().await;
+        }
+        exit
+    })
+}
+
+/// The command that continues this run.
+fn resume_hint(args: &ImportArgs, config: &ImportConfig) -> String {
+    let mut hint = format!(
+        "deskport import {} --target {} --mode {} --journal {} --resume",
+        args.input,
+        args.target.name(),
+        args.mode.as_str(),
+        config.journal_dir.display()
+    );
+    if let Some(b) = args.brand_id {
+        hint.push_str(&format!(" --brand-id {b}"));
+    }
+    if args.sandbox {
+        hint.push_str(" --sandbox");
+    }
+    hint
+}
+
+/// First Ctrl-C: a clean stop. Second: exit at once (the journal stays consistent: every
+/// record is one line, and a torn last line is ignored on resume).
+fn spawn_ctrl_c(stop: Arc<Stop>, hint: String, quiet: bool) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        stop.request();
+        if !quiet {
+            eprintln!("\nstopping: no new rows; finishing requests in flight (Ctrl-C again to quit at once)");
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("quit at once; the journal is consistent. Safe to resume with:\n  {hint}");
+            std::process::exit(Exit::Aborted as i32);
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive<T: Target>(
+    client: Arc<T>,
+    config: &ImportConfig,
+    args: &ImportArgs,
+    have_credentials: bool,
+    stop: Arc<Stop>,
+    hint: &str,
+    quiet: bool,
+    log_format: LogFormat,
+) -> anyhow::Result<Exit> {
+    if args.dry_run {
+        let report = import_cmd::dry_run::run(config, client, have_credentials)
+            .await
+            .map_err(import_error)?;
+        if !quiet {
+            match log_format {
+                LogFormat::Text => eprint!("{}", report.summary()),
+                LogFormat::Json => eprintln!(
+                    "{}",
+                    serde_json::json!({"level": "info", "event": "summary", "command": "import", "dry_run": true, "report": report})
+                ),
+            }
+        }
+        return Ok(if report.reject + report.fail > 0 {
+            Exit::RowsRejected
+        } else {
+            Exit::Ok
+        });
+    }
+    let report = import_cmd::run(config, client, stop)
+        .await
+        .map_err(import_error)?;
+    if !quiet {
+        match log_format {
+            LogFormat::Text => eprint!("{}", report.summary(hint)),
+            LogFormat::Json => eprintln!(
+                "{}",
+                serde_json::json!({"level": "info", "event": "summary", "command": "import", "report": report, "resume": report.stopped.as_ref().map(|_| hint)})
+            ),
+        }
+    }
+    Ok(if report.stopped.is_some() {
+        Exit::Aborted
+    } else if report.all_good() {
+        Exit::Ok
+    } else {
+        Exit::RowsRejected
+    })
+}
+
+/// Keeps the import error's exit code through anyhow.
+fn import_error(e: import_cmd::ImportError) -> anyhow::Error {
+    match e {
+        import_cmd::ImportError::Run(inner) => inner.into(),
+        other => {
+            let exit = other.exit();
+            let message = other.to_string();
+            match exit {
+                Exit::Usage => Error::Usage(message).into(),
+                _ => anyhow::anyhow!(message),
+            }
+        }
+    }
 }

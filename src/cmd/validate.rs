@@ -6,15 +6,14 @@
 //! clean and rejects files and keeps the tally.
 
 use crate::error::{Error, Exit};
-use crate::input::{self, InputError, InputOptions, RowReader};
+use crate::input::{self, InputOptions, RowReader};
 use crate::mapping::{Mapping, ResolvedMapping};
-use crate::model::{CheckedRow, RowBatch};
 use crate::output::{CleanWriter, OutputError, RejectsWriter};
+use crate::pipeline::{check_batches, CheckOptions, CheckedBatch};
 use crate::progress::Progress;
 use crate::report::{Tally, ValidateReport};
-use crate::validate::{check_row, DuplicateIndex, Rules};
+use crate::validate::Rules;
 use crossbeam_channel::bounded;
-use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -24,7 +23,7 @@ use std::time::Instant;
 /// Rows per batch passed between the stages.
 pub const DEFAULT_BATCH_ROWS: usize = 1024;
 
-/// Batches in flight between two stages.
+/// Batches in flight between the checker and the writer.
 const CHANNEL_BATCHES: usize = 4;
 
 /// Everything `validate` needs, already parsed and checked.
@@ -89,13 +88,6 @@ pub fn print_mapping(input: &InputOptions, mapping: &Mapping) -> Result<String, 
     Ok(mapping.resolve(&columns).render())
 }
 
-/// One checked batch on its way to the writer.
-struct CheckedBatch {
-    columns: Arc<Vec<String>>,
-    mapping: Arc<ResolvedMapping>,
-    rows: Vec<CheckedRow>,
-}
-
 /// Runs a validation and returns its report (already written to `--report` if asked).
 pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
     let started = Instant::now();
@@ -103,36 +95,19 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
     let source_info = opened.info.clone();
     let bytes_read = opened.bytes_read.clone();
     let progress = Progress::new(opened.total_bytes, config.progress);
-    let mut reader = opened.reader;
+    let reader = opened.reader;
     let initial_columns = reader.columns();
     let columns_can_grow = matches!(reader, RowReader::Jsonl(_));
     let source_format = source_info.format;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.threads.max(1))
-        .build()
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let batch_rows = config.batch_rows.max(1);
-
-    let (raw_tx, raw_rx) = bounded::<Result<RowBatch, InputError>>(CHANNEL_BATCHES);
     let (checked_tx, checked_rx) = bounded::<CheckedBatch>(CHANNEL_BATCHES);
 
-    let (tally, last_mapping, read_error) = std::thread::scope(|scope| {
-        scope.spawn(move || loop {
-            let next = reader.next_batch(batch_rows).transpose();
-            let Some(message) = next else { break };
-            let failed = message.is_err();
-            if raw_tx.send(message).is_err() || failed {
-                break;
-            }
-        });
-
-        let writer_config = config;
+    let (tally, last_mapping) = std::thread::scope(|scope| {
         let writer_initial = initial_columns.clone();
         let progress = &progress;
         let bytes_read = &bytes_read;
         let writer = scope.spawn(move || {
             write_all(
-                writer_config,
+                config,
                 checked_rx,
                 &writer_initial,
                 columns_can_grow,
@@ -147,60 +122,23 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
                 },
             )
         });
-
-        let mut index = DuplicateIndex::new(config.rules.duplicates);
-        let mut current: Option<(Arc<Vec<String>>, Arc<ResolvedMapping>)> = None;
-        let mut read_error = None;
-        for message in raw_rx.iter() {
-            let batch = match message {
-                Ok(batch) => batch,
-                Err(e) => {
-                    read_error = Some(e);
-                    break;
-                }
-            };
-            let mapping = match &current {
-                Some((cols, m)) if Arc::ptr_eq(cols, &batch.columns) => m.clone(),
-                _ => {
-                    let m = Arc::new(config.mapping.resolve(&batch.columns));
-                    current = Some((batch.columns.clone(), m.clone()));
-                    m
-                }
-            };
-            let rules = &config.rules;
-            let mut rows: Vec<CheckedRow> = pool.install(|| {
-                batch
-                    .rows
-                    .into_par_iter()
-                    .with_min_len(256)
-                    .map(|raw| check_row(raw, &mapping, rules))
-                    .collect()
-            });
-            for row in &mut rows {
-                index.check(row);
-            }
-            let sent = checked_tx.send(CheckedBatch {
-                columns: batch.columns,
-                mapping,
-                rows,
-            });
-            if sent.is_err() {
-                break; // the writer failed; its error is reported below
-            }
-        }
-        drop(raw_rx);
+        let options = CheckOptions {
+            mapping: &config.mapping,
+            rules: &config.rules,
+            threads: config.threads,
+            batch_rows: config.batch_rows,
+        };
+        // A send fails only when the writer failed; its error is reported below.
+        let checked = check_batches(reader, options, |batch| checked_tx.send(batch).is_ok());
         drop(checked_tx);
         let written = writer
             .join()
             .map_err(|_| Error::Internal("writer thread panicked".into()));
-        let last_mapping = current.map(|(_, m)| m);
-        (written, last_mapping, read_error)
+        (written, checked)
     });
     progress.finish();
     let tally = tally??;
-    if let Some(e) = read_error {
-        return Err(e.into());
-    }
+    let last_mapping = last_mapping?;
 
     let mapping = match last_mapping {
         Some(m) => m,

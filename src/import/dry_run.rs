@@ -1,0 +1,213 @@
+//! `deskport import --dry-run`: what an import would do, row by row, without sending a
+//! single write. The same reader, mapping and validator as the real run; with credentials,
+//! read-only lookups tell create from update from already-exists.
+
+use super::{ImportConfig, ImportError, Mode};
+use crate::error::Error;
+use crate::input;
+use crate::output::describe;
+use crate::pipeline::{check_batches, CheckOptions, CheckedBatch};
+use crate::target::{CallError, Target};
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// A row's lookup answer, filled in by a concurrent task.
+type LookupSlot = Mutex<Option<Result<Option<String>, CallError>>>;
+
+/// What a dry run predicts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DryRunReport {
+    /// Rows read.
+    pub rows_read: u64,
+    /// Rows that would be created.
+    pub create: u64,
+    /// Rows that would update an existing customer.
+    pub update: u64,
+    /// Rows (create mode) whose customer exists already and would be left alone.
+    pub exists: u64,
+    /// Rows the platform would refuse (update mode: no such customer).
+    pub fail: u64,
+    /// Rows the validator refuses.
+    pub reject: u64,
+    /// Rows whose fate depends on a lookup that was not made (no credentials).
+    pub undecided: u64,
+    /// Whether lookups were made.
+    pub looked_up: bool,
+    /// The per-row plan.
+    pub file: PathBuf,
+    /// The first requests that would be sent, secrets redacted.
+    pub first_requests: Vec<String>,
+}
+
+/// Predicts the import row by row; with `lookups`, asks the platform (reads only).
+pub async fn run<T: Target>(
+    config: &ImportConfig,
+    target: Arc<T>,
+    lookups: bool,
+) -> Result<DryRunReport, ImportError> {
+    let opened = input::open(&config.input).map_err(Error::from)?;
+    std::fs::create_dir_all(&config.journal_dir).map_err(|source| {
+        Error::Output(crate::output::OutputError {
+            path: config.journal_dir.clone(),
+            source,
+        })
+    })?;
+    let path = config.journal_dir.join("dry-run.csv");
+    let out_err = |source| {
+        ImportError::Run(Error::Output(crate::output::OutputError {
+            path: path.clone(),
+            source,
+        }))
+    };
+    let mut out = csv::Writer::from_writer(std::io::BufWriter::new(
+        std::fs::File::create(&path).map_err(out_err)?,
+    ));
+    out.write_record(["line", "external_id", "action", "detail"])
+        .map_err(|e| out_err(std::io::Error::other(e)))?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<CheckedBatch, Error>>(2);
+    let reader = opened.reader;
+    let mapping = config.mapping.clone();
+    let rules = config.rules.clone();
+    let threads = config.threads;
+    let pipeline = std::thread::spawn(move || {
+        let options = CheckOptions {
+            mapping: &mapping,
+            rules: &rules,
+            threads,
+            batch_rows: 256,
+        };
+        if let Err(e) = check_batches(reader, options, |b| tx.blocking_send(Ok(b)).is_ok()) {
+            tx.blocking_send(Err(e)).ok();
+        }
+    });
+    let mut report = DryRunReport {
+        looked_up: lookups,
+        file: path.clone(),
+        ..DryRunReport::default()
+    };
+    while let Some(batch) = rx.recv().await {
+        let batch = batch?;
+        let found: Vec<LookupSlot> = batch.rows.iter().map(|_| Mutex::new(None)).collect();
+        if lookups {
+            let work = batch
+                .rows
+                .iter()
+                .zip(&found)
+                .filter(|(r, _)| r.is_clean() && r.customer.is_some());
+            let t = target.as_ref();
+            crate::target::http::for_each_bounded(
+                work,
+                config.max_concurrency,
+                |(row, slot)| async move {
+                    if let Some(c) = &row.customer {
+                        let result = t.lookup(c).await;
+                        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                    }
+                },
+            )
+            .await;
+        }
+        for (row, slot) in batch.rows.iter().zip(found) {
+            report.rows_read += 1;
+            let id = row.customer.as_ref().map_or("", |c| c.external_id.as_str());
+            let (action, detail) = if !row.is_clean() {
+                report.reject += 1;
+                let text: Vec<String> = row
+                    .issues
+                    .iter()
+                    .filter(|i| i.is_error())
+                    .map(|i| format!("{}: {}", i.code, describe(i)))
+                    .collect();
+                ("reject", text.join(" | "))
+            } else {
+                let lookup = slot.into_inner().unwrap_or_else(|e| e.into_inner());
+                match (config.mode, lookup) {
+                    (_, Some(Err(CallError::Auth { message }))) => {
+                        return Err(ImportError::Usage(format!(
+                            "credentials refused: {message}"
+                        )))
+                    }
+                    (_, Some(Err(e))) => {
+                        report.undecided += 1;
+                        ("unknown", format!("lookup failed: {e}"))
+                    }
+                    (Mode::Create, Some(Ok(Some(pid)))) => {
+                        report.exists += 1;
+                        ("exists", format!("customer {pid} exists; left alone"))
+                    }
+                    (Mode::Upsert | Mode::Update, Some(Ok(Some(pid)))) => {
+                        report.update += 1;
+                        ("update", format!("customer {pid}"))
+                    }
+                    (Mode::Create | Mode::Upsert, Some(Ok(None))) | (Mode::Create, None) => {
+                        report.create += 1;
+                        if report.first_requests.len() < 3 {
+                            if let Some(c) = &row.customer {
+                                report.first_requests.push(target.describe_create(c));
+                            }
+                        }
+                        ("create", String::new())
+                    }
+                    (Mode::Update, Some(Ok(None))) => {
+                        report.fail += 1;
+                        (
+                            "fail",
+                            "no customer with this external id (update mode never creates)".into(),
+                        )
+                    }
+                    (Mode::Upsert, None) => {
+                        report.undecided += 1;
+                        ("create_or_update", "no credentials: not looked up".into())
+                    }
+                    (Mode::Update, None) => {
+                        report.undecided += 1;
+                        ("update_if_found", "no credentials: not looked up".into())
+                    }
+                }
+            };
+            out.write_record([
+                row.raw.line.to_string().as_str(),
+                id,
+                action,
+                detail.as_str(),
+            ])
+            .map_err(|e| out_err(std::io::Error::other(e)))?;
+        }
+    }
+    pipeline.join().ok();
+    out.flush().map_err(out_err)?;
+    let mut inner = out
+        .into_inner()
+        .map_err(|e| out_err(std::io::Error::other(e.to_string())))?;
+    inner.flush().map_err(out_err)?;
+    Ok(report)
+}
+
+impl DryRunReport {
+    /// The text summary.
+    pub fn summary(&self) -> String {
+        let mut s = String::from("dry run: nothing was sent\n");
+        for r in &self.first_requests {
+            s.push_str(r);
+        }
+        s.push_str(&format!(
+            "  rows read   {:>9}\n  create      {:>9}\n  update      {:>9}\n  exists      {:>9}\n  fail        {:>9}\n  reject      {:>9}\n",
+            self.rows_read, self.create, self.update, self.exists, self.fail, self.reject
+        ));
+        if self.undecided > 0 {
+            s.push_str(&format!(
+                "  undecided   {:>9}   ({})\n",
+                self.undecided,
+                if self.looked_up {
+                    "lookups failed"
+                } else {
+                    "give credentials for lookups"
+                }
+            ));
+        }
+        s.push_str(&format!("plan: {}\n", self.file.display()));
+        s
+    }
+}

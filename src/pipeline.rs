@@ -1,0 +1,106 @@
+//! The shared front of every row-consuming command: read → map → check in parallel →
+//! de-duplicate in order. `validate` writes what comes out; `import` sends it.
+//!
+//! The reader runs on its own thread, checking runs on a rayon pool from the calling
+//! thread, and batches are handed to the caller's sink in input order. Bounded channels keep
+//! memory flat whatever the file size.
+
+use crate::error::Error;
+use crate::input::{InputError, RowReader};
+use crate::mapping::{Mapping, ResolvedMapping};
+use crate::model::{CheckedRow, RowBatch};
+use crate::validate::{check_row, DuplicateIndex, Rules};
+use crossbeam_channel::bounded;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Batches in flight between the reader and the checker.
+const CHANNEL_BATCHES: usize = 4;
+
+/// One checked batch: the rows in input order with the columns and mapping they were read with.
+#[derive(Debug)]
+pub struct CheckedBatch {
+    /// The source columns of every row in the batch.
+    pub columns: Arc<Vec<String>>,
+    /// The mapping resolved for those columns.
+    pub mapping: Arc<ResolvedMapping>,
+    /// The checked rows.
+    pub rows: Vec<CheckedRow>,
+}
+
+/// How to check.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckOptions<'a> {
+    /// Column mapping.
+    pub mapping: &'a Mapping,
+    /// Validation rules.
+    pub rules: &'a Rules,
+    /// Worker threads for checking.
+    pub threads: usize,
+    /// Rows per batch.
+    pub batch_rows: usize,
+}
+
+/// Reads every row of `reader`, checks it and hands the batches to `sink` in input order.
+/// `sink` returns `false` to stop early. Returns the mapping of the last batch (if any).
+pub fn check_batches(
+    reader: RowReader,
+    options: CheckOptions<'_>,
+    mut sink: impl FnMut(CheckedBatch) -> bool,
+) -> Result<Option<Arc<ResolvedMapping>>, Error> {
+    let mut reader = reader;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.threads.max(1))
+        .build()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let batch_rows = options.batch_rows.max(1);
+    let (raw_tx, raw_rx) = bounded::<Result<RowBatch, InputError>>(CHANNEL_BATCHES);
+    std::thread::scope(|scope| {
+        scope.spawn(move || loop {
+            let next = reader.next_batch(batch_rows).transpose();
+            let Some(message) = next else { break };
+            let failed = message.is_err();
+            if raw_tx.send(message).is_err() || failed {
+                break;
+            }
+        });
+        let mut index = DuplicateIndex::new(options.rules.duplicates);
+        let mut current: Option<(Arc<Vec<String>>, Arc<ResolvedMapping>)> = None;
+        let result = (|| {
+            for message in raw_rx.iter() {
+                let batch = message?;
+                let mapping = match &current {
+                    Some((cols, m)) if Arc::ptr_eq(cols, &batch.columns) => m.clone(),
+                    _ => {
+                        let m = Arc::new(options.mapping.resolve(&batch.columns));
+                        current = Some((batch.columns.clone(), m.clone()));
+                        m
+                    }
+                };
+                let rules = options.rules;
+                let mut rows: Vec<CheckedRow> = pool.install(|| {
+                    batch
+                        .rows
+                        .into_par_iter()
+                        .with_min_len(256)
+                        .map(|raw| check_row(raw, &mapping, rules))
+                        .collect()
+                });
+                for row in &mut rows {
+                    index.check(row);
+                }
+                let keep_going = sink(CheckedBatch {
+                    columns: batch.columns,
+                    mapping,
+                    rows,
+                });
+                if !keep_going {
+                    break;
+                }
+            }
+            Ok::<_, Error>(())
+        })();
+        drop(raw_rx);
+        result.map(|()| current.map(|(_, m)| m))
+    })
+}

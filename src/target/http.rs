@@ -1,0 +1,572 @@
+//! The one place for how requests travel: timeouts, retries with exponential backoff and
+//! full jitter, one pause shared by every worker when the platform says "slow down"
+//! (HTTP 429, Udesk code 429, 503, `Retry-After`), a per-platform rate limit (governor), and
+//! concurrency that adapts between 1 and a maximum (AIMD on latency and refusals).
+//!
+//! Platform clients give [`Transport::call`] a closure that builds a fresh request for every
+//! attempt (so Udesk requests are signed anew, retries included) and a decoder that turns
+//! the reply into a value or a [`CallError`].
+
+use super::CallError;
+use bytes::Bytes;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// How the transport behaves.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// Time allowed for one request, reply included.
+    pub timeout: Duration,
+    /// Attempts per call before giving up on an `Unavailable` failure.
+    pub max_attempts: u32,
+    /// First backoff step.
+    pub backoff_base: Duration,
+    /// Longest backoff (and longest pause without `Retry-After`).
+    pub backoff_cap: Duration,
+    /// Upper bound of the adaptive concurrency.
+    pub max_concurrency: usize,
+    /// Requests per second, if the platform has a budget.
+    pub rate_per_second: Option<f64>,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            timeout: Duration::from_secs(30),
+            max_attempts: 8,
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_secs(30),
+            max_concurrency: 16,
+            rate_per_second: None,
+        }
+    }
+}
+
+/// Counters for the progress line and the summary.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    /// Requests sent.
+    pub requests: AtomicU64,
+    /// Attempts that were retries.
+    pub retries: AtomicU64,
+    /// Replies that were rate or capacity refusals.
+    pub throttled: AtomicU64,
+    /// Shared pauses started.
+    pub pauses: AtomicU64,
+    /// Replies that were 5xx, cut or timed out.
+    pub unavailable: AtomicU64,
+}
+
+/// How a call may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Safe to repeat (reads, updates): retried on every retryable failure.
+    Idempotent,
+    /// A create: retried only when it surely was not applied (throttled, never sent).
+    NotIdempotent,
+}
+
+/// The HTTP transport shared by every worker of one run.
+pub struct Transport {
+    client: reqwest::Client,
+    config: TransportConfig,
+    limiter: Option<DefaultDirectRateLimiter>,
+    pause: Pause,
+    concurrency: Aimd,
+    priority_waiting: AtomicUsize,
+    /// Counters.
+    pub stats: TransportStats,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("config", &self.config)
+            .field("concurrency", &self.concurrency.limit())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// A transport with rustls and the given behaviour.
+    pub fn new(config: TransportConfig) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .user_agent(concat!("deskport/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let limiter = config.rate_per_second.and_then(rate_limiter);
+        let max = config.max_concurrency.max(1);
+        Ok(Transport {
+            client,
+            limiter,
+            pause: Pause::default(),
+            concurrency: Aimd::new(max),
+            priority_waiting: AtomicUsize::new(0),
+            config,
+            stats: TransportStats::default(),
+        })
+    }
+
+    /// The HTTP client, for building requests.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The concurrency the controller allows now.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency.limit()
+    }
+
+    /// Whether the shared pause is in force.
+    pub fn paused(&self) -> bool {
+        self.pause.remaining().is_some()
+    }
+
+    /// The backoff before attempt `attempt` (1-based count of failures so far): full jitter,
+    /// uniformly in `[0, min(cap, base × 2^attempt))`.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        backoff(
+            self.config.backoff_base,
+            self.config.backoff_cap,
+            attempt,
+            fastrand::f64(),
+        )
+    }
+
+    /// The configured attempts per call.
+    pub fn max_attempts(&self) -> u32 {
+        self.config.max_attempts.max(1)
+    }
+
+    /// One request: waits for the pause, a concurrency slot and the rate limit, sends, and
+    /// decodes. Throttles start the shared pause; timings feed the concurrency controller.
+    /// A `priority` request takes the next rate slot before any ordinary one.
+    pub async fn attempt<T>(
+        &self,
+        build: &(impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Sync),
+        decode: &(impl Fn(StatusCode, &HeaderMap, &Bytes) -> Result<T, CallError> + Sync),
+        priority: bool,
+    ) -> Result<T, CallError> {
+        self.pause.wait().await;
+        let _slot = if priority {
+            None
+        } else {
+            Some(self.concurrency.acquire().await)
+        };
+        if let Some(l) = &self.limiter {
+            if priority {
+                self.priority_waiting.fetch_add(1, Ordering::SeqCst);
+                l.until_ready().await;
+                self.priority_waiting.fetch_sub(1, Ordering::SeqCst);
+            } else {
+                // Take a slot only when it is free now and no priority request waits for it.
+                let clock = governor::clock::DefaultClock::default();
+                loop {
+                    while self.priority_waiting.load(Ordering::SeqCst) > 0 {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    match l.check() {
+                        Ok(()) => break,
+                        Err(not_until) => {
+                            use governor::clock::Clock;
+                            tokio::time::sleep(not_until.wait_time_from(clock.now())).await;
+                        }
+                    }
+                }
+            }
+        }
+        self.pause.wait().await;
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = match build(&self.client).send().await {
+            Ok(response) => {
+                let status = response.status();
+                let headers = response.headers().clone();
+                match response.bytes().await {
+                    Ok(body) => decode(status, &headers, &body).map_err(|e| match e {
+                        CallError::Throttled { retry_after: None } => CallError::Throttled {
+                            retry_after: retry_after(&headers),
+                        },
+                        other => other,
+                    }),
+                    Err(e) => Err(CallError::Unavailable {
+                        message: format!("reply cut off: {}", e.without_url()),
+                        maybe_applied: true,
+                    }),
+                }
+            }
+            Err(e) => Err(CallError::Unavailable {
+                maybe_applied: !e.is_connect(),
+                message: describe(&e),
+            }),
+        };
+        let latency = started.elapsed();
+        match &result {
+            Err(CallError::Throttled { retry_after }) => {
+                self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                self.concurrency.on_refused();
+                let wait = retry_after.unwrap_or_else(|| {
+                    self.backoff(self.pause.consecutive().saturating_add(1))
+                        .max(self.config.backoff_base)
+                });
+                if self.pause.extend(wait) {
+                    self.stats.pauses.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(CallError::Unavailable { .. }) => {
+                self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+                self.concurrency.on_refused();
+            }
+            _ => {
+                self.pause.reset_consecutive();
+                self.concurrency.on_success(latency);
+            }
+        }
+        result
+    }
+
+    /// A call with retries: throttles are always retried after the shared pause; other
+    /// retryable failures with backoff, for a non-idempotent request only when it surely
+    /// was not applied. The last error is returned when attempts run out.
+    pub async fn call<T>(
+        &self,
+        retry: Retry,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Sync,
+        decode: impl Fn(StatusCode, &HeaderMap, &Bytes) -> Result<T, CallError> + Sync,
+    ) -> Result<T, CallError> {
+        self.call_with(retry, false, build, decode).await
+    }
+
+    /// [`Transport::call`] for a request that must not wait behind ordinary ones for its rate
+    /// slot (the once-a-minute Udesk bulk import).
+    pub async fn call_with<T>(
+        &self,
+        retry: Retry,
+        priority: bool,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Sync,
+        decode: impl Fn(StatusCode, &HeaderMap, &Bytes) -> Result<T, CallError> + Sync,
+    ) -> Result<T, CallError> {
+        let mut failures = 0u32;
+        let mut throttles = 0u32;
+        loop {
+            match self.attempt(&build, &decode, priority).await {
+                Err(CallError::Throttled { retry_after }) => {
+                    throttles += 1;
+                    // Throttles cost nothing on the platform; allow many, but not forever.
+                    if throttles > self.max_attempts() * 8 {
+                        return Err(CallError::Throttled { retry_after });
+                    }
+                }
+                Err(e @ CallError::Unavailable { maybe_applied, .. }) => {
+                    failures += 1;
+                    let may_repeat = retry == Retry::Idempotent || !maybe_applied;
+                    if !may_repeat || failures >= self.max_attempts() {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(self.backoff(failures)).await;
+                }
+                other => return other,
+            }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A reqwest error without its URL (Udesk URLs carry the signature and email).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_request() {
+        "request failed"
+    } else {
+        "connection failed"
+    };
+    let mut text = kind.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// `Retry-After-Ms` (the sandbox) or `Retry-After` in seconds.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let read = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    };
+    read("retry-after-ms")
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+        .or_else(|| read("retry-after").map(Duration::from_secs_f64))
+        .map(|d| d.min(Duration::from_secs(600)))
+}
+
+/// Full-jitter exponential backoff: `unit` in `[0, 1)` picks the point in the window.
+pub fn backoff(base: Duration, cap: Duration, attempt: u32, unit: f64) -> Duration {
+    let window = base
+        .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+        .min(cap);
+    window.mul_f64(unit.clamp(0.0, 1.0))
+}
+
+fn rate_limiter(per_second: f64) -> Option<DefaultDirectRateLimiter> {
+    if !(per_second.is_finite() && per_second > 0.0) {
+        return None;
+    }
+    let period = Duration::from_secs_f64(1.0 / per_second).max(Duration::from_nanos(1));
+    Quota::with_period(period).map(|q| RateLimiter::direct(q.allow_burst(NonZeroU32::MIN)))
+}
+
+/// One pause shared by every worker: when any request is told to slow down, nobody sends
+/// until the pause is over.
+#[derive(Debug, Default)]
+struct Pause {
+    state: Mutex<PauseState>,
+}
+
+#[derive(Debug, Default)]
+struct PauseState {
+    until: Option<Instant>,
+    consecutive: u32,
+}
+
+impl Pause {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PauseState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Extends the pause to at least `wait` from now; true when a new pause started.
+    fn extend(&self, wait: Duration) -> bool {
+        let mut s = self.lock();
+        let now = Instant::now();
+        let until = now + wait;
+        let started = s.until.is_none_or(|u| u <= now);
+        s.consecutive = s.consecutive.saturating_add(1);
+        if s.until.is_none_or(|u| u < until) {
+            s.until = Some(until);
+        }
+        started
+    }
+
+    fn consecutive(&self) -> u32 {
+        self.lock().consecutive
+    }
+
+    fn reset_consecutive(&self) {
+        self.lock().consecutive = 0;
+    }
+
+    fn remaining(&self) -> Option<Duration> {
+        let s = self.lock();
+        s.until
+            .and_then(|u| u.checked_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
+    }
+
+    async fn wait(&self) {
+        while let Some(d) = self.remaining() {
+            tokio::time::sleep(d).await;
+        }
+    }
+}
+
+/// Additive-increase / multiplicative-decrease concurrency: slow start (+1 per success)
+/// until the first sign of trouble, then +1 per window of successes while latency stays
+/// near its floor; halved on a refusal or failure, trimmed by 10% when latency grows to
+/// twice its floor; at most one decrease per latency floor.
+#[derive(Debug)]
+struct Aimd {
+    state: Mutex<AimdState>,
+    notify: Notify,
+    max: usize,
+}
+
+#[derive(Debug)]
+struct AimdState {
+    limit: f64,
+    in_flight: usize,
+    floor: Option<Duration>,
+    slow_start: bool,
+    last_decrease: Instant,
+}
+
+impl Aimd {
+    fn new(max: usize) -> Self {
+        Aimd {
+            state: Mutex::new(AimdState {
+                limit: 2f64.min(max as f64),
+                in_flight: 0,
+                floor: None,
+                slow_start: true,
+                last_decrease: Instant::now(),
+            }),
+            notify: Notify::new(),
+            max,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AimdState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn limit(&self) -> usize {
+        (self.lock().limit as usize).clamp(1, self.max)
+    }
+
+    async fn acquire(&self) -> Slot<'_> {
+        loop {
+            let notified = self.notify.notified();
+            {
+                let mut s = self.lock();
+                if s.in_flight < (s.limit as usize).clamp(1, self.max) {
+                    s.in_flight += 1;
+                    return Slot(self);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn release(&self) {
+        let mut s = self.lock();
+        s.in_flight = s.in_flight.saturating_sub(1);
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    fn decrease(&self, s: &mut AimdState, factor: f64) {
+        let guard = s
+            .floor
+            .unwrap_or(Duration::from_millis(50))
+            .max(Duration::from_millis(20));
+        if s.last_decrease.elapsed() < guard {
+            return;
+        }
+        s.last_decrease = Instant::now();
+        s.slow_start = false;
+        s.limit = (s.limit * factor).max(1.0);
+    }
+
+    fn on_refused(&self) {
+        let mut s = self.lock();
+        self.decrease(&mut s, 0.5);
+    }
+
+    fn on_success(&self, latency: Duration) {
+        let mut s = self.lock();
+        let floor = match s.floor {
+            None => latency,
+            Some(f) if latency < f => latency,
+            // Let the floor drift up slowly so a platform that got slower for good is followed.
+            Some(f) => f + (latency - f) / 64,
+        };
+        s.floor = Some(floor);
+        let grown = latency > floor * 2 + Duration::from_millis(5);
+        let flat = latency <= floor + floor / 2 + Duration::from_millis(2);
+        if grown {
+            self.decrease(&mut s, 0.9);
+        } else if flat && s.limit < self.max as f64 {
+            let step = if s.slow_start { 1.0 } else { 1.0 / s.limit };
+            s.limit = (s.limit + step).min(self.max as f64);
+            drop(s);
+            self.notify.notify_one();
+        }
+    }
+}
+
+/// A concurrency slot, given back on drop.
+struct Slot<'a>(&'a Aimd);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// Runs `f` at most `n` at a time over `items` (used for lookups on resume).
+pub async fn for_each_bounded<I, F, Fut>(items: I, n: usize, f: F)
+where
+    I: IntoIterator,
+    F: Fn(I::Item) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    use futures_util::StreamExt;
+    futures_util::stream::iter(items)
+        .for_each_concurrent(n.max(1), f)
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_full_jitter_under_the_cap() {
+        let base = Duration::from_millis(100);
+        let cap = Duration::from_secs(5);
+        assert_eq!(backoff(base, cap, 3, 0.0), Duration::ZERO);
+        assert_eq!(backoff(base, cap, 1, 0.5), Duration::from_millis(100));
+        assert_eq!(backoff(base, cap, 3, 0.999_999).as_millis(), 799);
+        assert!(backoff(base, cap, 30, 0.999) <= cap);
+        assert!(backoff(base, cap, u32::MAX, 1.0) <= cap);
+    }
+
+    #[test]
+    fn retry_after_prefers_milliseconds() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", "250".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn aimd_grows_while_flat_and_halves_on_refusal() {
+        let a = Aimd::new(32);
+        for _ in 0..40 {
+            a.on_success(Duration::from_millis(20));
+        }
+        assert_eq!(a.limit(), 32, "slow start reaches the maximum");
+        a.lock().last_decrease = Instant::now() - Duration::from_secs(1);
+        a.on_refused();
+        assert_eq!(a.limit(), 16);
+        a.on_refused(); // within the guard interval: no second halving
+        assert_eq!(a.limit(), 16);
+        for _ in 0..17 {
+            a.on_success(Duration::from_millis(20));
+        }
+        assert_eq!(a.limit(), 17, "about +1 per window of successes after a decrease");
+        a.lock().last_decrease = Instant::now() - Duration::from_secs(1);
+        a.on_success(Duration::from_millis(80));
+        assert_eq!(a.limit(), 15, "latency growth trims by 10%");
+    }
+
+    #[tokio::test]
+    async fn pause_is_shared_and_waited_for() {
+        let p = Pause::default();
+        assert!(p.extend(Duration::from_millis(30)));
+        assert!(!p.extend(Duration::from_millis(10)), "already paused");
+        let t = Instant::now();
+        p.wait().await;
+        assert!(t.elapsed() >= Duration::from_millis(25));
+        assert!(p.remaining().is_none());
+    }
+}

@@ -1,0 +1,464 @@
+//! Omnidesk API v2 client: customers are created with multipart `POST /api/v2/customer`,
+//! updated with form-urlencoded `PUT /api/v2/customer/updateCustomer`, found with
+//! `SearchByPrimaryExternalID`, and given further channels with `addChannelOnly`.
+//! Authentication is the `apiKey` header (never the query string, so keys stay out of URLs).
+//!
+//! Encoding ([`create_fields`], [`update_fields`], [`extra_channel_calls`]) and decoding
+//! ([`decode`]) are pure functions.
+
+use super::http::{Retry, Transport};
+use super::{BaseUrl, CallError, Secret, Target};
+use crate::model::Customer;
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// Shortest `extra_telephone` a create accepts (longer numbers go through `addChannelOnly`).
+pub const MIN_EXTRA_TELEPHONE_CHARS: usize = 12;
+
+/// A form: ordered (name, value) pairs.
+pub type Fields = Vec<(String, String)>;
+
+fn field(name: &str, value: impl Into<String>) -> (String, String) {
+    (name.to_string(), value.into())
+}
+
+/// The brand a customer goes to: its own `brand_id`, else the run's.
+pub fn brand_of(customer: &Customer, default_brand: u64) -> u64 {
+    customer.brand_id.unwrap_or(default_brand)
+}
+
+/// The customer's channels in order: primary email, phones, other emails.
+fn channels(c: &Customer) -> (Vec<&str>, Vec<&str>) {
+    let emails = c
+        .email
+        .iter()
+        .chain(&c.other_emails)
+        .map(String::as_str)
+        .collect();
+    let phones = c.phones.iter().map(String::as_str).collect();
+    (emails, phones)
+}
+
+/// The create form, and which channels it leaves for [`extra_channel_calls`]:
+/// the first channel (an email, else a phone) as `channel_id` + `customer_link_channel`,
+/// then one `extra_email` and one `extra_telephone` (if long enough), names, custom fields.
+pub fn create_fields(c: &Customer, default_brand: u64) -> (Fields, Vec<Fields>) {
+    let brand = brand_of(c, default_brand);
+    let mut form = vec![
+        field("brand_id", brand.to_string()),
+        field("primary_id", c.external_id.clone()),
+    ];
+    if let Some(f) = &c.firstname {
+        form.push(field("firstname", f.clone()));
+    }
+    if let Some(l) = &c.lastname {
+        form.push(field("lastname", l.clone()));
+    }
+    let (mut emails, mut phones) = channels(c);
+    if !emails.is_empty() {
+        form.push(field("channel_id", "email"));
+        form.push(field("customer_link_channel", emails.remove(0)));
+    } else if !phones.is_empty() {
+        form.push(field("channel_id", "telephone"));
+        form.push(field("customer_link_channel", phones.remove(0)));
+    }
+    if !emails.is_empty() {
+        form.push(field("extra_email", emails.remove(0)));
+    }
+    if let Some(i) = phones
+        .iter()
+        .position(|p| p.len() >= MIN_EXTRA_TELEPHONE_CHARS)
+    {
+        form.push(field("extra_telephone", phones.remove(i)));
+    }
+    for (name, value) in &c.custom_fields {
+        form.push(field(&format!("custom_{name}"), value.clone()));
+    }
+    let extras = extra_channel_calls(&c.external_id, brand, &emails, &phones);
+    (form, extras)
+}
+
+/// `addChannelOnly` forms for channels a create could not carry: each call carries at most
+/// one email and one phone.
+pub fn extra_channel_calls(
+    primary_id: &str,
+    brand: u64,
+    emails: &[&str],
+    phones: &[&str],
+) -> Vec<Fields> {
+    let calls = emails.len().max(phones.len());
+    (0..calls)
+        .map(|i| {
+            let mut form = vec![
+                field("primary_id", primary_id),
+                field("brand_id", brand.to_string()),
+            ];
+            if let Some(e) = emails.get(i) {
+                form.push(field("extra_email", *e));
+            }
+            if let Some(p) = phones.get(i) {
+                form.push(field("extra_telephone", *p));
+            }
+            form
+        })
+        .collect()
+}
+
+/// The `updateCustomer` form: names, custom fields, and every channel as
+/// `customerChannelType_N` / `customerChannelValue_N`.
+pub fn update_fields(c: &Customer, default_brand: u64) -> Fields {
+    let mut form = vec![
+        field("externalPrimaryID", c.external_id.clone()),
+        field("brandID", brand_of(c, default_brand).to_string()),
+    ];
+    if let Some(f) = &c.firstname {
+        form.push(field("firstname", f.clone()));
+    }
+    if let Some(l) = &c.lastname {
+        form.push(field("lastname", l.clone()));
+    }
+    for (name, value) in &c.custom_fields {
+        form.push(field(&format!("custom_{name}"), value.clone()));
+    }
+    let (emails, phones) = channels(c);
+    let all = emails
+        .iter()
+        .map(|e| ("email", *e))
+        .chain(phones.iter().map(|p| ("telephone", *p)));
+    for (n, (kind, value)) in all.enumerate() {
+        form.push(field(&format!("customerChannelType_{n}"), kind));
+        form.push(field(&format!("customerChannelValue_{n}"), value));
+    }
+    form
+}
+
+/// The id in a reply's `customer_id`, or `message.id`.
+fn platform_id(body: &Value) -> Option<String> {
+    let id = body
+        .get("customer_id")
+        .or_else(|| body.get("message").and_then(|m| m.get("id")))?;
+    match id {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn message_of(body: &Value, status: StatusCode) -> String {
+    match body.get("message") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) if !other.is_null() => other.to_string(),
+        _ => format!("HTTP {status}"),
+    }
+}
+
+/// Decodes a reply: success → the body; otherwise the kind of failure.
+pub fn decode(status: StatusCode, _headers: &HeaderMap, body: &Bytes) -> Result<Value, CallError> {
+    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        return Err(CallError::Throttled { retry_after: None });
+    }
+    if status.is_server_error() {
+        return Err(CallError::Unavailable {
+            message: format!("HTTP {status}: {}", message_of(&json, status)),
+            maybe_applied: true,
+        });
+    }
+    let message = message_of(&json, status);
+    match status {
+        s if s.is_success() && json.get("type").and_then(Value::as_str) != Some("error") => {
+            if json.is_null() {
+                Err(CallError::Unavailable {
+                    message: "the reply is not JSON".into(),
+                    maybe_applied: true,
+                })
+            } else {
+                Ok(json)
+            }
+        }
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(CallError::Auth { message }),
+        StatusCode::NOT_FOUND if message.to_lowercase().contains("customer") => {
+            Err(CallError::NotFound)
+        }
+        StatusCode::CONFLICT => Err(CallError::Conflict {
+            platform_id: platform_id(&json),
+            message,
+        }),
+        _ => Err(CallError::Rejected {
+            message: format!("HTTP {}: {message}", status.as_u16()),
+        }),
+    }
+}
+
+/// The Omnidesk client.
+#[derive(Debug)]
+pub struct Omnidesk {
+    base: BaseUrl,
+    api_key: Secret,
+    default_brand: u64,
+    transport: Transport,
+}
+
+impl Omnidesk {
+    /// A client for `base` with this key; rows without a `brand_id` go to `default_brand`.
+    pub fn new(base: BaseUrl, api_key: Secret, default_brand: u64, transport: Transport) -> Self {
+        Omnidesk {
+            base,
+            api_key,
+            default_brand,
+            transport,
+        }
+    }
+
+    fn multipart(fields: &Fields) -> reqwest::multipart::Form {
+        fields
+            .iter()
+            .fold(reqwest::multipart::Form::new(), |form, (k, v)| {
+                form.text(k.clone(), v.clone())
+            })
+    }
+
+    async fn post_multipart(
+        &self,
+        path: &str,
+        fields: &Fields,
+        retry: Retry,
+    ) -> Result<Value, CallError> {
+        let url = self.base.join(path);
+        self.transport
+            .call(
+                retry,
+                |client| {
+                    client
+                        .post(&url)
+                        .header("apiKey", self.api_key.expose())
+                        .multipart(Self::multipart(fields))
+                },
+                decode,
+            )
+            .await
+    }
+}
+
+impl Target for Omnidesk {
+    fn name(&self) -> &'static str {
+        "omnidesk"
+    }
+
+    async fn lookup(&self, c: &Customer) -> Result<Option<String>, CallError> {
+        let fields = vec![
+            field("primary_id", c.external_id.clone()),
+            field("brand_id", brand_of(c, self.default_brand).to_string()),
+        ];
+        match self
+            .post_multipart(
+                "/api/v2/customer/SearchByPrimaryExternalID",
+                &fields,
+                Retry::Idempotent,
+            )
+            .await
+        {
+            Ok(body) => Ok(Some(platform_id(&body).unwrap_or_default())),
+            Err(CallError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create(&self, c: &Customer) -> Result<String, CallError> {
+        let (form, _) = create_fields(c, self.default_brand);
+        let body = self
+            .post_multipart("/api/v2/customer", &form, Retry::NotIdempotent)
+            .await?;
+        Ok(platform_id(&body).unwrap_or_default())
+    }
+
+    async fn complete(&self, c: &Customer, _platform_id: &str) -> Result<(), CallError> {
+        let (_, extras) = create_fields(c, self.default_brand);
+        for form in &extras {
+            self.post_multipart("/api/v2/customer/addChannelOnly", form, Retry::Idempotent)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn update(&self, c: &Customer) -> Result<String, CallError> {
+        let form = update_fields(c, self.default_brand);
+        let url = self.base.join("/api/v2/customer/updateCustomer");
+        self.transport
+            .call(
+                Retry::Idempotent,
+                |client| {
+                    client
+                        .put(&url)
+                        .header("apiKey", self.api_key.expose())
+                        .form(&form)
+                },
+                decode,
+            )
+            .await?;
+        // updateCustomer does not say which customer it updated; the id is not needed.
+        Ok(String::new())
+    }
+
+    fn describe_create(&self, c: &Customer) -> String {
+        let (form, extras) = create_fields(c, self.default_brand);
+        let mut text = format!(
+            "POST {} (multipart/form-data, header apiKey: <redacted>)\n",
+            self.base.join("/api/v2/customer")
+        );
+        for (k, v) in &form {
+            text.push_str(&format!("  {k} = {v}\n"));
+        }
+        for extra in extras {
+            text.push_str(&format!(
+                "POST {} (multipart/form-data)\n",
+                self.base.join("/api/v2/customer/addChannelOnly")
+            ));
+            for (k, v) in extra {
+                text.push_str(&format!("  {k} = {v}\n"));
+            }
+        }
+        text
+    }
+
+    fn transport(&self) -> &Transport {
+        &self.transport
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn customer() -> Customer {
+        Customer {
+            external_id: "C-1".into(),
+            firstname: Some("Anna".into()),
+            lastname: Some("de Vries".into()),
+            email: Some("anna@example.com".into()),
+            other_emails: vec!["a2@example.com".into(), "a3@example.com".into()],
+            phones: vec!["+31612345678".into(), "+3120123".into()],
+            custom_fields: BTreeMap::from([("plan".to_string(), "gold".to_string())]),
+            ..Customer::default()
+        }
+    }
+
+    fn get<'a>(form: &'a Fields, name: &str) -> Option<&'a str> {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn create_carries_the_first_channel_and_one_extra_of_each() {
+        let (form, extras) = create_fields(&customer(), 7);
+        assert_eq!(get(&form, "brand_id"), Some("7"));
+        assert_eq!(get(&form, "primary_id"), Some("C-1"));
+        assert_eq!(get(&form, "channel_id"), Some("email"));
+        assert_eq!(
+            get(&form, "customer_link_channel"),
+            Some("anna@example.com")
+        );
+        assert_eq!(get(&form, "extra_email"), Some("a2@example.com"));
+        assert_eq!(get(&form, "extra_telephone"), Some("+31612345678"));
+        assert_eq!(get(&form, "custom_plan"), Some("gold"));
+        // a3@ and the short number go through addChannelOnly, in one call.
+        assert_eq!(extras.len(), 1);
+        assert_eq!(get(&extras[0], "extra_email"), Some("a3@example.com"));
+        assert_eq!(get(&extras[0], "extra_telephone"), Some("+3120123"));
+        assert_eq!(get(&extras[0], "primary_id"), Some("C-1"));
+    }
+
+    #[test]
+    fn a_phone_is_the_first_channel_when_there_is_no_email() {
+        let c = Customer {
+            external_id: "X".into(),
+            phones: vec!["+31612345678".into()],
+            brand_id: Some(2),
+            ..Customer::default()
+        };
+        let (form, extras) = create_fields(&c, 1);
+        assert_eq!(get(&form, "brand_id"), Some("2"));
+        assert_eq!(get(&form, "channel_id"), Some("telephone"));
+        assert_eq!(get(&form, "customer_link_channel"), Some("+31612345678"));
+        assert!(extras.is_empty());
+    }
+
+    #[test]
+    fn update_lists_every_channel() {
+        let form = update_fields(&customer(), 1);
+        assert_eq!(get(&form, "externalPrimaryID"), Some("C-1"));
+        assert_eq!(get(&form, "brandID"), Some("1"));
+        assert_eq!(get(&form, "customerChannelType_0"), Some("email"));
+        assert_eq!(get(&form, "customerChannelValue_2"), Some("a3@example.com"));
+        assert_eq!(get(&form, "customerChannelType_3"), Some("telephone"));
+        assert_eq!(get(&form, "customerChannelValue_4"), Some("+3120123"));
+        assert_eq!(get(&form, "custom_plan"), Some("gold"));
+    }
+
+    #[test]
+    fn replies_decode_into_kinds() {
+        let h = HeaderMap::new();
+        let b = |s: &str| Bytes::from(s.to_string());
+        let ok = decode(
+            StatusCode::OK,
+            &h,
+            &b(r#"{"type":"result","message":"Customer created.","customer_id":5}"#),
+        )
+        .unwrap();
+        assert_eq!(platform_id(&ok).as_deref(), Some("5"));
+        assert_eq!(
+            decode(
+                StatusCode::CONFLICT,
+                &h,
+                &b(r#"{"type":"error","message":"exists","customer_id":9}"#)
+            ),
+            Err(CallError::Conflict {
+                platform_id: Some("9".into()),
+                message: "exists".into()
+            })
+        );
+        assert_eq!(
+            decode(
+                StatusCode::NOT_FOUND,
+                &h,
+                &b(r#"{"type":"error","message":"Customer not found"}"#)
+            ),
+            Err(CallError::NotFound)
+        );
+        assert!(matches!(
+            decode(
+                StatusCode::NOT_FOUND,
+                &h,
+                &b(r#"{"type":"error","message":"brand 9 does not exist"}"#)
+            ),
+            Err(CallError::Rejected { .. })
+        ));
+        assert!(matches!(
+            decode(StatusCode::UNAUTHORIZED, &h, &b("{}")),
+            Err(CallError::Auth { .. })
+        ));
+        assert!(matches!(
+            decode(StatusCode::TOO_MANY_REQUESTS, &h, &b("")),
+            Err(CallError::Throttled { .. })
+        ));
+        assert!(matches!(
+            decode(StatusCode::INTERNAL_SERVER_ERROR, &h, &b("")),
+            Err(CallError::Unavailable {
+                maybe_applied: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode(
+                StatusCode::BAD_REQUEST,
+                &h,
+                &b(r#"{"type":"error","message":"firstname does not match"}"#)
+            ),
+            Err(CallError::Rejected { .. })
+        ));
+    }
+}

@@ -1,0 +1,680 @@
+//! Udesk open API v1 client. Every request is signed just before it is sent (fresh nonce,
+//! current timestamp; see [`udesk_auth`](super::udesk_auth)), retries included. Creates go
+//! one at a time through `POST /customers` or 100 at a time through the asynchronous
+//! `POST /customers/batch_import_async`, whose rows stay *pending* until [`Target::confirm`]
+//! finds them. A token can be given, or obtained once with `log_in` (and again once when the
+//! platform refuses it).
+//!
+//! Encoding ([`create_body`], [`bulk_row`], [`signed_query`]) and decoding ([`decode`]) are
+//! pure functions.
+
+use super::http::{Retry, Transport};
+use super::udesk_auth::{self as auth, sign};
+use super::{BaseUrl, BulkError, CallError, Secret, Target};
+use crate::model::Customer;
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Most rows in one `batch_import_async` call.
+pub const BULK_ROWS: usize = 100;
+/// Customers per export call.
+pub const EXPORT_BATCH: u64 = 1000;
+
+/// How to authenticate.
+#[derive(Debug, Clone)]
+pub enum UdeskAuth {
+    /// The open API token.
+    Token(Secret),
+    /// A password to obtain the token with `log_in`.
+    Password(Secret),
+}
+
+/// The query parameters that sign one request.
+pub fn signed_query(
+    email: &str,
+    token: &str,
+    timestamp: u64,
+    nonce: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("email", email.to_string()),
+        ("timestamp", timestamp.to_string()),
+        ("nonce", nonce.to_string()),
+        ("sign", sign(email, token, timestamp, nonce)),
+        ("sign_version", auth::SIGN_VERSION.to_string()),
+    ]
+}
+
+/// Custom field values: `TextField_N` is text, `SelectField_N` a list of option ids
+/// (written `1;3` or `1,3` in the source).
+fn custom_fields(c: &Customer) -> Map<String, Value> {
+    c.custom_fields
+        .iter()
+        .map(|(k, v)| {
+            let value = if k.starts_with("SelectField_") {
+                Value::Array(
+                    v.split([';', ','])
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| json!(s))
+                        .collect(),
+                )
+            } else {
+                json!(v)
+            };
+            (k.clone(), value)
+        })
+        .collect()
+}
+
+/// The display name: `nick_name`, else first + last name, else the external id.
+pub fn nick_name(c: &Customer) -> String {
+    if let Some(n) = c.nick_name.as_deref().filter(|n| !n.is_empty()) {
+        return n.to_string();
+    }
+    let full: Vec<&str> = [c.firstname.as_deref(), c.lastname.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect();
+    if full.is_empty() {
+        c.external_id.clone()
+    } else {
+        full.join(" ")
+    }
+}
+
+/// The `customer` object shared by create and update.
+fn customer_object(c: &Customer) -> Map<String, Value> {
+    let mut o = Map::new();
+    o.insert("nick_name".into(), json!(nick_name(c)));
+    o.insert("open_api_token".into(), json!(c.external_id));
+    if let Some(e) = &c.email {
+        o.insert("email".into(), json!(e));
+    }
+    if let Some(l) = &c.level {
+        o.insert("level".into(), json!(l));
+    }
+    if let Some(d) = &c.description {
+        o.insert("description".into(), json!(d));
+    }
+    if !c.phones.is_empty() {
+        o.insert(
+            "cellphones".into(),
+            Value::Array(c.phones.iter().map(|p| json!([null, p])).collect()),
+        );
+    }
+    if !c.custom_fields.is_empty() {
+        o.insert("custom_fields".into(), Value::Object(custom_fields(c)));
+    }
+    o
+}
+
+/// The body of `POST /customers` and `PUT /customers/update_customer`.
+pub fn create_body(c: &Customer) -> Value {
+    let mut body = Map::new();
+    body.insert("customer".into(), Value::Object(customer_object(c)));
+    if !c.other_emails.is_empty() {
+        body.insert("other_emails".into(), json!(c.other_emails));
+    }
+    if !c.tags.is_empty() {
+        body.insert("tags".into(), json!(c.tags.join(",")));
+    }
+    Value::Object(body)
+}
+
+/// One row of `batch_import_async`: `emails` and `cellphones` are plain lists.
+pub fn bulk_row(c: &Customer) -> Value {
+    let mut o = Map::new();
+    o.insert("nick_name".into(), json!(nick_name(c)));
+    o.insert("open_api_token".into(), json!(c.external_id));
+    let emails: Vec<&String> = c.email.iter().chain(&c.other_emails).collect();
+    if !emails.is_empty() {
+        o.insert("emails".into(), json!(emails));
+    }
+    if !c.phones.is_empty() {
+        o.insert("cellphones".into(), json!(c.phones));
+    }
+    if let Some(l) = &c.level {
+        o.insert("level".into(), json!(l));
+    }
+    if let Some(d) = &c.description {
+        o.insert("description".into(), json!(d));
+    }
+    if !c.tags.is_empty() {
+        o.insert("tags".into(), json!(c.tags.join(",")));
+    }
+    if !c.custom_fields.is_empty() {
+        o.insert("custom_fields".into(), Value::Object(custom_fields(c)));
+    }
+    Value::Object(o)
+}
+
+/// The platform's message, with the `exception` detail when there is one (object or string).
+fn message_of(body: &Value) -> String {
+    let message = body
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("error")
+        .to_string();
+    let detail = match body.get("exception") {
+        Some(Value::Object(o)) => o.get("message").and_then(Value::as_str).map(str::to_string),
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    match detail {
+        Some(d) if d != message => format!("{message}: {d}"),
+        _ => message,
+    }
+}
+
+/// The id in "… customer id = 12".
+fn named_customer_id(message: &str) -> Option<String> {
+    let tail = message.split("customer id =").nth(1)?.trim();
+    let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
+    (!digits.is_empty()).then_some(digits)
+}
+
+/// Decodes a reply: code 1000 → the body; otherwise the kind of failure. A rate refusal may
+/// be HTTP 429 or HTTP 200 with code 429.
+pub fn decode(status: StatusCode, _headers: &HeaderMap, body: &Bytes) -> Result<Value, CallError> {
+    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let code = json.get("code").and_then(Value::as_i64);
+    if status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::SERVICE_UNAVAILABLE
+        || code == Some(auth::CODE_RATE_LIMITED)
+    {
+        return Err(CallError::Throttled { retry_after: None });
+    }
+    if status.is_server_error() || code.is_none() {
+        return Err(CallError::Unavailable {
+            message: format!("HTTP {}: {}", status.as_u16(), message_of(&json)),
+            maybe_applied: true,
+        });
+    }
+    let code = code.unwrap_or_default();
+    let message = message_of(&json);
+    match code {
+        auth::CODE_OK => Ok(json),
+        c if auth::is_auth_failure(c) || status == StatusCode::UNAUTHORIZED => {
+            Err(CallError::Auth {
+                message: format!("code {c}: {message}"),
+            })
+        }
+        auth::CODE_NOT_FOUND => Err(CallError::NotFound),
+        _ if message.contains("open_api_token duplicate") => Err(CallError::Conflict {
+            platform_id: named_customer_id(&message),
+            message,
+        }),
+        c => Err(CallError::Rejected {
+            message: format!("code {c}: {message}"),
+        }),
+    }
+}
+
+fn customer_id(body: &Value) -> String {
+    body.get("customer")
+        .and_then(|c| c.get("id"))
+        .map(|id| match id {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default()
+}
+
+/// The Udesk client.
+#[derive(Debug)]
+pub struct Udesk {
+    base: BaseUrl,
+    email: String,
+    auth: UdeskAuth,
+    token: RwLock<Option<Secret>>,
+    transport: Transport,
+}
+
+impl Udesk {
+    /// A client for `base` as the admin `email`.
+    pub fn new(base: BaseUrl, email: String, auth: UdeskAuth, transport: Transport) -> Self {
+        let token = match &auth {
+            UdeskAuth::Token(t) => Some(t.clone()),
+            UdeskAuth::Password(_) => None,
+        };
+        Udesk {
+            base,
+            email,
+            auth,
+            token: RwLock::new(token),
+            transport,
+        }
+    }
+
+    fn token(&self) -> Option<Secret> {
+        self.token.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Obtains the token with `log_in` (password auth only).
+    pub async fn log_in(&self) -> Result<(), CallError> {
+        let UdeskAuth::Password(password) = &self.auth else {
+            return Ok(());
+        };
+        let url = self.base.join("/open_api_v1/log_in");
+        let body = json!({"email": self.email, "password": password.expose()});
+        let reply = self
+            .transport
+            .call(
+                Retry::Idempotent,
+                |client| client.post(&url).json(&body),
+                decode,
+            )
+            .await?;
+        let token = reply
+            .get("open_api_auth_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| CallError::Auth {
+                message: "log_in gave no open_api_auth_token".into(),
+            })?;
+        *self.token.write().unwrap_or_else(|e| e.into_inner()) = Some(Secret::new(token));
+        Ok(())
+    }
+
+    /// A signed call; with password auth, a refused token is renewed once.
+    async fn signed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        retry: Retry,
+    ) -> Result<Value, CallError> {
+        self.signed_with(method, path, query, body, retry, false)
+            .await
+    }
+
+    async fn signed_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        retry: Retry,
+        priority: bool,
+    ) -> Result<Value, CallError> {
+        if self.token().is_none() {
+            self.log_in().await?;
+        }
+        let url = self.base.join(path);
+        let mut renewed = false;
+        loop {
+            let token = self.token().unwrap_or_else(|| Secret::new(""));
+            let result = self
+                .transport
+                .call_with(
+                    retry,
+                    priority,
+                    |client| {
+                        let timestamp = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        let nonce = format!("{:032x}", fastrand::u128(..));
+                        let mut request = client
+                            .request(method.clone(), &url)
+                            .query(&signed_query(
+                                &self.email,
+                                token.expose(),
+                                timestamp,
+                                &nonce,
+                            ))
+                            .query(query);
+                        if let Some(b) = body {
+                            request = request.json(b);
+                        }
+                        request
+                    },
+                    decode,
+                )
+                .await;
+            match result {
+                Err(CallError::Auth { .. })
+                    if !renewed && matches!(self.auth, UdeskAuth::Password(_)) =>
+                {
+                    renewed = true;
+                    self.log_in().await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn export_pass(
+        &self,
+        wanted: &HashSet<&str>,
+    ) -> Result<HashMap<String, String>, CallError> {
+        let mut found = HashMap::new();
+        let mut scroll: Option<String> = None;
+        loop {
+            let query: Vec<(&str, String)> =
+                scroll.iter().map(|s| ("scroll_id", s.clone())).collect();
+            let reply = self
+                .signed(
+                    reqwest::Method::GET,
+                    "/open_api_v1/customers/export",
+                    &query,
+                    None,
+                    Retry::NotIdempotent,
+                )
+                .await?;
+            let customers = reply
+                .get("customers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if customers.is_empty() {
+                return Ok(found);
+            }
+            for c in &customers {
+                if let Some(t) = c.get("open_api_token").and_then(Value::as_str) {
+                    if wanted.contains(t) {
+                        let id = c.get("id").map(Value::to_string).unwrap_or_default();
+                        found.insert(t.to_string(), id);
+                    }
+                }
+            }
+            if found.len() == wanted.len() {
+                return Ok(found);
+            }
+            scroll = reply
+                .get("scroll_id")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if scroll.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+
+    async fn total_customers(&self) -> Result<u64, CallError> {
+        let query = [("page", "1".to_string()), ("page_size", "1".to_string())];
+        let reply = self
+            .signed(
+                reqwest::Method::GET,
+                "/open_api_v1/customers",
+                &query,
+                None,
+                Retry::Idempotent,
+            )
+            .await?;
+        Ok(reply
+            .pointer("/meta/total_count")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX))
+    }
+}
+
+/// "customers[12]: …" → (12, "…").
+fn poison_row(message: &str) -> Option<(usize, String)> {
+    let start = message.find("customers[")? + "customers[".len();
+    let rest = &message[start..];
+    let end = rest.find(']')?;
+    let index = rest[..end].parse().ok()?;
+    let reason = rest[end + 1..].trim_start_matches(':').trim().to_string();
+    Some((index, reason))
+}
+
+impl Target for Udesk {
+    fn name(&self) -> &'static str {
+        "udesk"
+    }
+
+    async fn lookup(&self, c: &Customer) -> Result<Option<String>, CallError> {
+        let query = [
+            ("type", "token".to_string()),
+            ("content", c.external_id.clone()),
+        ];
+        match self
+            .signed(
+                reqwest::Method::GET,
+                "/open_api_v1/customers/get_customer",
+                &query,
+                None,
+                Retry::Idempotent,
+            )
+            .await
+        {
+            Ok(body) => Ok(Some(customer_id(&body))),
+            Err(CallError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create(&self, c: &Customer) -> Result<String, CallError> {
+        let body = create_body(c);
+        let reply = self
+            .signed(
+                reqwest::Method::POST,
+                "/open_api_v1/customers",
+                &[],
+                Some(&body),
+                Retry::NotIdempotent,
+            )
+            .await?;
+        Ok(customer_id(&reply))
+    }
+
+    async fn update(&self, c: &Customer) -> Result<String, CallError> {
+        let query = [
+            ("type", "token".to_string()),
+            ("content", c.external_id.clone()),
+        ];
+        let body = create_body(c);
+        let reply = self
+            .signed(
+                reqwest::Method::PUT,
+                "/open_api_v1/customers/update_customer",
+                &query,
+                Some(&body),
+                Retry::Idempotent,
+            )
+            .await?;
+        Ok(customer_id(&reply))
+    }
+
+    fn bulk_rows(&self) -> usize {
+        BULK_ROWS
+    }
+
+    async fn bulk_create(&self, customers: &[&Customer]) -> Result<(), BulkError> {
+        let body = json!({"customers": customers.iter().map(|c| bulk_row(c)).collect::<Vec<_>>()});
+        match self
+            .signed_with(
+                reqwest::Method::POST,
+                "/open_api_v1/customers/batch_import_async",
+                &[],
+                Some(&body),
+                Retry::NotIdempotent,
+                true,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(CallError::Rejected { message }) | Err(CallError::Conflict { message, .. }) => {
+                match poison_row(&message) {
+                    Some((index, reason)) if index < customers.len() => Err(BulkError::Poison {
+                        index,
+                        message: reason,
+                    }),
+                    _ => Err(BulkError::Call(CallError::Rejected { message })),
+                }
+            }
+            Err(e) => Err(BulkError::Call(e)),
+        }
+    }
+
+    async fn confirm<'a>(
+        &'a self,
+        customers: &'a [&'a Customer],
+    ) -> Result<HashMap<String, String>, CallError> {
+        // An export pass costs one call per 1,000 customers on the platform, a lookup one
+        // call per row: use whichever spends less of the budget.
+        let by_lookup = |found: &mut HashMap<String, String>, c: &Customer, id: Option<String>| {
+            if let Some(id) = id {
+                found.insert(c.external_id.clone(), id);
+            }
+        };
+        let mut found = HashMap::new();
+        if customers.len() > 2 {
+            let total = self.total_customers().await?;
+            if total.div_ceil(EXPORT_BATCH) < customers.len() as u64 {
+                let wanted: HashSet<&str> =
+                    customers.iter().map(|c| c.external_id.as_str()).collect();
+                return self.export_pass(&wanted).await;
+            }
+        }
+        for c in customers {
+            let id = self.lookup(c).await?;
+            by_lookup(&mut found, c, id);
+        }
+        Ok(found)
+    }
+
+    fn describe_create(&self, c: &Customer) -> String {
+        format!(
+            "POST {}?email={}&timestamp=…&nonce=…&sign=<redacted>&sign_version=v2 (application/json)\n  {}\n",
+            self.base.join("/open_api_v1/customers"),
+            self.email,
+            create_body(c)
+        )
+    }
+
+    fn transport(&self) -> &Transport {
+        &self.transport
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn customer() -> Customer {
+        Customer {
+            external_id: "U-1".into(),
+            firstname: Some("Li".into()),
+            lastname: Some("Wei".into()),
+            email: Some("li@example.com".into()),
+            other_emails: vec!["wei@example.com".into()],
+            phones: vec!["+8613800000000".into()],
+            level: Some("vip".into()),
+            tags: vec!["a".into(), "b".into()],
+            custom_fields: BTreeMap::from([
+                ("TextField_1".to_string(), "x".to_string()),
+                ("SelectField_2".to_string(), "1;3".to_string()),
+            ]),
+            ..Customer::default()
+        }
+    }
+
+    #[test]
+    fn create_body_follows_the_documented_shape() {
+        let body = create_body(&customer());
+        assert_eq!(body["customer"]["nick_name"], "Li Wei");
+        assert_eq!(body["customer"]["open_api_token"], "U-1");
+        assert_eq!(
+            body["customer"]["cellphones"],
+            json!([[null, "+8613800000000"]])
+        );
+        assert_eq!(
+            body["customer"]["custom_fields"]["SelectField_2"],
+            json!(["1", "3"])
+        );
+        assert_eq!(body["customer"]["custom_fields"]["TextField_1"], "x");
+        assert_eq!(body["other_emails"], json!(["wei@example.com"]));
+        assert_eq!(body["tags"], "a,b");
+    }
+
+    #[test]
+    fn bulk_rows_use_plain_lists() {
+        let row = bulk_row(&customer());
+        assert_eq!(row["emails"], json!(["li@example.com", "wei@example.com"]));
+        assert_eq!(row["cellphones"], json!(["+8613800000000"]));
+        assert_eq!(row["level"], "vip");
+    }
+
+    #[test]
+    fn signature_parameters() {
+        let q = signed_query("a@b.c", "tok", 10, "n1");
+        let get = |k: &str| q.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("sign"), Some(sign("a@b.c", "tok", 10, "n1")));
+        assert_eq!(get("sign_version").as_deref(), Some("v2"));
+        assert!(
+            q.iter().all(|(_, v)| v != "tok"),
+            "the token itself is never sent"
+        );
+    }
+
+    #[test]
+    fn replies_decode_into_kinds() {
+        let h = HeaderMap::new();
+        let b = |s: &str| Bytes::from(s.to_string());
+        assert!(decode(
+            StatusCode::OK,
+            &h,
+            &b(r#"{"code":1000,"customer":{"id":3}}"#)
+        )
+        .is_ok());
+        assert!(matches!(
+            decode(StatusCode::OK, &h, &b(r#"{"code":429}"#)),
+            Err(CallError::Throttled { .. })
+        ));
+        assert!(matches!(
+            decode(StatusCode::TOO_MANY_REQUESTS, &h, &b(r#"{"code":429}"#)),
+            Err(CallError::Throttled { .. })
+        ));
+        assert_eq!(
+            decode(StatusCode::OK, &h, &b(r#"{"code":2005,"message":"x"}"#)),
+            Err(CallError::NotFound)
+        );
+        assert!(matches!(
+            decode(
+                StatusCode::UNAUTHORIZED,
+                &h,
+                &b(r#"{"code":2059,"message":"bad"}"#)
+            ),
+            Err(CallError::Auth { .. })
+        ));
+        assert_eq!(
+            decode(
+                StatusCode::OK,
+                &h,
+                &b(
+                    r#"{"code":2000,"message":"Parameter error","exception":{"message":"open_api_token duplicate: customer id = 77"}}"#
+                )
+            ),
+            Err(CallError::Conflict {
+                platform_id: Some("77".into()),
+                message: "Parameter error: open_api_token duplicate: customer id = 77".into()
+            })
+        );
+        assert!(matches!(
+            decode(StatusCode::OK, &h, &b(r#"{"code":2000,"message":"Parameter error","exception":"Email is invalid"}"#)),
+            Err(CallError::Rejected { message }) if message.contains("Email is invalid")
+        ));
+        assert!(matches!(
+            decode(StatusCode::BAD_GATEWAY, &h, &b("<html>")),
+            Err(CallError::Unavailable { .. })
+        ));
+    }
+
+    #[test]
+    fn poison_rows_are_found_in_the_message() {
+        assert_eq!(
+            poison_row("Parameter error: customers[7]: Verification failed: Email is invalid"),
+            Some((7, "Verification failed: Email is invalid".into()))
+        );
+        assert_eq!(poison_row("Import data is empty"), None);
+    }
+}
