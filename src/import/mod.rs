@@ -643,10 +643,13 @@ async fn bulk_lane<T: Target>(
             };
             let Some(first) = first else { break };
             rows.push(first);
+            // A bulk slot is worth `size` rows: give the dispatcher a moment to fill it.
+            let deadline =
+                tokio::time::Instant::now() + (interval / 10).min(Duration::from_millis(500));
             while rows.len() < size {
-                match rx.try_recv() {
-                    Ok(w) => rows.push(w),
-                    Err(_) => break,
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(w)) => rows.push(w),
+                    Ok(None) | Err(_) => break,
                 }
             }
         }

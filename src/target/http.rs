@@ -553,7 +553,11 @@ mod tests {
         for _ in 0..17 {
             a.on_success(Duration::from_millis(20));
         }
-        assert_eq!(a.limit(), 17, "about +1 per window of successes after a decrease");
+        assert_eq!(
+            a.limit(),
+            17,
+            "about +1 per window of successes after a decrease"
+        );
         a.lock().last_decrease = Instant::now() - Duration::from_secs(1);
         a.on_success(Duration::from_millis(80));
         assert_eq!(a.limit(), 15, "latency growth trims by 10%");

@@ -1,0 +1,968 @@
+//! `deskport import` against the sandbox: the real binary, a sandbox on loopback in this
+//! process. What the sandbox holds afterwards is compared with the valid input rows, field
+//! by field; every row must be in exactly one result file; crashes, faults and resumes must
+//! neither lose nor duplicate a customer (in a fresh sandbox nothing may come out `exists`:
+//! a blind re-create of our own customer would).
+
+use crate::common::{assert_exit, describe, fixture, read_csv, Workdir};
+use deskport::sandbox::{self, Sandbox, SandboxConfig};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Rig {
+    server: Sandbox,
+    http: reqwest::Client,
+    work: Workdir,
+    config: SandboxConfig,
+}
+
+impl Rig {
+    async fn start(config: SandboxConfig) -> Rig {
+        let server = sandbox::spawn(config.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        Rig {
+            server,
+            http: reqwest::Client::new(),
+            work: Workdir::new(),
+            config,
+        }
+    }
+
+    fn base(&self) -> String {
+        self.server.base_url()
+    }
+
+    /// `deskport import INPUT --target T --base-url … --journal journal ARGS` with credentials
+    /// in the environment.
+    fn command(&self, input: &str, target: &str, args: &[&str]) -> Command {
+        let mut cmd = self.work.command();
+        cmd.env("DESKPORT_OMNIDESK_API_KEY", &self.config.omnidesk_api_key)
+            .env("DESKPORT_UDESK_EMAIL", &self.config.udesk_email)
+            .env("DESKPORT_UDESK_TOKEN", &self.config.udesk_token)
+            .args(["--log-format", "json", "import", input, "--target", target])
+            .args(["--base-url", &self.base()])
+            .args(args);
+        if !args.contains(&"--journal") {
+            cmd.args(["--journal", "journal"]);
+        }
+        if target == "omnidesk" {
+            cmd.args(["--brand-id", "1"]);
+        } else {
+            // The sandbox runs Udesk's minute in a second for these tests.
+            cmd.args([
+                "--udesk-minute",
+                "1",
+                "--map",
+                &fixture("udesk_mapping.toml"),
+            ]);
+        }
+        cmd
+    }
+
+    async fn run(&self, input: &str, target: &str, args: &[&str]) -> Output {
+        let mut cmd = self.command(input, target, args);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    async fn state(&self) -> Value {
+        self.http
+            .get(format!("{}/__sandbox/state", self.base()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn faults(&self, faults: Value) {
+        let r = self
+            .http
+            .put(format!("{}/__sandbox/faults", self.base()))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    /// The clean rows of `input` under `target`'s rules, as `validate --out` writes them.
+    fn clean_rows(&self, input: &str, target: &str) -> Vec<BTreeMap<String, String>> {
+        let mut args = vec![
+            "validate",
+            input,
+            "--target",
+            target,
+            "--out",
+            "expected.csv",
+            "-q",
+        ];
+        let map = fixture("udesk_mapping.toml");
+        if target == "udesk" {
+            args.extend(["--map", &map]);
+        }
+        let out = self.work.run(&args);
+        assert!(
+            out.status.code().is_some_and(|c| c <= 1),
+            "{}",
+            describe(&out)
+        );
+        let (header, rows) = read_csv(&self.work.file("expected.csv"));
+        rows.into_iter()
+            .map(|r| header.iter().cloned().zip(r).collect())
+            .collect()
+    }
+
+    fn journal_file(&self, name: &str) -> std::path::PathBuf {
+        self.work.file("journal").join(name)
+    }
+}
+
+/// The summary report from `--log-format json`.
+fn report(out: &Output) -> Value {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"event\":\"summary\""))
+        .unwrap_or_else(|| panic!("no summary\n{}", describe(out)));
+    serde_json::from_str::<Value>(line).unwrap()["report"].clone()
+}
+
+fn list(cell: &str) -> BTreeSet<String> {
+    cell.split(';')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every row in exactly one of results / failures / rejects, and the counts add up.
+fn assert_accounting(rig: &Rig, out: &Output, rows_in_file: usize) {
+    let r = report(out);
+    let c = &r["counts"];
+    let sum: u64 = [
+        "created",
+        "updated",
+        "exists",
+        "failed",
+        "invalid",
+        "unfinished",
+    ]
+    .iter()
+    .map(|k| c[k].as_u64().unwrap())
+    .sum();
+    assert_eq!(sum, rows_in_file as u64, "counts add up to the rows\n{r:#}");
+    assert_eq!(r["rows_read"].as_u64().unwrap(), rows_in_file as u64);
+    let mut lines = BTreeSet::new();
+    for (file, column) in [
+        ("results.csv", "line"),
+        ("failures.csv", "deskport_line"),
+        ("rejects.csv", "deskport_line"),
+    ] {
+        let (header, rows) = read_csv(&rig.journal_file(file));
+        let i = header.iter().position(|h| h == column).unwrap();
+        for row in rows {
+            assert!(
+                lines.insert(row[i].clone()),
+                "line {} twice ({file})",
+                row[i]
+            );
+        }
+    }
+    assert_eq!(
+        lines.len(),
+        rows_in_file,
+        "every row in exactly one result file"
+    );
+}
+
+/// The Omnidesk store equals the clean rows field by field, each exactly once.
+fn assert_omnidesk_holds(state: &Value, expected: &[BTreeMap<String, String>]) {
+    let customers = state["omnidesk"]["customers"].as_array().unwrap();
+    assert_eq!(
+        customers.len(),
+        expected.len(),
+        "one customer per valid row"
+    );
+    let by_id: BTreeMap<&str, &Value> = customers
+        .iter()
+        .map(|c| (c["external_primary_id"].as_str().unwrap(), c))
+        .collect();
+    assert_eq!(by_id.len(), customers.len(), "no external id twice");
+    for row in expected {
+        let c = by_id
+            .get(row["external_id"].as_str())
+            .unwrap_or_else(|| panic!("{} missing", row["external_id"]));
+        assert_eq!(c["firstname"], row["firstname"].as_str(), "{row:?}");
+        assert_eq!(c["lastname"], row["lastname"].as_str(), "{row:?}");
+        let channels: BTreeSet<String> = c["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ch| {
+                format!(
+                    "{}:{}",
+                    ch["type"].as_str().unwrap(),
+                    ch["value"].as_str().unwrap()
+                )
+            })
+            .collect();
+        let mut want: BTreeSet<String> = BTreeSet::new();
+        for e in list(&row["email"])
+            .into_iter()
+            .chain(list(&row["other_emails"]))
+        {
+            want.insert(format!("email:{e}"));
+        }
+        for p in list(&row["phones"]) {
+            want.insert(format!("telephone:{p}"));
+        }
+        assert_eq!(channels, want, "channels of {}", row["external_id"]);
+        for (k, v) in row.iter().filter(|(k, _)| k.starts_with("custom_")) {
+            let name = &k["custom_".len()..];
+            if !v.is_empty() {
+                assert_eq!(
+                    c["custom_fields"][name],
+                    v.as_str(),
+                    "{k} of {}",
+                    row["external_id"]
+                );
+            }
+        }
+    }
+}
+
+/// The Udesk store equals the clean rows field by field, each exactly once.
+fn assert_udesk_holds(state: &Value, expected: &[BTreeMap<String, String>]) {
+    let customers = state["udesk"]["customers"].as_array().unwrap();
+    assert_eq!(
+        customers.len(),
+        expected.len(),
+        "one customer per valid row"
+    );
+    let by_id: BTreeMap<&str, &Value> = customers
+        .iter()
+        .map(|c| (c["open_api_token"].as_str().unwrap(), c))
+        .collect();
+    assert_eq!(by_id.len(), customers.len());
+    for row in expected {
+        let c = by_id
+            .get(row["external_id"].as_str())
+            .unwrap_or_else(|| panic!("{} missing", row["external_id"]));
+        let nick = if row["nick_name"].is_empty() {
+            [row["firstname"].as_str(), row["lastname"].as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            row["nick_name"].clone()
+        };
+        assert_eq!(c["nick_name"], nick.as_str());
+        assert_eq!(c["email"].as_str().unwrap_or(""), row["email"]);
+        let phones: BTreeSet<String> = c["cellphones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[1].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            phones,
+            list(&row["phones"]),
+            "phones of {}",
+            row["external_id"]
+        );
+        let others: BTreeSet<String> = c["other_emails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(others, list(&row["other_emails"]));
+        let level = if row["level"].is_empty() {
+            "normal"
+        } else {
+            row["level"].as_str()
+        };
+        assert_eq!(c["level"], level);
+        let tags: BTreeSet<String> = c["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(tags, list(&row["tags"]));
+        if let Some(v) = row.get("custom_TextField_1").filter(|v| !v.is_empty()) {
+            assert_eq!(c["custom_fields"]["TextField_1"], v.as_str());
+        }
+    }
+}
+
+fn count(report: &Value, key: &str) -> u64 {
+    report["counts"][key].as_u64().unwrap()
+}
+
+const FIXTURE_ROWS: usize = 500;
+
+fn multichannel_csv(work: &Workdir) -> String {
+    let text = "external_id,firstname,lastname,email,other_emails,phone,phone 2,phone 3,custom_plan,level,tags\n\
+M1,Anna,Berg,anna@example.com,a2@example.com;a3@example.com,+31612345678,+31201234567,+3546111234,gold,vip,a;b\n\
+M2,Bram,Smit,,,+31612345679,,,silver,,\n\
+M3,Cora,Jansen,cora@example.com,,,,,,normal,x\n";
+    work.write("multi.csv", text).display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn omnidesk_create_holds_exactly_the_valid_rows() {
+    let rig = Rig::start(SandboxConfig::default()).await;
+    let input = fixture("customers.csv");
+    let out = rig.run(&input, "omnidesk", &[]).await;
+    assert_exit(&out, 1); // the fixture has invalid rows
+    assert_accounting(&rig, &out, FIXTURE_ROWS);
+    let expected = rig.clean_rows(&input, "omnidesk");
+    let r = report(&out);
+    assert_eq!(count(&r, "created") as usize, expected.len());
+    assert_eq!(count(&r, "exists"), 0);
+    assert_omnidesk_holds(&rig.state().await, &expected);
+
+    // Multiple channels and custom fields: first channel in the create, one extra of each,
+    // the rest through addChannelOnly.
+    let multi = multichannel_csv(&rig.work);
+    let out = rig.run(&multi, "omnidesk", &["--journal", "j2"]).await;
+    assert_exit(&out, 0);
+    let state = rig.state().await;
+    let m1 = state["omnidesk"]["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["external_primary_id"] == "M1")
+        .unwrap()
+        .clone();
+    let values: BTreeSet<&str> = m1["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        BTreeSet::from([
+            "anna@example.com",
+            "a2@example.com",
+            "a3@example.com",
+            "+31612345678",
+            "+31201234567",
+            "+3546111234"
+        ])
+    );
+    assert_eq!(m1["custom_fields"]["plan"], "gold");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udesk_create_uses_bulk_import_and_holds_exactly_the_valid_rows() {
+    let rig = Rig::start(SandboxConfig {
+        time_scale: 60.0,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let input = fixture("customers.csv");
+    let out = rig.run(&input, "udesk", &[]).await;
+    assert_exit(&out, 1);
+    assert_accounting(&rig, &out, FIXTURE_ROWS);
+    let expected = rig.clean_rows(&input, "udesk");
+    let r = report(&out);
+    assert_eq!(count(&r, "created") as usize, expected.len(), "{r:#}");
+    assert_eq!(count(&r, "exists"), 0);
+    let state = rig.state().await;
+    assert_udesk_holds(&state, &expected);
+    let by_bulk = state["udesk"]["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["source_channel"] == "import")
+        .count();
+    assert!(by_bulk >= 100, "bulk import carried rows ({by_bulk})");
+    assert!(
+        by_bulk < expected.len(),
+        "single creates used the rest of the budget"
+    );
+    let results = std::fs::read_to_string(rig.journal_file("results.csv")).unwrap();
+    assert!(results.contains("bulk import confirmed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_updates_and_creates_and_update_mode_never_creates() {
+    for target in ["omnidesk", "udesk"] {
+        let rig = Rig::start(SandboxConfig {
+            time_scale: 60.0,
+            ..SandboxConfig::default()
+        })
+        .await;
+        let first = rig.work.write(
+            "first.csv",
+            "external_id,firstname,lastname,email,phone,custom_TextField_1\nU1,Anna,Berg,anna@example.com,+31612345678,a\nU2,Bram,Smit,bram@example.com,,b\n",
+        );
+        let out = rig
+            .run(first.to_str().unwrap(), target, &["--journal", "j1"])
+            .await;
+        assert_exit(&out, 0);
+        // Upsert: U1 changes name and gains a phone, U3 is new.
+        let second = rig.work.write(
+            "second.csv",
+            "external_id,firstname,lastname,email,phone,custom_TextField_1\nU1,Annie,Berg,anna@example.com,+31612345670,z\nU3,Cees,Bos,cees@example.com,,c\n",
+        );
+        let out = rig
+            .run(
+                second.to_str().unwrap(),
+                target,
+                &["--mode", "upsert", "--journal", "j2"],
+            )
+            .await;
+        assert_exit(&out, 0);
+        let r = report(&out);
+        assert_eq!(
+            (count(&r, "updated"), count(&r, "created")),
+            (1, 1),
+            "{target}: {r:#}"
+        );
+        let state = rig.state().await;
+        match target {
+            "omnidesk" => {
+                let cs = state["omnidesk"]["customers"].as_array().unwrap();
+                assert_eq!(cs.len(), 3);
+                let u1 = cs
+                    .iter()
+                    .find(|c| c["external_primary_id"] == "U1")
+                    .unwrap();
+                assert_eq!(u1["firstname"], "Annie");
+                assert_eq!(u1["custom_fields"]["TextField_1"], "z");
+                assert!(u1["channels"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["value"] == "+31612345670"));
+            }
+            _ => {
+                let cs = state["udesk"]["customers"].as_array().unwrap();
+                assert_eq!(cs.len(), 3);
+                let u1 = cs.iter().find(|c| c["open_api_token"] == "U1").unwrap();
+                assert_eq!(u1["nick_name"], "Annie Berg");
+                assert_eq!(u1["custom_fields"]["TextField_1"], "z");
+            }
+        }
+        // Update mode: an unknown id is a failure and nothing is created.
+        let third = rig.work.write(
+            "third.csv",
+            "external_id,firstname,lastname,email\nU2,Bram,Smits,bram@example.com\nNOPE,Nora,Niet,nora@example.com\n",
+        );
+        let out = rig
+            .run(
+                third.to_str().unwrap(),
+                target,
+                &["--mode", "update", "--journal", "j3"],
+            )
+            .await;
+        assert_exit(&out, 1);
+        let r = report(&out);
+        assert_eq!(
+            (
+                count(&r, "updated"),
+                count(&r, "failed"),
+                count(&r, "created")
+            ),
+            (1, 1, 0)
+        );
+        let failures = std::fs::read_to_string(rig.work.file("j3/failures.csv")).unwrap();
+        assert!(
+            failures.contains("not_found") && failures.contains("NOPE"),
+            "{failures}"
+        );
+        let state = rig.state().await;
+        assert_eq!(
+            state[target]["count"], 3,
+            "{target}: update mode created nothing"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_and_rate_limits_lose_and_duplicate_nothing() {
+    let rig = Rig::start(SandboxConfig {
+        omnidesk_rate_per_second: Some(400.0),
+        seed: 7,
+        ..SandboxConfig::default()
+    })
+    .await;
+    rig.faults(json!({
+        "error_rate": 0.10, "apply_then_error_rate": 0.10, "drop_rate": 0.05, "apply_then_drop_rate": 0.02
+    }))
+    .await;
+    let input = fixture("customers.csv");
+    let out = rig.run(&input, "omnidesk", &["--max-attempts", "12"]).await;
+    assert_exit(&out, 1);
+    assert_accounting(&rig, &out, FIXTURE_ROWS);
+    let r = report(&out);
+    assert_eq!(count(&r, "unfinished"), 0, "{r:#}");
+    assert_eq!(
+        count(&r, "exists"),
+        0,
+        "a re-sent create of our own customer: {r:#}"
+    );
+    assert!(r["retries"].as_u64().unwrap() > 0);
+    let expected = rig.clean_rows(&input, "omnidesk");
+    assert_eq!(count(&r, "created") as usize, expected.len());
+    rig.faults(json!({})).await;
+    assert_omnidesk_holds(&rig.state().await, &expected);
+    let stats = &rig.state().await["stats"];
+    assert!(stats["injected_apply_then_errors"].as_u64().unwrap() > 0);
+}
+
+/// Starts an import, kills it with SIGKILL once the journal has `after_done` final records
+/// (or after `after` at the latest), and returns whether it was still running.
+async fn kill_after(
+    rig: &Rig,
+    input: &str,
+    target: &str,
+    args: &[&str],
+    after_done: usize,
+    after: Duration,
+) -> bool {
+    let mut child = rig
+        .command(input, target, args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = rig.journal_file("journal.jsonl");
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        let done = std::fs::read_to_string(&journal)
+            .map(|t| t.matches("\"t\":\"done\"").count())
+            .unwrap_or(0);
+        if done >= after_done || started.elapsed() >= after {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn crash_resume(target: &str, faults: Value, kills: &[(usize, u64)]) {
+    let rig = Rig::start(SandboxConfig {
+        time_scale: 60.0,
+        seed: 11,
+        ..SandboxConfig::default()
+    })
+    .await;
+    rig.faults(faults.clone()).await;
+    let input = fixture("customers.csv");
+    let mut killed = 0;
+    for &(after_done, ms) in kills {
+        if kill_after(
+            &rig,
+            &input,
+            target,
+            &["--resume", "--max-attempts", "12"],
+            after_done,
+            Duration::from_millis(ms),
+        )
+        .await
+        {
+            killed += 1;
+        }
+    }
+    assert!(killed >= 2, "the import was killed mid-run at least twice");
+    let out = rig
+        .run(&input, target, &["--resume", "--max-attempts", "12"])
+        .await;
+    assert_exit(&out, 1);
+    assert_accounting(&rig, &out, FIXTURE_ROWS);
+    let r = report(&out);
+    assert_eq!(count(&r, "unfinished"), 0, "{r:#}");
+    assert_eq!(
+        count(&r, "exists"),
+        0,
+        "a resumed create was sent again blindly: {r:#}"
+    );
+    let expected = rig.clean_rows(&input, target);
+    assert_eq!(count(&r, "created") as usize, expected.len(), "{r:#}");
+    rig.faults(json!({})).await;
+    let state = rig.state().await;
+    match target {
+        "omnidesk" => assert_omnidesk_holds(&state, &expected),
+        _ => assert_udesk_holds(&state, &expected),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_and_resume_omnidesk_is_exactly_once() {
+    // Early, mid-run, late; latency keeps requests in flight at each kill.
+    crash_resume(
+        "omnidesk",
+        json!({"latency_ms": 3, "jitter_ms": 5}),
+        &[(1, 60_000), (60, 60_000), (200, 60_000), (330, 60_000)],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_and_resume_omnidesk_with_faults_is_exactly_once() {
+    crash_resume(
+        "omnidesk",
+        json!({"latency_ms": 2, "error_rate": 0.1, "apply_then_error_rate": 0.1, "drop_rate": 0.05}),
+        &[(20, 60_000), (150, 60_000), (300, 60_000)],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_and_resume_udesk_during_bulk_calls_and_pauses_is_exactly_once() {
+    // Udesk's budget is 60 calls a (sped-up) minute: kills land during pauses, between a
+    // bulk import being accepted and confirmed, and during bulk calls (latency 40 ms).
+    crash_resume(
+        "udesk",
+        json!({"latency_ms": 40, "apply_then_error_rate": 0.05}),
+        &[(1, 60_000), (120, 60_000), (250, 60_000)],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_row_is_split_off_and_the_rest_of_the_bulk_lands() {
+    let rig = Rig::start(SandboxConfig {
+        time_scale: 60.0,
+        ..SandboxConfig::default()
+    })
+    .await;
+    // A customer already holding an email the file uses again: the validator cannot know,
+    // the platform refuses the whole bulk call naming that row.
+    let seed = rig.work.write(
+        "seed.csv",
+        "external_id,nick_name,email\nOLD,Old Timer,taken@example.com\n",
+    );
+    let out = rig
+        .run(seed.to_str().unwrap(), "udesk", &["--journal", "j0"])
+        .await;
+    assert_exit(&out, 0);
+    let mut text = String::from("external_id,nick_name,email\n");
+    for i in 0..150 {
+        let email = if i == 37 {
+            "taken@example.com".to_string()
+        } else {
+            format!("p{i}@example.com")
+        };
+        text.push_str(&format!("P{i},Person {i},{email}\n"));
+    }
+    let input = rig.work.write("poison.csv", text);
+    let out = rig.run(input.to_str().unwrap(), "udesk", &[]).await;
+    assert_exit(&out, 1);
+    assert_accounting(&rig, &out, 150);
+    let r = report(&out);
+    assert_eq!(
+        (count(&r, "created"), count(&r, "failed")),
+        (149, 1),
+        "{r:#}"
+    );
+    let failures = std::fs::read_to_string(rig.journal_file("failures.csv")).unwrap();
+    assert!(
+        failures.contains("P37") && failures.contains("Email duplicate"),
+        "{failures}"
+    );
+    let state = rig.state().await;
+    assert_eq!(
+        state["udesk"]["count"], 150,
+        "the old customer and the 149 good rows"
+    );
+    let by_bulk = state["udesk"]["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["source_channel"] == "import")
+        .count();
+    assert!(
+        by_bulk >= 99,
+        "the rest of the refused batch still went by bulk import ({by_bulk})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_rules_resume_restart_and_the_run_lock() {
+    let rig = Rig::start(SandboxConfig::default()).await;
+    let input = fixture("customers.csv");
+    // --resume with no journal: a fresh run.
+    let out = rig.run(&input, "omnidesk", &["--resume"]).await;
+    assert_exit(&out, 1);
+    let created = count(&report(&out), "created");
+    // A second run without --resume refuses and names both ways on.
+    let out = rig.run(&input, "omnidesk", &[]).await;
+    assert_exit(&out, 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--resume") && err.contains("--restart"),
+        "{err}"
+    );
+    // --resume of a finished run sends nothing and reports the same outcome.
+    let before = rig.state().await["stats"]["requests"].as_u64().unwrap();
+    let out = rig.run(&input, "omnidesk", &["--resume"]).await;
+    assert_exit(&out, 1);
+    assert_accounting(&rig, &out, FIXTURE_ROWS);
+    assert_eq!(count(&report(&out), "created"), created);
+    assert_eq!(
+        rig.state().await["stats"]["requests"].as_u64().unwrap(),
+        before
+    );
+    // Another input with the same journal is refused.
+    let other = rig
+        .work
+        .write("other.csv", "external_id,firstname\nZ1,Zoe\n");
+    let out = rig
+        .run(other.to_str().unwrap(), "omnidesk", &["--resume"])
+        .await;
+    assert_exit(&out, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("different input"));
+    // --restart keeps the old journal aside; in a sandbox that has them all, rows are `exists`.
+    let out = rig.run(&input, "omnidesk", &["--restart"]).await;
+    assert_exit(&out, 1);
+    assert_eq!(count(&report(&out), "exists"), created);
+    assert!(rig.journal_file("journal.jsonl.old").exists());
+    // The run lock: a second import on the same journal while one runs.
+    rig.faults(json!({"latency_ms": 200})).await;
+    let mut first = rig
+        .command(&input, "omnidesk", &["--restart"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let out = rig.run(&input, "omnidesk", &["--resume"]).await;
+    assert_exit(&out, 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another deskport import is running"),
+        "{}",
+        describe(&out)
+    );
+    first.kill().ok();
+    first.wait().ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_cleanly_and_says_how_to_resume() {
+    let rig = Rig::start(SandboxConfig::default()).await;
+    rig.faults(json!({"latency_ms": 20})).await;
+    let input = fixture("customers.csv");
+    let child = rig
+        .command(&input, "omnidesk", &["--max-concurrency", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let journal = rig.journal_file("journal.jsonl");
+    let started = Instant::now();
+    while std::fs::read_to_string(&journal).map_or(0, |t| t.matches("\"t\":\"done\"").count()) < 30
+    {
+        assert!(started.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 3);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--resume"), "{err}");
+    let r = report(&out);
+    assert!(r["not_processed"].as_u64().unwrap() > 0, "{r:#}");
+    // The journal is consistent: nothing in flight was left in doubt after a clean stop.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(text
+        .lines()
+        .all(|l| serde_json::from_str::<Value>(l).is_ok() || l.is_empty()));
+    rig.faults(json!({})).await;
+    let out = rig.run(&input, "omnidesk", &["--resume"]).await;
+    assert_exit(&out, 1);
+    assert_accounting(&rig, &out, FIXTURE_ROWS);
+    let r = report(&out);
+    assert_eq!(count(&r, "exists"), 0, "{r:#}");
+    assert_omnidesk_holds(&rig.state().await, &rig.clean_rows(&input, "omnidesk"));
+}
+
+fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_file_or_log_of_a_run_contains_the_credentials() {
+    let config = SandboxConfig {
+        omnidesk_api_key: "OMNI-SECRET-7f3a9c".into(),
+        udesk_token: "UDESK-TOKEN-55e1b0".into(),
+        udesk_password: "UDESK-PASSWORD-c4d2".into(),
+        time_scale: 60.0,
+        ..SandboxConfig::default()
+    };
+    let rig = Rig::start(config.clone()).await;
+    rig.faults(json!({"error_rate": 0.1})).await;
+    let input = fixture("customers.csv");
+    let mut logs = Vec::new();
+    let out = rig.run(&input, "omnidesk", &["--journal", "jo"]).await;
+    assert_exit(&out, 1);
+    logs.push(out);
+    // Udesk by password: logs in, then signs every call with the token it got.
+    let mut cmd = rig.command(&input, "udesk", &["--journal", "ju"]);
+    cmd.env_remove("DESKPORT_UDESK_TOKEN")
+        .env("DESKPORT_UDESK_PASSWORD", &config.udesk_password);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 1);
+    logs.push(out);
+    // A refused key: the error message must not quote it either.
+    let mut cmd = rig.command(&input, "omnidesk", &["--journal", "jbad"]);
+    cmd.env("DESKPORT_OMNIDESK_API_KEY", "WRONG-KEY-0000");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 3);
+    logs.push(out);
+    let mut texts: Vec<(String, Vec<u8>)> = logs
+        .iter()
+        .flat_map(|o| {
+            [
+                ("stdout".to_string(), o.stdout.clone()),
+                ("stderr".to_string(), o.stderr.clone()),
+            ]
+        })
+        .collect();
+    let mut files = Vec::new();
+    files_under(rig.work.path(), &mut files);
+    assert!(files.len() >= 10, "the runs wrote their files");
+    for f in files {
+        texts.push((f.display().to_string(), std::fs::read(&f).unwrap()));
+    }
+    for (name, bytes) in texts {
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in [
+            config.omnidesk_api_key.as_str(),
+            config.udesk_token.as_str(),
+            config.udesk_password.as_str(),
+            "WRONG-KEY-0000",
+        ] {
+            assert!(!text.contains(secret), "{secret} found in {name}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_predicts_without_writing() {
+    let rig = Rig::start(SandboxConfig::default()).await;
+    let multi = multichannel_csv(&rig.work);
+    let out = rig.run(&multi, "omnidesk", &["--journal", "seed"]).await;
+    assert_exit(&out, 0);
+    let input = rig.work.write(
+        "plan.csv",
+        "external_id,firstname,lastname,email\nM1,Anna,Berg,anna@example.com\nNEW1,Nina,Vos,nina@example.com\nBAD,R2-D2!,X,r2@example.com\n",
+    );
+    let before = rig.state().await["omnidesk"]["count"].clone();
+    for (mode, expect) in [
+        ("create", ["exists", "create"]),
+        ("upsert", ["update", "create"]),
+        ("update", ["update", "fail"]),
+    ] {
+        let out = rig
+            .run(
+                input.to_str().unwrap(),
+                "omnidesk",
+                &["--dry-run", "--mode", mode, "--journal", "dry"],
+            )
+            .await;
+        assert_exit(&out, 1); // the invalid row
+        let (_, rows) = read_csv(&rig.work.file("dry/dry-run.csv"));
+        let actions: Vec<&str> = rows.iter().map(|r| r[2].as_str()).collect();
+        assert_eq!(actions, [expect[0], expect[1], "reject"], "{mode}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        if mode != "update" {
+            assert!(
+                err.contains("primary_id") && err.contains("<redacted>"),
+                "{err}"
+            );
+            assert!(!err.contains(&rig.config.omnidesk_api_key));
+        }
+    }
+    assert_eq!(
+        rig.state().await["omnidesk"]["count"],
+        before,
+        "a dry run writes nothing"
+    );
+    assert!(!rig.work.file("dry/journal.jsonl").exists());
+}
+
+#[test]
+fn plain_http_to_another_host_and_missing_credentials_are_refused() {
+    let work = Workdir::new();
+    let input = fixture("customers.csv");
+    let out = work
+        .command()
+        .env("DESKPORT_OMNIDESK_API_KEY", "k")
+        .args([
+            "import",
+            &input,
+            "--target",
+            "omnidesk",
+            "--brand-id",
+            "1",
+            "--base-url",
+            "http://acme.omnidesk.com",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("https://"));
+    let out = work.run(&[
+        "import",
+        &input,
+        "--target",
+        "udesk",
+        "--base-url",
+        "https://acme.udesk.cn",
+    ]);
+    assert_exit(&out, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DESKPORT_UDESK_TOKEN"));
+    let out = work.run(&["import", "-", "--target", "udesk", "--sandbox"]);
+    assert_exit(&out, 2);
+}
+
+#[test]
+fn the_quickstart_import_runs_into_the_built_in_sandbox() {
+    let work = Workdir::new();
+    let out = work.run(&[
+        "import",
+        &fixture("customers.csv"),
+        "--target",
+        "omnidesk",
+        "--sandbox",
+    ]);
+    assert_exit(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("created") && err.contains("customers.import/results.csv"),
+        "{err}"
+    );
+    assert!(work.file("customers.import/results.csv").exists());
+}
