@@ -269,6 +269,9 @@ struct ImportArgs {
     /// Most requests in flight; the actual number adapts between 1 and this.
     #[arg(long, default_value_t = 16, value_name = "N")]
     max_concurrency: usize,
+    /// Keep --max-concurrency requests in flight instead of adapting (for measuring).
+    #[arg(long)]
+    fixed_concurrency: bool,
     /// Requests per second at most (Udesk default: its budget of 60 a minute).
     #[arg(long, value_name = "R")]
     rate: Option<f64>,
@@ -606,6 +609,7 @@ fn import(args: ImportArgs, quiet: bool, log_format: LogFormat) -> anyhow::Resul
         max_attempts: args.max_attempts.max(1),
         max_concurrency: args.max_concurrency,
         rate_per_second: rate,
+        adaptive: !args.fixed_concurrency,
         ..TransportConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

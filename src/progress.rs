@@ -39,6 +39,28 @@ impl Progress {
         Progress { bar: Some(bar) }
     }
 
+    /// A bar over an estimated number of rows (import: rows done of rows in the file).
+    pub fn rows(total_rows: Option<u64>, enabled: bool) -> Self {
+        if !enabled || !std::io::stderr().is_terminal() {
+            return Progress { bar: None };
+        }
+        let bar = ProgressBar::with_draw_target(total_rows, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} rows {msg} ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Progress { bar: Some(bar) }
+    }
+
+    /// Sets the position (rows done) and the message.
+    pub fn set(&self, position: u64, message: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(position);
+            bar.set_message(message);
+        }
+    }
+
     /// Updates the position (raw bytes read) and the row counts.
     pub fn update(&self, bytes: u64, rows: u64, rows_per_second: f64) {
         if let Some(bar) = &self.bar {

@@ -310,21 +310,27 @@ impl ImportReport {
     }
 }
 
-/// Hash and size of the input file: the journal belongs to exactly this content.
-pub fn fingerprint(path: &Path) -> std::io::Result<String> {
+/// Hash and size of the input file (the journal belongs to exactly this content), and its
+/// number of line breaks (an estimate of the rows, for the progress bar).
+pub fn fingerprint(path: &Path) -> std::io::Result<(String, u64)> {
     let mut file = File::open(path)?;
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0u64;
+    let mut lines = 0u64;
     loop {
         let n = file.read(&mut buffer)?;
         if n == 0 {
             break;
         }
         size += n as u64;
+        lines += buffer[..n].iter().filter(|&&b| b == b'\n').count() as u64;
         hasher.update(&buffer[..n]);
     }
-    Ok(format!("xxh3-128:{:032x}:{size}", hasher.digest128()))
+    Ok((
+        format!("xxh3-128:{:032x}:{size}", hasher.digest128()),
+        lines,
+    ))
 }
 
 /// Holds the journal directory's lock until dropped (released by the OS if we die).
@@ -788,7 +794,7 @@ pub async fn run<T: Target>(
     let dir = config.journal_dir.clone();
     let _lock = lock(&dir)?;
     let journal_path = dir.join("journal.jsonl");
-    let fingerprint = fingerprint(input_path).map_err(|source| {
+    let (fingerprint, line_breaks) = fingerprint(input_path).map_err(|source| {
         Error::Input(input::InputError::Open {
             path: input_path.clone(),
             source,
@@ -891,8 +897,39 @@ pub async fn run<T: Target>(
 
     // The pipeline runs on its own threads and hands checked batches over.
     let (rows_tx, mut rows_rx) = mpsc::channel::<Incoming>(2);
-    let bytes_read = opened.bytes_read.clone();
-    let progress = Progress::new(opened.total_bytes, config.progress);
+    // Gzip input has no useful line count: a spinner then.
+    let estimate = (!opened.info.gzip).then_some(line_breaks.saturating_sub(u64::from(!jsonl)));
+    let progress = Arc::new(Progress::rows(estimate, config.progress));
+    let skipped_so_far = Arc::new(AtomicU64::new(0));
+    let ticker = {
+        let (progress, shared, skipped, target) = (
+            progress.clone(),
+            shared.clone(),
+            skipped_so_far.clone(),
+            target.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let here = shared.finished_rows.load(Ordering::Relaxed);
+                let secs = started.elapsed().as_secs_f64().max(1e-9);
+                let t = target.transport();
+                progress.set(
+                    here + skipped.load(Ordering::Relaxed),
+                    format!(
+                        "{:.0} rows/s · concurrency {}{}",
+                        here as f64 / secs,
+                        t.concurrency(),
+                        if t.paused() {
+                            " · paused (rate limit)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+        })
+    };
     let reader = opened.reader;
     let mapping = config.mapping.clone();
     let rules = config.rules.clone();
@@ -921,7 +958,6 @@ pub async fn run<T: Target>(
     let mut ready: Vec<Work> = Vec::with_capacity(chunk);
     let mut doubtful: Vec<Work> = Vec::new();
     let confirm_batch = 1000;
-    let mut progress_tick = Instant::now();
     'input: loop {
         let message = tokio::select! {
             m = rows_rx.recv() => m,
@@ -940,10 +976,12 @@ pub async fn run<T: Target>(
             let line = row.raw.line;
             if state.finals.contains(line) {
                 skipped += 1;
+                skipped_so_far.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             if !row.is_clean() {
                 invalid_here += 1;
+                shared.finished_rows.fetch_add(1, Ordering::Relaxed);
                 shared.journal.append(vec![Record::Done(invalid_record(
                     row,
                     &batch.columns,
@@ -975,16 +1013,6 @@ pub async fn run<T: Target>(
                 }
             }
         }
-        if progress_tick.elapsed() > Duration::from_millis(200) {
-            progress_tick = Instant::now();
-            let finished = shared.finished_rows.load(Ordering::Relaxed) + skipped + invalid_here;
-            let secs = started.elapsed().as_secs_f64().max(1e-9);
-            progress.update(
-                bytes_read.load(Ordering::Relaxed),
-                finished,
-                finished as f64 / secs,
-            );
-        }
     }
     if !stop.requested() {
         ready.extend(confirm_doubtful(&shared, std::mem::take(&mut doubtful)).await);
@@ -1014,6 +1042,8 @@ pub async fn run<T: Target>(
     if use_bulk && !stop.requested() {
         settle_pending(&shared, config.bulk_settle, 5).await;
     }
+    ticker.abort();
+    ticker.await.ok();
     progress.finish();
     let unsent_lines = std::mem::take(&mut *unsent.lock().unwrap_or_else(|e| e.into_inner()));
     if !unsent_lines.is_empty() {

@@ -34,6 +34,8 @@ pub struct TransportConfig {
     pub max_concurrency: usize,
     /// Requests per second, if the platform has a budget.
     pub rate_per_second: Option<f64>,
+    /// Adapt concurrency (AIMD); when false it stays at `max_concurrency`.
+    pub adaptive: bool,
 }
 
 impl Default for TransportConfig {
@@ -45,6 +47,7 @@ impl Default for TransportConfig {
             backoff_cap: Duration::from_secs(30),
             max_concurrency: 16,
             rate_per_second: None,
+            adaptive: true,
         }
     }
 }
@@ -110,7 +113,11 @@ impl Transport {
             client,
             limiter,
             pause: Pause::default(),
-            concurrency: Aimd::new(max),
+            concurrency: if config.adaptive {
+                Aimd::new(max)
+            } else {
+                Aimd::fixed(max)
+            },
             priority_waiting: AtomicUsize::new(0),
             config,
             stats: TransportStats::default(),
@@ -331,7 +338,11 @@ fn rate_limiter(per_second: f64) -> Option<DefaultDirectRateLimiter> {
         return None;
     }
     let period = Duration::from_secs_f64(1.0 / per_second).max(Duration::from_nanos(1));
-    Quota::with_period(period).map(|q| RateLimiter::direct(q.allow_burst(NonZeroU32::MIN)))
+    // Timers wake a millisecond or so late; a burst of 50 ms worth of slots (at least one)
+    // lets the limiter catch up instead of losing those slots for good.
+    let burst =
+        NonZeroU32::new((per_second * 0.05).clamp(1.0, 20.0) as u32).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(period).map(|q| RateLimiter::direct(q.allow_burst(burst)))
 }
 
 /// One pause shared by every worker: when any request is told to slow down, nobody sends
@@ -396,6 +407,7 @@ struct Aimd {
     state: Mutex<AimdState>,
     notify: Notify,
     max: usize,
+    fixed: bool,
 }
 
 #[derive(Debug)]
@@ -419,7 +431,15 @@ impl Aimd {
             }),
             notify: Notify::new(),
             max,
+            fixed: false,
         }
+    }
+
+    /// A controller that never moves from `max`.
+    fn fixed(max: usize) -> Self {
+        let a = Aimd::new(max);
+        a.lock().limit = max as f64;
+        Aimd { fixed: true, ..a }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, AimdState> {
@@ -452,6 +472,9 @@ impl Aimd {
     }
 
     fn decrease(&self, s: &mut AimdState, factor: f64) {
+        if self.fixed {
+            return;
+        }
         let guard = s
             .floor
             .unwrap_or(Duration::from_millis(50))
@@ -482,7 +505,7 @@ impl Aimd {
         let flat = latency <= floor + floor / 2 + Duration::from_millis(2);
         if grown {
             self.decrease(&mut s, 0.9);
-        } else if flat && s.limit < self.max as f64 {
+        } else if flat && !self.fixed && s.limit < self.max as f64 {
             let step = if s.slow_start { 1.0 } else { 1.0 / s.limit };
             s.limit = (s.limit + step).min(self.max as f64);
             drop(s);
@@ -561,6 +584,15 @@ mod tests {
         a.lock().last_decrease = Instant::now() - Duration::from_secs(1);
         a.on_success(Duration::from_millis(80));
         assert_eq!(a.limit(), 15, "latency growth trims by 10%");
+    }
+
+    #[test]
+    fn fixed_concurrency_never_moves() {
+        let a = Aimd::fixed(8);
+        a.on_refused();
+        a.on_success(Duration::from_millis(500));
+        a.on_success(Duration::from_millis(1));
+        assert_eq!(a.limit(), 8);
     }
 
     #[tokio::test]

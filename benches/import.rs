@@ -1,0 +1,308 @@
+//! Benchmark of `deskport import` against the sandbox (in this process, on loopback): the
+//! real binary as a child, its peak RSS from wait4, the sandbox's counters for refusals.
+//!
+//! ```text
+//! cargo bench --bench import                                    # all scenarios
+//! DESKPORT_BENCH_SCENARIOS=rss DESKPORT_BENCH_RSS_ROWS=1000000 cargo bench --bench import
+//! ```
+//!
+//! Scenarios (DESKPORT_BENCH_SCENARIOS, comma-separated; default all):
+//! - `rate`: Omnidesk with 20 ms latency and a 200 requests/s limit: achieved rate and 429s,
+//!   with `--rate 200` and with adaptation alone;
+//! - `capacity`: 20 ms latency, 16 requests in flight at most (more queue): a sweep of fixed
+//!   concurrencies against the adaptive controller;
+//! - `udesk`: Udesk's budget (60 calls and one bulk import of 100 rows a minute) with the
+//!   minute shortened to a second: rows per window against the ceiling of 159;
+//! - `rss`: peak RSS importing DESKPORT_BENCH_RSS_ROWS rows (default 1,000,000).
+
+use deskport::sandbox::{self, Faults, OverCapacity, SandboxConfig};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Run {
+    secs: f64,
+    rss: u64,
+    report: Value,
+}
+
+/// Runs the importer; returns wall time, peak RSS of the child and its JSON summary.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
+fn run_import(dir: &Path, args: &[String]) -> Run {
+    let log = dir.join("stderr.log");
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_deskport"))
+        .current_dir(dir)
+        .env("DESKPORT_OMNIDESK_API_KEY", sandbox::DEMO_OMNIDESK_API_KEY)
+        .env("DESKPORT_UDESK_EMAIL", sandbox::DEMO_UDESK_EMAIL)
+        .env("DESKPORT_UDESK_TOKEN", sandbox::DEMO_UDESK_TOKEN)
+        .args(["--log-format", "json", "import"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn deskport");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(waited, pid, "wait4 failed");
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let code = libc::WEXITSTATUS(status);
+    assert!(code == 0 || code == 1, "deskport exited {code}: {stderr}");
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"event\":\"summary\""))
+        .expect("summary line");
+    let report = serde_json::from_str::<Value>(line).expect("json")["report"].clone();
+    Run {
+        secs,
+        rss: usage.ru_maxrss as u64 * 1024,
+        report,
+    }
+}
+
+fn ensure_input(dir: &Path, rows: u64) -> PathBuf {
+    let path = dir.join(format!("customers-{rows}.csv"));
+    if !path.exists() {
+        let tmp = path.with_extension("tmp");
+        let file = std::fs::File::create(&tmp).expect("create input");
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        deskport::synth::write(rows, 7, false, &mut out).expect("generate");
+        drop(out);
+        std::fs::rename(&tmp, &path).expect("rename input");
+    }
+    path
+}
+
+fn n(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+struct Bench {
+    runtime: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    dir: PathBuf,
+    runs: u64,
+}
+
+impl Bench {
+    fn sandbox(&self, config: SandboxConfig) -> sandbox::Sandbox {
+        self.runtime
+            .block_on(sandbox::spawn(config, "127.0.0.1:0".parse().unwrap()))
+            .expect("sandbox")
+    }
+
+    fn stats(&self, base: &str) -> Value {
+        self.runtime.block_on(async {
+            self.http
+                .get(format!("{base}/__sandbox/state?summary=true"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()["stats"]
+                .clone()
+        })
+    }
+
+    fn reset(&self, base: &str) {
+        self.runtime.block_on(async {
+            self.http
+                .post(format!("{base}/__sandbox/reset"))
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+
+    fn import(&self, input: &Path, base: &str, target: &str, extra: &[&str]) -> Run {
+        let journal = self.dir.join("journal");
+        std::fs::remove_dir_all(&journal).ok();
+        let mut args: Vec<String> = vec![
+            input.display().to_string(),
+            "--target".into(),
+            target.into(),
+            "--base-url".into(),
+            base.into(),
+            "--journal".into(),
+            journal.display().to_string(),
+        ];
+        if target == "omnidesk" {
+            args.extend(["--brand-id".into(), "1".into()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        run_import(&self.dir, &args)
+    }
+
+    /// Median of `runs` imports (fresh sandbox store each time) by rows/s.
+    fn median_import(&self, input: &Path, base: &str, extra: &[&str]) -> (f64, Run, Value) {
+        let mut results = Vec::new();
+        for _ in 0..self.runs {
+            self.reset(base);
+            let before = self.stats(base);
+            let run = self.import(input, base, "omnidesk", extra);
+            let after = self.stats(base);
+            let sent = n(&run.report["counts"]["created"]) + n(&run.report["counts"]["exists"]);
+            let delta = serde_json::json!({
+                "requests": n(&after["requests"]) - n(&before["requests"]),
+                "rate_limited": n(&after["rate_limited"]) - n(&before["rate_limited"]),
+            });
+            results.push((sent / run.secs, run, delta));
+        }
+        results.sort_by(|a, b| a.0.total_cmp(&b.0));
+        results.swap_remove(results.len() / 2)
+    }
+}
+
+fn rate(b: &Bench) {
+    let server = b.sandbox(SandboxConfig {
+        omnidesk_rate_per_second: Some(200.0),
+        faults: Faults {
+            latency_ms: 20,
+            ..Faults::default()
+        },
+        ..SandboxConfig::default()
+    });
+    let base = server.base_url();
+    let input = ensure_input(&b.dir, 3000);
+    for (label, extra) in [
+        (
+            "--rate 200",
+            vec!["--rate", "200", "--max-concurrency", "16"],
+        ),
+        ("adaptive only", vec!["--max-concurrency", "16"]),
+    ] {
+        let (_, run, delta) = b.median_import(&input, &base, &extra);
+        let requests = n(&delta["requests"]);
+        let refused = n(&delta["rate_limited"]);
+        println!(
+            "rate  R=200/s, 20 ms latency, {label:<14}: achieved {:.1} requests/s ({:.1}% of R), 429s {:.2}% of requests, {:.1} s",
+            requests / run.secs,
+            requests / run.secs / 2.0,
+            100.0 * refused / requests.max(1.0),
+            run.secs
+        );
+    }
+    b.runtime.block_on(server.shutdown());
+}
+
+fn capacity(b: &Bench) {
+    let server = b.sandbox(SandboxConfig {
+        faults: Faults {
+            latency_ms: 20,
+            capacity: Some(16),
+            over_capacity: OverCapacity::Queue,
+            ..Faults::default()
+        },
+        ..SandboxConfig::default()
+    });
+    let base = server.base_url();
+    let input = ensure_input(&b.dir, 3000);
+    let mut best: (f64, usize) = (0.0, 0);
+    for c in [4usize, 8, 16, 24, 32, 64] {
+        let cs = c.to_string();
+        let (rows_per_sec, _, _) = b.median_import(
+            &input,
+            &base,
+            &["--fixed-concurrency", "--max-concurrency", &cs],
+        );
+        println!("capacity 16, 20 ms: fixed concurrency {c:>2}: {rows_per_sec:.0} rows/s");
+        if rows_per_sec > best.0 {
+            best = (rows_per_sec, c);
+        }
+    }
+    let (adaptive, run, _) = b.median_import(&input, &base, &["--max-concurrency", "64"]);
+    println!(
+        "capacity 16, 20 ms: adaptive (max 64): {adaptive:.0} rows/s = {:.1}% of the best fixed ({} at {}), ended at concurrency {}",
+        100.0 * adaptive / best.0,
+        best.0.round(),
+        best.1,
+        run.report["concurrency"]
+    );
+    b.runtime.block_on(server.shutdown());
+}
+
+fn udesk(b: &Bench) {
+    let server = b.sandbox(SandboxConfig {
+        time_scale: 60.0,
+        ..SandboxConfig::default()
+    });
+    let base = server.base_url();
+    let input = ensure_input(&b.dir, 2500);
+    let map = b.dir.join("udesk_mapping.toml");
+    std::fs::write(
+        &map,
+        "[columns]\n\"custom_loyalty\" = \"custom.TextField_1\"\n",
+    )
+    .unwrap();
+    let map = map.display().to_string();
+    let run = b.import(
+        &input,
+        &base,
+        "udesk",
+        &["--udesk-minute", "1", "--map", &map],
+    );
+    let created = n(&run.report["counts"]["created"]);
+    let windows = run.secs; // one platform minute per second
+    let ceiling = 100.0 + 59.0;
+    println!(
+        "udesk budget (60 calls + 1 bulk of 100 per minute; minute = 1 s): {created} rows in {windows:.1} windows = {:.1} rows/window = {:.1}% of the ceiling ({ceiling}); requests {}",
+        created / windows,
+        100.0 * created / windows / ceiling,
+        run.report["requests"]
+    );
+    b.runtime.block_on(server.shutdown());
+}
+
+fn rss(b: &Bench) {
+    let rows = env_number("DESKPORT_BENCH_RSS_ROWS", 1_000_000);
+    let server = b.sandbox(SandboxConfig::default());
+    let base = server.base_url();
+    let input = ensure_input(&b.dir, rows);
+    let run = b.import(&input, &base, "omnidesk", &["--max-concurrency", "16"]);
+    println!(
+        "rss   {rows} rows into Omnidesk (no latency): peak RSS {:.1} MiB, {:.0} rows/s, {:.1} s",
+        run.rss as f64 / (1 << 20) as f64,
+        rows as f64 / run.secs,
+        run.secs
+    );
+    b.runtime.block_on(server.shutdown());
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp/bench-import");
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let bench = Bench {
+        runtime: tokio::runtime::Runtime::new().expect("runtime"),
+        http: reqwest::Client::new(),
+        dir,
+        runs: env_number("DESKPORT_BENCH_RUNS", 3),
+    };
+    let wanted = std::env::var("DESKPORT_BENCH_SCENARIOS")
+        .unwrap_or_else(|_| "rate,capacity,udesk,rss".into());
+    for scenario in wanted.split(',') {
+        match scenario.trim() {
+            "rate" => rate(&bench),
+            "capacity" => capacity(&bench),
+            "udesk" => udesk(&bench),
+            "rss" => rss(&bench),
+            other => eprintln!("unknown scenario {other:?}"),
+        }
+    }
+}
