@@ -242,7 +242,11 @@ fn udesk(b: &Bench) {
     });
     let base = server.base_url();
     let map = b.dir.join("udesk_mapping.toml");
-    std::fs::write(&map, "[columns]\n\"custom_loyalty\" = \"custom.TextField_1\"\n").unwrap();
+    std::fs::write(
+        &map,
+        "[columns]\n\"custom_loyalty\" = \"custom.TextField_1\"\n",
+    )
+    .unwrap();
     let map = map.display().to_string();
     let ceiling = 100.0 + 59.0;
     // Two sizes: the difference removes start-up and the final confirmation, leaving the
@@ -251,7 +255,12 @@ fn udesk(b: &Bench) {
     for rows in [1250, 2500] {
         b.reset(&base);
         let input = ensure_input(&b.dir, rows);
-        let run = b.import(&input, &base, "udesk", &["--udesk-minute", "1", "--map", &map]);
+        let run = b.import(
+            &input,
+            &base,
+            "udesk",
+            &["--udesk-minute", "1", "--map", &map],
+        );
         let created = n(&run.report["counts"]["created"]);
         let windows = run.secs; // one platform minute per second
         println!(
