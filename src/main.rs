@@ -508,15 +508,16 @@ fn sandbox(args: SandboxArgs) -> anyhow::Result<Exit> {
     })
 }
 
-/// Credentials and origin for one platform, from the environment or the config file.
+/// Credentials and origin for one platform, from the environment or the config file. The
+/// credentials are [`Secret`]s, so even a `Debug` print of this shows none of them.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PlatformSettings {
     base_url: Option<String>,
-    api_key: Option<String>,
+    api_key: Option<Secret>,
     email: Option<String>,
-    token: Option<String>,
-    password: Option<String>,
+    token: Option<Secret>,
+    password: Option<Secret>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -547,12 +548,13 @@ fn settings(platform: Platform, config: Option<&PathBuf>) -> anyhow::Result<Plat
         Platform::Omnidesk => (file.omnidesk, "DESKPORT_OMNIDESK"),
         Platform::Udesk => (file.udesk, "DESKPORT_UDESK"),
     };
-    let pick = |var: &str, from_file: Option<String>| env(&format!("{prefix}_{var}")).or(from_file);
-    s.base_url = pick("BASE_URL", s.base_url.take());
-    s.api_key = pick("API_KEY", s.api_key.take());
-    s.email = pick("EMAIL", s.email.take());
-    s.token = pick("TOKEN", s.token.take());
-    s.password = pick("PASSWORD", s.password.take());
+    let var = |name: &str| env(&format!("{prefix}_{name}"));
+    let secret = |name: &str, from_file: Option<Secret>| var(name).map(Secret::new).or(from_file);
+    s.base_url = var("BASE_URL").or(s.base_url.take());
+    s.email = var("EMAIL").or(s.email.take());
+    s.api_key = secret("API_KEY", s.api_key.take());
+    s.token = secret("TOKEN", s.token.take());
+    s.password = secret("PASSWORD", s.password.take());
     Ok(s)
 }
 
@@ -632,9 +634,9 @@ fn import(args: ImportArgs, quiet: bool, log_format: LogFormat) -> anyhow::Resul
         let settings = if args.sandbox {
             PlatformSettings {
                 base_url: sandbox.as_ref().map(|s| s.base_url()),
-                api_key: Some(deskport::sandbox::DEMO_OMNIDESK_API_KEY.into()),
+                api_key: Some(Secret::new(deskport::sandbox::DEMO_OMNIDESK_API_KEY)),
                 email: Some(deskport::sandbox::DEMO_UDESK_EMAIL.into()),
-                token: Some(deskport::sandbox::DEMO_UDESK_TOKEN.into()),
+                token: Some(Secret::new(deskport::sandbox::DEMO_UDESK_TOKEN)),
                 password: None,
             }
         } else {
@@ -650,20 +652,18 @@ fn import(args: ImportArgs, quiet: bool, log_format: LogFormat) -> anyhow::Resul
                 settings.email.is_some() && (settings.token.is_some() || settings.password.is_some())
             }
         };
+        let example_origin = match args.target {
+            Platform::Omnidesk => "https://ACCOUNT.omnidesk.com",
+            Platform::Udesk => "https://SUBDOMAIN.udesk.cn",
+        };
+        // A dry run without an origin shows requests to a placeholder and looks nothing up.
+        let lookups = have_credentials && settings.base_url.is_some();
         let base = match (&settings.base_url, args.dry_run) {
             (Some(b), _) => BaseUrl::parse(b).map_err(|e| usage(e.to_string()))?,
-            (None, true) => BaseUrl::parse(match args.target {
-                Platform::Omnidesk => "https://ACCOUNT.omnidesk.com",
-                Platform::Udesk => "https://SUBDOMAIN.udesk.cn",
-            })
-            .map_err(|e| usage(e.to_string()))?,
+            (None, true) => BaseUrl::parse(example_origin).map_err(|e| usage(e.to_string()))?,
             (None, false) => {
                 return Err(usage(format!(
-                    "no base URL: pass --base-url (e.g. {}), set DESKPORT_{}_BASE_URL, or use --sandbox",
-                    match args.target {
-                        Platform::Omnidesk => "https://ACCOUNT.omnidesk.com",
-                        Platform::Udesk => "https://SUBDOMAIN.udesk.cn",
-                    },
+                    "no base URL: pass --base-url (e.g. {example_origin}), set DESKPORT_{}_BASE_URL, or use --sandbox",
                     args.target.name().to_uppercase()
                 )))
             }
@@ -688,19 +688,19 @@ fn import(args: ImportArgs, quiet: bool, log_format: LogFormat) -> anyhow::Resul
                         return Err(usage("--brand-id is required for Omnidesk (rows with a brand_id column use their own)"))
                     }
                 };
-                let key = Secret::new(settings.api_key.unwrap_or_default());
+                let key = settings.api_key.unwrap_or_else(|| Secret::new(""));
                 let client = Arc::new(Omnidesk::new(base, key, brand, transport));
-                drive(client, &config, &args, have_credentials, stop, &hint, quiet, log_format).await
+                drive(client, &config, &args, lookups, stop, &hint, quiet, log_format).await
             }
             Platform::Udesk => {
                 let email = settings.email.unwrap_or_default();
                 let auth = match (settings.token, settings.password) {
-                    (Some(t), _) => UdeskAuth::Token(Secret::new(t)),
-                    (None, Some(p)) => UdeskAuth::Password(Secret::new(p)),
+                    (Some(t), _) => UdeskAuth::Token(t),
+                    (None, Some(p)) => UdeskAuth::Password(p),
                     (None, None) => UdeskAuth::Token(Secret::new("")),
                 };
                 let client = Arc::new(Udesk::new(base, email, auth, transport));
-                drive(client, &config, &args, have_credentials, stop, &hint, quiet, log_format).await
+                drive(client, &config, &args, lookups, stop, &hint, quiet, log_format).await
             }
         };
         if let Some(server) = sandbox {
@@ -751,14 +751,14 @@ async fn drive<T: Target>(
     client: Arc<T>,
     config: &ImportConfig,
     args: &ImportArgs,
-    have_credentials: bool,
+    lookups: bool,
     stop: Arc<Stop>,
     hint: &str,
     quiet: bool,
     log_format: LogFormat,
 ) -> anyhow::Result<Exit> {
     if args.dry_run {
-        let report = import_cmd::dry_run::run(config, client, have_credentials)
+        let report = import_cmd::dry_run::run(config, client, lookups)
             .await
             .map_err(import_error)?;
         if !quiet {

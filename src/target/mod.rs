@@ -17,8 +17,9 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-/// A credential: never printed, logged or serialized.
-#[derive(Clone, PartialEq, Eq)]
+/// A credential: never printed, logged or serialized (it can be read from a config file).
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
