@@ -309,4 +309,44 @@ impl CheckedRow {
     pub fn is_clean(&self) -> bool {
         self.customer.is_some() && !self.issues.iter().any(Issue::is_error)
     }
+
+    /// The source row and its customer when the row is clean; the row itself otherwise.
+    pub fn into_clean(self) -> Result<(RawRow, Customer), Box<CheckedRow>> {
+        match self {
+            CheckedRow {
+                raw,
+                customer: Some(customer),
+                issues,
+            } if !issues.iter().any(Issue::is_error) => Ok((raw, customer)),
+            rejected => Err(Box::new(rejected)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(customer: Option<Customer>, issues: Vec<Issue>) -> CheckedRow {
+        CheckedRow {
+            raw: RawRow {
+                line: 7,
+                record: csv::StringRecord::new(),
+                read_issue: None,
+                raw_text: None,
+            },
+            customer,
+            issues,
+        }
+    }
+
+    #[test]
+    fn into_clean_gives_the_customer_only_for_clean_rows() {
+        let c = Customer::default();
+        let warning = Issue::warning(IssueCode::EmailDuplicate, "seen");
+        let error = Issue::error(IssueCode::EmailInvalid, "bad");
+        assert!(row(Some(c.clone()), vec![warning]).into_clean().is_ok());
+        assert!(row(Some(c), vec![error]).into_clean().is_err());
+        assert_eq!(row(None, vec![]).into_clean().unwrap_err().raw.line, 7);
+    }
 }

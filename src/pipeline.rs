@@ -104,3 +104,30 @@ pub fn check_batches(
         result.map(|()| current.map(|(_, m)| m))
     })
 }
+
+/// Runs [`check_batches`] on a thread of its own and hands the batches to async code in input
+/// order; an error ends the stream as its last item. Dropping the receiver stops the reading.
+pub fn spawn_checked(
+    reader: RowReader,
+    mapping: Mapping,
+    rules: Rules,
+    threads: usize,
+    batch_rows: usize,
+) -> (
+    std::thread::JoinHandle<()>,
+    tokio::sync::mpsc::Receiver<Result<CheckedBatch, Error>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let thread = std::thread::spawn(move || {
+        let options = CheckOptions {
+            mapping: &mapping,
+            rules: &rules,
+            threads,
+            batch_rows,
+        };
+        if let Err(e) = check_batches(reader, options, |b| tx.blocking_send(Ok(b)).is_ok()) {
+            tx.blocking_send(Err(e)).ok();
+        }
+    });
+    (thread, rx)
+}

@@ -6,7 +6,7 @@ use super::{ImportConfig, ImportError, Mode};
 use crate::error::Error;
 use crate::input;
 use crate::output::describe;
-use crate::pipeline::{check_batches, CheckOptions, CheckedBatch};
+use crate::pipeline::spawn_checked;
 use crate::target::{CallError, Target};
 use serde::Serialize;
 use std::io::Write;
@@ -66,22 +66,13 @@ pub async fn run<T: Target>(
     ));
     out.write_record(["line", "external_id", "action", "detail"])
         .map_err(|e| out_err(std::io::Error::other(e)))?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<CheckedBatch, Error>>(2);
-    let reader = opened.reader;
-    let mapping = config.mapping.clone();
-    let rules = config.rules.clone();
-    let threads = config.threads;
-    let pipeline = std::thread::spawn(move || {
-        let options = CheckOptions {
-            mapping: &mapping,
-            rules: &rules,
-            threads,
-            batch_rows: 256,
-        };
-        if let Err(e) = check_batches(reader, options, |b| tx.blocking_send(Ok(b)).is_ok()) {
-            tx.blocking_send(Err(e)).ok();
-        }
-    });
+    let (pipeline, mut rx) = spawn_checked(
+        opened.reader,
+        config.mapping.clone(),
+        config.rules.clone(),
+        config.threads,
+        256,
+    );
     let mut report = DryRunReport {
         looked_up: lookups,
         file: path.clone(),

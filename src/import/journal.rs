@@ -62,11 +62,6 @@ impl Outcome {
             Outcome::Invalid => "invalid",
         }
     }
-
-    /// Whether the row counts as imported (it is on the platform as asked).
-    pub fn is_success(self) -> bool {
-        matches!(self, Outcome::Created | Outcome::Updated | Outcome::Exists)
-    }
 }
 
 /// A row's final record.
@@ -178,8 +173,6 @@ pub struct JournalState {
     pub in_doubt: LineSet,
     /// Rows a bulk import accepted and nobody confirmed yet (a subset of `in_doubt`).
     pub pending: LineSet,
-    /// Runs recorded.
-    pub runs: usize,
 }
 
 /// A journal that cannot be used.
@@ -242,7 +235,6 @@ pub fn load(path: &Path) -> Result<Option<JournalState>, JournalError> {
 pub fn apply(state: &mut JournalState, record: Record) {
     match record {
         Record::Run(h) => {
-            state.runs += 1;
             if state.header.is_none() {
                 state.header = Some(h);
             }

@@ -21,9 +21,9 @@ pub mod results;
 use crate::error::Error;
 use crate::input::{self, Format, InputOptions, InputPath};
 use crate::mapping::Mapping;
-use crate::model::{CheckedRow, Customer};
+use crate::model::{CheckedRow, Customer, RawRow};
 use crate::output::describe;
-use crate::pipeline::{check_batches, CheckOptions, CheckedBatch};
+use crate::pipeline::spawn_checked;
 use crate::progress::Progress;
 use crate::target::{BulkError, CallError, Target};
 use crate::validate::Rules;
@@ -364,32 +364,35 @@ pub fn lock(dir: &Path) -> Result<RunLock, ImportError> {
     }
 }
 
-/// A row on its way to the platform.
+/// A row on its way to the platform. The source fields travel along (moved, not copied)
+/// and are turned into the journal's form only if the row fails.
 #[derive(Debug)]
 struct Work {
     line: u64,
     customer: Customer,
-    row: Value,
+    raw: RawRow,
+    columns: Arc<Vec<String>>,
+    jsonl: bool,
     in_doubt: bool,
 }
 
 /// The original fields of a row as the journal keeps them for failures: a list for CSV
 /// sources, an object (or `{"raw": text}`) for JSONL.
-fn row_value(row: &CheckedRow, columns: &[String], jsonl: bool) -> Value {
-    if let Some(text) = &row.raw.raw_text {
+fn row_value(raw: &RawRow, columns: &[String], jsonl: bool) -> Value {
+    if let Some(text) = &raw.raw_text {
         return json!({ "raw": text });
     }
     if jsonl {
         Value::Object(
             columns
                 .iter()
-                .zip(row.raw.record.iter())
+                .zip(raw.record.iter())
                 .filter(|(_, v)| !v.is_empty())
                 .map(|(c, v)| (c.clone(), json!(v)))
                 .collect(),
         )
     } else {
-        Value::Array(row.raw.record.iter().map(|f| json!(f)).collect())
+        Value::Array(raw.record.iter().map(|f| json!(f)).collect())
     }
 }
 
@@ -419,7 +422,7 @@ fn invalid_record(row: &CheckedRow, columns: &[String], jsonl: bool) -> Done {
                 .collect::<Vec<_>>()
                 .join(" | "),
         ),
-        row: Some(row_value(row, columns, jsonl)),
+        row: Some(row_value(&row.raw, columns, jsonl)),
     }
 }
 
@@ -454,7 +457,7 @@ fn failed(w: &Work, e: CallError) -> RowEnd {
         platform_id: None,
         reason: Some(reason.to_string()),
         message: Some(message),
-        row: Some(w.row.clone()),
+        row: Some(row_value(&w.raw, &w.columns, w.jsonl)),
     };
     match e {
         CallError::Auth { message } => RowEnd::Abort(message),
@@ -773,12 +776,6 @@ async fn settle_pending<T: Target>(shared: &Arc<Shared<T>>, settle: Duration, ro
     }
 }
 
-/// A message from the pipeline thread.
-enum Incoming {
-    Batch(CheckedBatch),
-    Failed(Error),
-}
-
 /// Runs an import to the end (or to a stop) and rebuilds the result files.
 pub async fn run<T: Target>(
     config: &ImportConfig,
@@ -895,17 +892,15 @@ pub async fn run<T: Target>(
         ));
     }
 
-    // The pipeline runs on its own threads and hands checked batches over.
-    let (rows_tx, mut rows_rx) = mpsc::channel::<Incoming>(2);
     // Gzip input has no useful line count: a spinner then.
     let estimate = (!opened.info.gzip).then_some(line_breaks.saturating_sub(u64::from(!jsonl)));
     let progress = Arc::new(Progress::rows(estimate, config.progress));
-    let skipped_so_far = Arc::new(AtomicU64::new(0));
+    let skipped = Arc::new(AtomicU64::new(0));
     let ticker = {
         let (progress, shared, skipped, target) = (
             progress.clone(),
             shared.clone(),
-            skipped_so_far.clone(),
+            skipped.clone(),
             target.clone(),
         );
         tokio::spawn(async move {
@@ -930,30 +925,16 @@ pub async fn run<T: Target>(
             }
         })
     };
-    let reader = opened.reader;
-    let mapping = config.mapping.clone();
-    let rules = config.rules.clone();
-    let threads = config.threads;
-    let pipeline = std::thread::spawn(move || {
-        let options = CheckOptions {
-            mapping: &mapping,
-            rules: &rules,
-            threads,
-            batch_rows: 256,
-        };
-        let result = check_batches(reader, options, |batch| {
-            rows_tx.blocking_send(Incoming::Batch(batch)).is_ok()
-        });
-        if let Err(e) = result {
-            rows_tx.blocking_send(Incoming::Failed(e)).ok();
-        }
-    });
+    let (pipeline, mut rows_rx) = spawn_checked(
+        opened.reader,
+        config.mapping.clone(),
+        config.rules.clone(),
+        config.threads,
+        256,
+    );
 
     // Dispatch: skip what is done, journal the invalid, mark `sent` per chunk, queue.
     let mut rows_read = 0u64;
-    let mut skipped = 0u64;
-    let mut dispatched = 0u64;
-    let mut invalid_here = 0u64;
     let mut input_error = None;
     let mut ready: Vec<Work> = Vec::with_capacity(chunk);
     let mut doubtful: Vec<Work> = Vec::new();
@@ -964,38 +945,35 @@ pub async fn run<T: Target>(
             _ = stop.wait() => None,
         };
         let batch = match message {
-            Some(Incoming::Batch(b)) => b,
-            Some(Incoming::Failed(e)) => {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
                 input_error = Some(e);
                 break;
             }
             None => break,
         };
-        for row in &batch.rows {
+        for row in batch.rows {
             rows_read += 1;
             let line = row.raw.line;
             if state.finals.contains(line) {
-                skipped += 1;
-                skipped_so_far.fetch_add(1, Ordering::Relaxed);
+                skipped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            if !row.is_clean() {
-                invalid_here += 1;
-                shared.finished_rows.fetch_add(1, Ordering::Relaxed);
-                shared.journal.append(vec![Record::Done(invalid_record(
-                    row,
-                    &batch.columns,
-                    jsonl,
-                ))]);
-                continue;
-            }
-            let Some(customer) = row.customer.clone() else {
-                continue;
+            let (raw, customer) = match row.into_clean() {
+                Ok(clean) => clean,
+                Err(rejected) => {
+                    shared.finished_rows.fetch_add(1, Ordering::Relaxed);
+                    let record = invalid_record(&rejected, &batch.columns, jsonl);
+                    shared.journal.append(vec![Record::Done(record)]);
+                    continue;
+                }
             };
             let w = Work {
                 line,
                 customer,
-                row: row_value(row, &batch.columns, jsonl),
+                raw,
+                columns: batch.columns.clone(),
+                jsonl,
                 in_doubt: state.in_doubt.contains(line),
             };
             if w.in_doubt && use_bulk {
@@ -1006,17 +984,15 @@ pub async fn run<T: Target>(
             } else {
                 ready.push(w);
             }
-            if ready.len() >= chunk {
-                dispatched += ready.len() as u64;
-                if !send_chunk(&shared, &queue_tx, std::mem::take(&mut ready)).await {
-                    break 'input;
-                }
+            if ready.len() >= chunk
+                && !send_chunk(&shared, &queue_tx, std::mem::take(&mut ready)).await
+            {
+                break 'input;
             }
         }
     }
     if !stop.requested() {
         ready.extend(confirm_doubtful(&shared, std::mem::take(&mut doubtful)).await);
-        dispatched += ready.len() as u64;
         send_chunk(&shared, &queue_tx, std::mem::take(&mut ready)).await;
     }
     drop(queue_tx);
@@ -1074,10 +1050,10 @@ pub async fn run<T: Target>(
         return Err(e.into());
     }
     let counts = results::write(&files, &journal_path, &header, &unfinished)?;
-    let finished_here = counts.total().saturating_sub(skipped);
-    let not_processed = rows_read
-        .saturating_sub(counts.total())
-        .max(rows_read.saturating_sub(skipped + invalid_here + dispatched));
+    // Every row read was skipped (done earlier), finished here, or not reached by a stop.
+    let skipped = skipped.load(Ordering::Relaxed);
+    let finished_here = shared.finished_rows.load(Ordering::Relaxed);
+    let not_processed = rows_read.saturating_sub(skipped + finished_here);
     let stopped = aborted.or_else(|| stop.requested().then(|| "interrupted (Ctrl-C)".to_string()));
     let elapsed = started.elapsed().as_secs_f64();
     Ok(ImportReport {

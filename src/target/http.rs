@@ -124,11 +124,6 @@ impl Transport {
         })
     }
 
-    /// The HTTP client, for building requests.
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
-    }
-
     /// The concurrency the controller allows now.
     pub fn concurrency(&self) -> usize {
         self.concurrency.limit()

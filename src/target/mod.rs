@@ -83,28 +83,6 @@ pub enum CallError {
     },
 }
 
-impl CallError {
-    /// Whether retrying the same request can help.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            CallError::Throttled { .. } | CallError::Unavailable { .. }
-        )
-    }
-
-    /// A short stable reason code for results files.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            CallError::NotFound => "not_found",
-            CallError::Conflict { .. } => "exists",
-            CallError::Rejected { .. } => "platform_rejected",
-            CallError::Auth { .. } => "auth",
-            CallError::Throttled { .. } => "rate_limited",
-            CallError::Unavailable { .. } => "unavailable",
-        }
-    }
-}
-
 /// A bulk import the platform refused as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BulkError {
@@ -247,11 +225,6 @@ impl BaseUrl {
     pub fn join(&self, path: &str) -> String {
         let base = self.0.as_str().trim_end_matches('/');
         format!("{base}{path}")
-    }
-
-    /// The origin as text.
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
     }
 }
 

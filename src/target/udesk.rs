@@ -520,12 +520,6 @@ impl Target for Udesk {
     ) -> Result<HashMap<String, String>, CallError> {
         // An export pass costs one call per 1,000 customers on the platform, a lookup one
         // call per row: use whichever spends less of the budget.
-        let by_lookup = |found: &mut HashMap<String, String>, c: &Customer, id: Option<String>| {
-            if let Some(id) = id {
-                found.insert(c.external_id.clone(), id);
-            }
-        };
-        let mut found = HashMap::new();
         if customers.len() > 2 {
             let total = self.total_customers().await?;
             if total.div_ceil(EXPORT_BATCH) < customers.len() as u64 {
@@ -534,9 +528,11 @@ impl Target for Udesk {
                 return self.export_pass(&wanted).await;
             }
         }
+        let mut found = HashMap::new();
         for c in customers {
-            let id = self.lookup(c).await?;
-            by_lookup(&mut found, c, id);
+            if let Some(id) = self.lookup(c).await? {
+                found.insert(c.external_id.clone(), id);
+            }
         }
         Ok(found)
     }
