@@ -558,10 +558,16 @@ async fn kill_after(
     }
 }
 
-async fn crash_resume(target: &str, faults: Value, kills: &[(usize, u64)]) {
+/// Kills the import at each `(done records, ms)` point, resumes to the end, and checks
+/// exactly-once. With `limits`, the sandbox refuses more than the importer expects, so the
+/// kills also land while the workers share a rate-limit pause.
+async fn crash_resume(target: &str, faults: Value, kills: &[(usize, u64)], limits: bool) {
     let rig = Rig::start(SandboxConfig {
         time_scale: 60.0,
         seed: 11,
+        // Per platform second: 2 × the time scale of 60 = 120 requests a real second.
+        omnidesk_rate_per_second: limits.then_some(2.0),
+        udesk_calls_per_minute: if limits { 40 } else { 60 },
         ..SandboxConfig::default()
     })
     .await;
@@ -599,6 +605,12 @@ async fn crash_resume(target: &str, faults: Value, kills: &[(usize, u64)]) {
     assert_eq!(count(&r, "created") as usize, expected.len(), "{r:#}");
     rig.faults(json!({})).await;
     let state = rig.state().await;
+    if limits {
+        assert!(
+            state["stats"]["rate_limited"].as_u64().unwrap() > 0,
+            "the limit refused requests"
+        );
+    }
     match target {
         "omnidesk" => assert_omnidesk_holds(&state, &expected),
         _ => assert_udesk_holds(&state, &expected),
@@ -606,12 +618,14 @@ async fn crash_resume(target: &str, faults: Value, kills: &[(usize, u64)]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_and_resume_omnidesk_is_exactly_once() {
-    // Early, mid-run, late; latency keeps requests in flight at each kill.
+async fn kill_9_and_resume_omnidesk_during_pauses_is_exactly_once() {
+    // Early, mid-run, late; latency keeps requests in flight at each kill, and a rate limit
+    // the importer was not told about makes it pause.
     crash_resume(
         "omnidesk",
         json!({"latency_ms": 3, "jitter_ms": 5}),
         &[(1, 60_000), (60, 60_000), (200, 60_000), (330, 60_000)],
+        true,
     )
     .await;
 }
@@ -622,18 +636,21 @@ async fn kill_9_and_resume_omnidesk_with_faults_is_exactly_once() {
         "omnidesk",
         json!({"latency_ms": 2, "error_rate": 0.1, "apply_then_error_rate": 0.1, "drop_rate": 0.05}),
         &[(20, 60_000), (150, 60_000), (300, 60_000)],
+        false,
     )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_and_resume_udesk_during_bulk_calls_and_pauses_is_exactly_once() {
-    // Udesk's budget is 60 calls a (sped-up) minute: kills land during pauses, between a
-    // bulk import being accepted and confirmed, and during bulk calls (latency 40 ms).
+    // The sandbox allows 40 calls a (sped-up) minute where the importer expects 60: kills
+    // land during shared pauses, between a bulk import being accepted and confirmed, and
+    // during bulk calls (latency 40 ms).
     crash_resume(
         "udesk",
         json!({"latency_ms": 40, "apply_then_error_rate": 0.05}),
         &[(1, 60_000), (120, 60_000), (250, 60_000)],
+        true,
     )
     .await;
 }
@@ -794,6 +811,84 @@ async fn ctrl_c_stops_cleanly_and_says_how_to_resume() {
     assert_accounting(&rig, &out, FIXTURE_ROWS);
     let r = report(&out);
     assert_eq!(count(&r, "exists"), 0, "{r:#}");
+    assert_omnidesk_holds(&rig.state().await, &rig.clean_rows(&input, "omnidesk"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_that_is_down_stops_the_run_and_a_resume_finishes_it() {
+    let rig = Rig::start(SandboxConfig::default()).await;
+    rig.faults(json!({"error_rate": 1.0})).await;
+    let input = fixture("customers.csv");
+    let out = rig
+        .run(
+            &input,
+            "omnidesk",
+            &["--max-attempts", "2", "--max-concurrency", "4"],
+        )
+        .await;
+    assert_exit(&out, 3);
+    let r = report(&out);
+    assert!(
+        r["stopped"].as_str().unwrap().contains("unavailable"),
+        "{r:#}"
+    );
+    assert!(count(&r, "unfinished") >= 50, "{r:#}");
+    assert_eq!(count(&r, "created"), 0);
+    let failures = std::fs::read_to_string(rig.journal_file("failures.csv")).unwrap();
+    assert!(
+        failures.contains("unfinished"),
+        "unfinished rows are in failures.csv"
+    );
+    // The platform is back: the resume retries the unfinished rows (looking them up first).
+    rig.faults(json!({})).await;
+    let out = rig.run(&input, "omnidesk", &["--resume"]).await;
+    assert_exit(&out, 1);
+    assert_accounting(&rig, &out, FIXTURE_ROWS);
+    let r = report(&out);
+    assert_eq!(
+        (count(&r, "unfinished"), count(&r, "exists")),
+        (0, 0),
+        "{r:#}"
+    );
+    assert_omnidesk_holds(&rig.state().await, &rig.clean_rows(&input, "omnidesk"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_quits_at_once_and_the_journal_still_resumes() {
+    let rig = Rig::start(SandboxConfig::default()).await;
+    rig.faults(json!({"latency_ms": 300})).await;
+    let input = fixture("customers.csv");
+    let child = rig
+        .command(&input, "omnidesk", &["--max-concurrency", "8"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let journal = rig.journal_file("journal.jsonl");
+    let started = Instant::now();
+    while std::fs::read_to_string(&journal).map_or(0, |t| t.matches("\"t\":\"done\"").count()) < 5 {
+        assert!(started.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pid = child.id() as i32;
+    // SAFETY: sending signals to our own child process.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 3);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("quit at once") && err.contains("--resume"),
+        "{err}"
+    );
+    rig.faults(json!({})).await;
+    let out = rig.run(&input, "omnidesk", &["--resume"]).await;
+    assert_exit(&out, 1);
+    assert_accounting(&rig, &out, FIXTURE_ROWS);
+    assert_eq!(count(&report(&out), "exists"), 0);
     assert_omnidesk_holds(&rig.state().await, &rig.clean_rows(&input, "omnidesk"));
 }
 
