@@ -15,18 +15,13 @@
 //!   minute shortened to a second: rows per window against the ceiling of 159;
 //! - `rss`: peak RSS importing DESKPORT_BENCH_RSS_ROWS rows (default 1,000,000).
 
+mod common;
+
+use common::{ensure_input, env_number, run_measured};
 use deskport::sandbox::{self, Faults, OverCapacity, SandboxConfig};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Run {
     secs: f64,
@@ -35,55 +30,27 @@ struct Run {
 }
 
 /// Runs the importer; returns wall time, peak RSS of the child and its JSON summary.
-#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
 fn run_import(dir: &Path, args: &[String]) -> Run {
     let log = dir.join("stderr.log");
-    let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_deskport"))
-        .current_dir(dir)
-        .env("DESKPORT_OMNIDESK_API_KEY", sandbox::DEMO_OMNIDESK_API_KEY)
-        .env("DESKPORT_UDESK_EMAIL", sandbox::DEMO_UDESK_EMAIL)
-        .env("DESKPORT_UDESK_TOKEN", sandbox::DEMO_UDESK_TOKEN)
-        .args(["--log-format", "json", "import"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn deskport");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(waited, pid, "wait4 failed");
+    let (secs, rss) = run_measured(
+        Command::new(env!("CARGO_BIN_EXE_deskport"))
+            .current_dir(dir)
+            .env("DESKPORT_OMNIDESK_API_KEY", sandbox::DEMO_OMNIDESK_API_KEY)
+            .env("DESKPORT_UDESK_EMAIL", sandbox::DEMO_UDESK_EMAIL)
+            .env("DESKPORT_UDESK_TOKEN", sandbox::DEMO_UDESK_TOKEN)
+            .args(["--log-format", "json", "import"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file")),
+    );
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
-    let code = libc::WEXITSTATUS(status);
-    assert!(code == 0 || code == 1, "deskport exited {code}: {stderr}");
     let line = stderr
         .lines()
         .rev()
         .find(|l| l.contains("\"event\":\"summary\""))
-        .expect("summary line");
+        .unwrap_or_else(|| panic!("no summary line: {stderr}"));
     let report = serde_json::from_str::<Value>(line).expect("json")["report"].clone();
-    Run {
-        secs,
-        rss: usage.ru_maxrss as u64 * 1024,
-        report,
-    }
-}
-
-fn ensure_input(dir: &Path, rows: u64) -> PathBuf {
-    let path = dir.join(format!("customers-{rows}.csv"));
-    if !path.exists() {
-        let tmp = path.with_extension("tmp");
-        let file = std::fs::File::create(&tmp).expect("create input");
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        deskport::synth::write(rows, 7, false, &mut out).expect("generate");
-        drop(out);
-        std::fs::rename(&tmp, &path).expect("rename input");
-    }
-    path
+    Run { secs, rss, report }
 }
 
 fn n(v: &Value) -> f64 {
@@ -177,7 +144,7 @@ fn rate(b: &Bench) {
         ..SandboxConfig::default()
     });
     let base = server.base_url();
-    let input = ensure_input(&b.dir, 3000);
+    let input = ensure_input(&b.dir, 3000, 7);
     for (label, extra) in [
         (
             "--rate 200",
@@ -210,7 +177,7 @@ fn capacity(b: &Bench) {
         ..SandboxConfig::default()
     });
     let base = server.base_url();
-    let input = ensure_input(&b.dir, 3000);
+    let input = ensure_input(&b.dir, 3000, 7);
     let mut best: (f64, usize) = (0.0, 0);
     for c in [4usize, 8, 16, 24, 32, 64] {
         let cs = c.to_string();
@@ -254,7 +221,7 @@ fn udesk(b: &Bench) {
     let mut points = Vec::new();
     for rows in [1250, 2500] {
         b.reset(&base);
-        let input = ensure_input(&b.dir, rows);
+        let input = ensure_input(&b.dir, rows, 7);
         let run = b.import(
             &input,
             &base,
@@ -284,7 +251,7 @@ fn rss(b: &Bench) {
     let rows = env_number("DESKPORT_BENCH_RSS_ROWS", 1_000_000);
     let server = b.sandbox(SandboxConfig::default());
     let base = server.base_url();
-    let input = ensure_input(&b.dir, rows);
+    let input = ensure_input(&b.dir, rows, 7);
     let run = b.import(&input, &base, "omnidesk", &["--max-concurrency", "16"]);
     println!(
         "rss   {rows} rows into Omnidesk (no latency): peak RSS {:.1} MiB, {:.0} rows/s, {:.1} s",

@@ -8,51 +8,11 @@
 //!
 //! The input is generated once per size under target/ (deterministic, see `deskport::synth`).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{ensure_input, env_number, run_measured};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Instant;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Runs the command and returns (wall seconds, peak RSS in bytes) of that child alone.
-#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
-fn run_measured(cmd: &mut Command) -> (f64, u64) {
-    let started = Instant::now();
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn deskport");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(waited, pid, "wait4 failed");
-    let code = libc::WEXITSTATUS(status);
-    assert!(code == 0 || code == 1, "deskport exited {code}");
-    (secs, usage.ru_maxrss as u64 * 1024)
-}
-
-fn ensure_input(dir: &Path, rows: u64) -> PathBuf {
-    let path = dir.join(format!("customers-{rows}.csv"));
-    if !path.exists() {
-        eprintln!("generating {rows} rows into {} …", path.display());
-        let tmp = path.with_extension("tmp");
-        let file = std::fs::File::create(&tmp).expect("create input");
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        deskport::synth::write(rows, 42, false, &mut out).expect("generate");
-        drop(out);
-        std::fs::rename(&tmp, &path).expect("rename input");
-    }
-    path
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -64,7 +24,7 @@ fn main() {
     let runs = env_number("DESKPORT_BENCH_RUNS", 3).max(1);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-validate");
     std::fs::create_dir_all(&dir).expect("bench dir");
-    let input = ensure_input(&dir, rows);
+    let input = ensure_input(&dir, rows, 42);
     let bytes = std::fs::metadata(&input).expect("input size").len();
     println!(
         "validate: {rows} rows, {:.1} MB, {} core(s) available, {runs} run(s) each, median shown",
@@ -78,6 +38,8 @@ fn main() {
         for _ in 0..runs {
             let (secs, rss) = run_measured(
                 Command::new(env!("CARGO_BIN_EXE_deskport"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
                     .arg("validate")
                     .arg(&input)
                     .args([
