@@ -28,6 +28,7 @@
 
 pub mod cmd;
 pub mod error;
+pub mod export;
 pub mod import;
 pub mod input;
 pub mod mapping;

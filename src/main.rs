@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use deskport::cmd::validate::{self as validate_cmd, ValidateConfig};
+use deskport::export::{self as export_cmd, ExportConfig, OutFormat, UdeskSource};
 use deskport::import::{self as import_cmd, ImportConfig, Mode, Stop};
 use deskport::input::{self, Format, InputOptions, InputPath, DEFAULT_MAX_FIELD_BYTES};
 use deskport::mapping::Mapping;
@@ -62,6 +63,9 @@ enum Command {
     /// Write the valid rows of a file to Omnidesk or Udesk, with a journal so a stopped run resumes.
     #[command(after_help = IMPORT_HELP)]
     Import(ImportArgs),
+    /// Export the platform's customers to CSV or JSONL, with a checkpoint so a stopped export resumes.
+    #[command(after_help = EXPORT_HELP)]
+    Export(ExportArgs),
     /// Run the built-in emulated Omnidesk + Udesk server in the foreground.
     #[command(after_long_help = deskport::sandbox::DECISIONS)]
     Sandbox(SandboxArgs),
@@ -233,21 +237,8 @@ struct ImportArgs {
     input: String,
     #[command(flatten)]
     read: ReadArgs,
-    /// The platform to write to.
-    #[arg(long, value_enum)]
-    target: Platform,
-    /// Start the built-in sandbox on a loopback port with demo credentials and import into it.
-    #[arg(long)]
-    sandbox: bool,
-    /// Platform seconds per real second for --sandbox (60 makes Udesk's minute last a second).
-    #[arg(long, default_value_t = 1.0, value_name = "X", requires = "sandbox")]
-    sandbox_time_scale: f64,
-    /// The platform's origin, e.g. https://ACCOUNT.omnidesk.com or https://SUBDOMAIN.udesk.cn.
-    #[arg(long, value_name = "URL")]
-    base_url: Option<String>,
-    /// TOML file with [omnidesk] api_key / base_url and [udesk] email / token / password / base_url.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// Omnidesk brand for rows without a brand_id column (with --sandbox: 1).
     #[arg(long, value_name = "N")]
     brand_id: Option<u64>,
@@ -266,6 +257,30 @@ struct ImportArgs {
     /// Send no writes: report per row what would happen (with lookups when credentials are given).
     #[arg(long)]
     dry_run: bool,
+}
+
+/// Which platform, where, with which credentials file, and how politely: shared by
+/// `import`, `export` and `reconcile`.
+#[derive(Debug, Args)]
+struct ConnectArgs {
+    /// The platform.
+    #[arg(long, value_enum)]
+    target: Platform,
+    /// Start the built-in sandbox on a loopback port with demo credentials and use it.
+    #[arg(long)]
+    sandbox: bool,
+    /// Platform seconds per real second for --sandbox (60 makes Udesk's minute last a second).
+    #[arg(long, default_value_t = 1.0, value_name = "X", requires = "sandbox")]
+    sandbox_time_scale: f64,
+    /// Customers the --sandbox starts with (deterministic demo data).
+    #[arg(long, default_value_t = 0, value_name = "N", requires = "sandbox")]
+    sandbox_customers: u64,
+    /// The platform's origin, e.g. https://ACCOUNT.omnidesk.com or https://SUBDOMAIN.udesk.cn.
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+    /// TOML file with [omnidesk] api_key / base_url and [udesk] email / token / password / base_url.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Most requests in flight; the actual number adapts between 1 and this.
     #[arg(long, default_value_t = 16, value_name = "N")]
     max_concurrency: usize,
@@ -284,9 +299,62 @@ struct ImportArgs {
     /// Seconds allowed for one request.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     timeout: f64,
-    /// Attempts per request before a row is left unfinished.
+    /// Attempts per request before giving up on it.
     #[arg(long, default_value_t = 8, value_name = "N")]
     max_attempts: u32,
+}
+
+const EXPORT_HELP: &str = "\
+Credentials and base URL as for import (environment or --config, never flags).
+The file appears only when complete: rows go to OUT.partial, a checkpoint to
+OUT.checkpoint after every fsynced group of pages, and OUT.partial is renamed to OUT
+at the end. --resume continues from the checkpoint (a fresh export when there is none).
+
+Exit codes:
+  0  the export is complete
+  2  usage or configuration error, or the checkpoint is for another export
+  3  aborted (credentials refused, platform down, interrupted); safe to --resume";
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The file to write; it appears only when the export is complete.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// csv or jsonl (default: from the extension of --out, else csv).
+    #[arg(long, value_enum)]
+    format: Option<OutFormat>,
+    /// Only customers matching this search keyword (Omnidesk: letters, digits and spaces).
+    #[arg(long, value_name = "Q")]
+    query: Option<String>,
+    /// Udesk: only the customers of this customer filter.
+    #[arg(long, value_name = "N")]
+    filter_id: Option<u64>,
+    /// Omnidesk: only this brand's customers (fetches each full record, like --details).
+    #[arg(long, value_name = "N")]
+    brand_id: Option<u64>,
+    /// Omnidesk: fetch each customer's full record (all channels and custom fields).
+    #[arg(long)]
+    details: bool,
+    /// The checkpoint file (default: OUT.checkpoint).
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Continue the export recorded in the checkpoint (a fresh export when there is none).
+    #[arg(long, conflicts_with = "restart")]
+    resume: bool,
+    /// Discard an earlier checkpoint and partial file and start over.
+    #[arg(long)]
+    restart: bool,
+    /// No spreadsheet formula guard: cells exactly as the platform holds them.
+    #[arg(long)]
+    raw: bool,
+    /// Udesk: the scroll export (1,000 a call) or the customer list (100 a call, 10,000 at most).
+    #[arg(long, value_enum, default_value_t = UdeskSource::Scroll)]
+    udesk_source: UdeskSource,
+    /// Udesk: seconds a scroll id stays valid (60 on the platform).
+    #[arg(long, value_name = "SECS")]
+    udesk_scroll_ttl: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +416,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Validate(args) => validate(args, cli.quiet, cli.log_format),
         Command::Import(args) => import(args, cli.quiet, cli.log_format),
+        Command::Export(args) => export(args, cli.quiet, cli.log_format),
         Command::Sandbox(args) => sandbox(args),
     }
 }
@@ -558,6 +627,170 @@ fn settings(platform: Platform, config: Option<&PathBuf>) -> anyhow::Result<Plat
     Ok(s)
 }
 
+/// A platform reached: the in-process sandbox (if any) and the settings to use.
+struct Connection {
+    sandbox: Option<deskport::sandbox::Sandbox>,
+    settings: PlatformSettings,
+}
+
+impl Connection {
+    async fn close(self) {
+        if let Some(server) = self.sandbox {
+            server.shutdown().await;
+        }
+    }
+}
+
+impl ConnectArgs {
+    fn check(&self) -> anyhow::Result<()> {
+        if self.max_concurrency == 0 {
+            return Err(usage("--max-concurrency must be at least 1"));
+        }
+        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err(usage(
+                "--rate must be a positive number of requests per second",
+            ));
+        }
+        if !(self.sandbox_time_scale.is_finite() && self.sandbox_time_scale > 0.0) {
+            return Err(usage("--sandbox-time-scale must be a positive number"));
+        }
+        Ok(())
+    }
+
+    /// Udesk's budget window, shortened only against a sped-up sandbox.
+    fn minute(&self) -> anyhow::Result<Duration> {
+        let minute = match (self.udesk_minute, self.sandbox) {
+            (Some(m), _) => seconds("--udesk-minute", m)?,
+            (None, true) => Duration::from_secs_f64(60.0 / self.sandbox_time_scale),
+            (None, false) => Duration::from_secs(60),
+        };
+        if minute.is_zero() {
+            return Err(usage("--udesk-minute must be positive"));
+        }
+        Ok(minute)
+    }
+
+    fn transport(&self, minute: Duration) -> anyhow::Result<Transport> {
+        let rate =
+            match self.target {
+                Platform::Omnidesk => self.rate,
+                Platform::Udesk => Some(self.rate.unwrap_or(
+                    f64::from(self.udesk_calls_per_minute.max(1)) / minute.as_secs_f64(),
+                )),
+            };
+        let config = TransportConfig {
+            timeout: seconds("--timeout", self.timeout)?.max(Duration::from_millis(100)),
+            max_attempts: self.max_attempts.max(1),
+            max_concurrency: self.max_concurrency,
+            rate_per_second: rate,
+            adaptive: !self.fixed_concurrency,
+            ..TransportConfig::default()
+        };
+        Transport::new(config).context("building the HTTP client")
+    }
+
+    /// Starts the sandbox when asked, and gathers origin and credentials.
+    async fn connect(&self, quiet: bool, log_format: LogFormat) -> anyhow::Result<Connection> {
+        self.check()?;
+        if !self.sandbox {
+            let mut settings = settings(self.target, self.config.as_ref())?;
+            if let Some(b) = &self.base_url {
+                settings.base_url = Some(b.clone());
+            }
+            return Ok(Connection {
+                sandbox: None,
+                settings,
+            });
+        }
+        let sandbox_config = deskport::sandbox::SandboxConfig {
+            time_scale: self.sandbox_time_scale,
+            seed_customers: self.sandbox_customers,
+            ..Default::default()
+        };
+        let server = deskport::sandbox::spawn(sandbox_config, "127.0.0.1:0".parse()?)
+            .await
+            .context("starting the sandbox")?;
+        if !quiet && log_format == LogFormat::Text {
+            eprintln!(
+                "sandbox: {} (in-process, demo credentials)",
+                server.base_url()
+            );
+        }
+        let settings = PlatformSettings {
+            base_url: Some(server.base_url()),
+            api_key: Some(Secret::new(deskport::sandbox::DEMO_OMNIDESK_API_KEY)),
+            email: Some(deskport::sandbox::DEMO_UDESK_EMAIL.into()),
+            token: Some(Secret::new(deskport::sandbox::DEMO_UDESK_TOKEN)),
+            password: None,
+        };
+        Ok(Connection {
+            sandbox: Some(server),
+            settings,
+        })
+    }
+
+    fn example_origin(&self) -> &'static str {
+        match self.target {
+            Platform::Omnidesk => "https://ACCOUNT.omnidesk.com",
+            Platform::Udesk => "https://SUBDOMAIN.udesk.cn",
+        }
+    }
+
+    fn has_credentials(&self, s: &PlatformSettings) -> bool {
+        match self.target {
+            Platform::Omnidesk => s.api_key.is_some(),
+            Platform::Udesk => s.email.is_some() && (s.token.is_some() || s.password.is_some()),
+        }
+    }
+
+    fn no_credentials(&self) -> anyhow::Error {
+        usage(match self.target {
+            Platform::Omnidesk => "no Omnidesk credentials: set DESKPORT_OMNIDESK_API_KEY (or [omnidesk] api_key in --config)",
+            Platform::Udesk => "no Udesk credentials: set DESKPORT_UDESK_EMAIL and DESKPORT_UDESK_TOKEN (or DESKPORT_UDESK_PASSWORD), or use --config",
+        })
+    }
+
+    fn no_base_url(&self) -> anyhow::Error {
+        usage(format!(
+            "no base URL: pass --base-url (e.g. {}), set DESKPORT_{}_BASE_URL, or use --sandbox",
+            self.example_origin(),
+            self.target.name().to_uppercase()
+        ))
+    }
+
+    /// The origin and credentials a command that talks to the platform needs.
+    fn require(&self, s: &PlatformSettings) -> anyhow::Result<BaseUrl> {
+        let base = match &s.base_url {
+            Some(b) => BaseUrl::parse(b).map_err(|e| usage(e.to_string()))?,
+            None => return Err(self.no_base_url()),
+        };
+        if !self.has_credentials(s) {
+            return Err(self.no_credentials());
+        }
+        Ok(base)
+    }
+}
+
+fn omnidesk_client(
+    settings: &PlatformSettings,
+    base: BaseUrl,
+    brand: u64,
+    transport: Transport,
+) -> Arc<Omnidesk> {
+    let key = settings.api_key.clone().unwrap_or_else(|| Secret::new(""));
+    Arc::new(Omnidesk::new(base, key, brand, transport))
+}
+
+fn udesk_client(settings: &PlatformSettings, base: BaseUrl, transport: Transport) -> Arc<Udesk> {
+    let email = settings.email.clone().unwrap_or_default();
+    let auth = match (settings.token.clone(), settings.password.clone()) {
+        (Some(t), _) => UdeskAuth::Token(t),
+        (None, Some(p)) => UdeskAuth::Password(p),
+        (None, None) => UdeskAuth::Token(Secret::new("")),
+    };
+    Arc::new(Udesk::new(base, email, auth, transport))
+}
+
 fn import(args: ImportArgs, quiet: bool, log_format: LogFormat) -> anyhow::Result<Exit> {
     let input = args.read.input(&args.input)?;
     let InputPath::File(input_path) = &input.path else {
@@ -565,122 +798,44 @@ fn import(args: ImportArgs, quiet: bool, log_format: LogFormat) -> anyhow::Resul
             "import reads a file, not standard input: the journal is tied to the file's content",
         ));
     };
-    if args.max_concurrency == 0 {
-        return Err(usage("--max-concurrency must be at least 1"));
-    }
-    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-        return Err(usage(
-            "--rate must be a positive number of requests per second",
-        ));
-    }
-    if !(args.sandbox_time_scale.is_finite() && args.sandbox_time_scale > 0.0) {
-        return Err(usage("--sandbox-time-scale must be a positive number"));
-    }
+    let connect = &args.connect;
+    connect.check()?;
     let journal_dir = args
         .journal
         .clone()
         .unwrap_or_else(|| import_cmd::default_journal_dir(input_path));
     let mut config = ImportConfig::new(input, args.mode, journal_dir);
     config.mapping = args.read.mapping()?;
-    config.rules = args.read.rules(Some(args.target))?;
+    config.rules = args.read.rules(Some(connect.target))?;
     config.threads = args.read.threads();
     config.resume = args.resume;
     config.restart = args.restart;
-    config.max_concurrency = args.max_concurrency;
+    config.max_concurrency = connect.max_concurrency;
     config.progress = !quiet && log_format == LogFormat::Text;
-    // Udesk's budget windows, shortened only against a sped-up sandbox.
-    let minute = match (args.udesk_minute, args.sandbox) {
-        (Some(m), _) => seconds("--udesk-minute", m)?,
-        (None, true) => Duration::from_secs_f64(60.0 / args.sandbox_time_scale),
-        (None, false) => Duration::from_secs(60),
-    };
-    if minute.is_zero() {
-        return Err(usage("--udesk-minute must be positive"));
-    }
+    let minute = connect.minute()?;
     config.bulk_interval = minute;
     config.bulk_settle = minute.mul_f64(2.0 / 60.0).max(Duration::from_millis(20));
-    let rate = match args.target {
-        Platform::Omnidesk => args.rate,
-        Platform::Udesk => Some(
-            args.rate
-                .unwrap_or(f64::from(args.udesk_calls_per_minute.max(1)) / minute.as_secs_f64()),
-        ),
-    };
-    let transport_config = TransportConfig {
-        timeout: seconds("--timeout", args.timeout)?.max(Duration::from_millis(100)),
-        max_attempts: args.max_attempts.max(1),
-        max_concurrency: args.max_concurrency,
-        rate_per_second: rate,
-        adaptive: !args.fixed_concurrency,
-        ..TransportConfig::default()
-    };
+    let transport = connect.transport(minute)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
-        let sandbox = if args.sandbox {
-            let sandbox_config = deskport::sandbox::SandboxConfig {
-                time_scale: args.sandbox_time_scale,
-                ..Default::default()
-            };
-            let server = deskport::sandbox::spawn(sandbox_config, "127.0.0.1:0".parse()?)
-                .await
-                .context("starting the sandbox")?;
-            if !quiet && log_format == LogFormat::Text {
-                eprintln!("sandbox: {} (in-process, demo credentials)", server.base_url());
-            }
-            Some(server)
-        } else {
-            None
-        };
-        let settings = if args.sandbox {
-            PlatformSettings {
-                base_url: sandbox.as_ref().map(|s| s.base_url()),
-                api_key: Some(Secret::new(deskport::sandbox::DEMO_OMNIDESK_API_KEY)),
-                email: Some(deskport::sandbox::DEMO_UDESK_EMAIL.into()),
-                token: Some(Secret::new(deskport::sandbox::DEMO_UDESK_TOKEN)),
-                password: None,
-            }
-        } else {
-            let mut s = settings(args.target, args.config.as_ref())?;
-            if let Some(b) = &args.base_url {
-                s.base_url = Some(b.clone());
-            }
-            s
-        };
-        let have_credentials = match args.target {
-            Platform::Omnidesk => settings.api_key.is_some(),
-            Platform::Udesk => {
-                settings.email.is_some() && (settings.token.is_some() || settings.password.is_some())
-            }
-        };
-        let example_origin = match args.target {
-            Platform::Omnidesk => "https://ACCOUNT.omnidesk.com",
-            Platform::Udesk => "https://SUBDOMAIN.udesk.cn",
-        };
+    runtime.block_on(async {
+        let connection = connect.connect(quiet, log_format).await?;
+        let settings = &connection.settings;
         // A dry run without an origin shows requests to a placeholder and looks nothing up.
-        let lookups = have_credentials && settings.base_url.is_some();
+        let lookups = connect.has_credentials(settings) && settings.base_url.is_some();
         let base = match (&settings.base_url, args.dry_run) {
             (Some(b), _) => BaseUrl::parse(b).map_err(|e| usage(e.to_string()))?,
-            (None, true) => BaseUrl::parse(example_origin).map_err(|e| usage(e.to_string()))?,
-            (None, false) => {
-                return Err(usage(format!(
-                    "no base URL: pass --base-url (e.g. {example_origin}), set DESKPORT_{}_BASE_URL, or use --sandbox",
-                    args.target.name().to_uppercase()
-                )))
-            }
+            (None, true) => BaseUrl::parse(connect.example_origin()).map_err(|e| usage(e.to_string()))?,
+            (None, false) => return Err(connect.no_base_url()),
         };
-        if !have_credentials && !args.dry_run {
-            return Err(usage(match args.target {
-                Platform::Omnidesk => "no Omnidesk credentials: set DESKPORT_OMNIDESK_API_KEY (or [omnidesk] api_key in --config)",
-                Platform::Udesk => "no Udesk credentials: set DESKPORT_UDESK_EMAIL and DESKPORT_UDESK_TOKEN (or DESKPORT_UDESK_PASSWORD), or use --config",
-            }));
+        if !connect.has_credentials(settings) && !args.dry_run {
+            return Err(connect.no_credentials());
         }
-        let transport = Transport::new(transport_config).context("building the HTTP client")?;
         let stop = Arc::new(Stop::default());
         let hint = resume_hint(&args, &config);
-        spawn_ctrl_c(stop.clone(), hint.clone(), quiet);
-        let exit = match args.target {
+        spawn_ctrl_c(stop.clone(), hint.clone(), quiet, "no new rows; finishing requests in flight", "the journal");
+        let exit = match connect.target {
             Platform::Omnidesk => {
-                let brand = match (args.brand_id, args.sandbox) {
+                let brand = match (args.brand_id, connect.sandbox) {
                     (Some(b), _) => b,
                     (None, true) => 1,
                     (None, false) if args.dry_run => 1,
@@ -688,24 +843,15 @@ fn import(args: ImportArgs, quiet: bool, log_format: LogFormat) -> anyhow::Resul
                         return Err(usage("--brand-id is required for Omnidesk (rows with a brand_id column use their own)"))
                     }
                 };
-                let key = settings.api_key.unwrap_or_else(|| Secret::new(""));
-                let client = Arc::new(Omnidesk::new(base, key, brand, transport));
+                let client = omnidesk_client(settings, base, brand, transport);
                 drive(client, &config, &args, lookups, stop, &hint, quiet, log_format).await
             }
             Platform::Udesk => {
-                let email = settings.email.unwrap_or_default();
-                let auth = match (settings.token, settings.password) {
-                    (Some(t), _) => UdeskAuth::Token(t),
-                    (None, Some(p)) => UdeskAuth::Password(p),
-                    (None, None) => UdeskAuth::Token(Secret::new("")),
-                };
-                let client = Arc::new(Udesk::new(base, email, auth, transport));
+                let client = udesk_client(settings, base, transport);
                 drive(client, &config, &args, lookups, stop, &hint, quiet, log_format).await
             }
         };
-        if let Some(server) = sandbox {
-            server.shutdown().await;
-        }
+        connection.close().await;
         exit
     })
 }
@@ -715,14 +861,14 @@ fn resume_hint(args: &ImportArgs, config: &ImportConfig) -> String {
     let mut hint = format!(
         "deskport import {} --target {} --mode {} --journal {} --resume",
         args.input,
-        args.target.name(),
+        args.connect.target.name(),
         args.mode.as_str(),
         config.journal_dir.display()
     );
     if let Some(b) = args.brand_id {
         hint.push_str(&format!(" --brand-id {b}"));
     }
-    if args.sandbox {
+    if args.connect.sandbox {
         hint.push_str(" --sandbox");
     }
     hint
@@ -730,17 +876,23 @@ fn resume_hint(args: &ImportArgs, config: &ImportConfig) -> String {
 
 /// First Ctrl-C: a clean stop. Second: exit at once (the journal stays consistent: every
 /// record is one line, and a torn last line is ignored on resume).
-fn spawn_ctrl_c(stop: Arc<Stop>, hint: String, quiet: bool) {
+fn spawn_ctrl_c(
+    stop: Arc<Stop>,
+    hint: String,
+    quiet: bool,
+    doing: &'static str,
+    state: &'static str,
+) {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_err() {
             return;
         }
         stop.request();
         if !quiet {
-            eprintln!("\nstopping: no new rows; finishing requests in flight (Ctrl-C again to quit at once)");
+            eprintln!("\nstopping: {doing} (Ctrl-C again to quit at once)");
         }
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("quit at once; the journal is consistent. Safe to resume with:\n  {hint}");
+            eprintln!("quit at once; {state} is consistent. Safe to resume with:\n  {hint}");
             std::process::exit(Exit::Aborted as i32);
         }
     });
@@ -810,4 +962,153 @@ fn import_error(e: import_cmd::ImportError) -> anyhow::Error {
             }
         }
     }
+}
+
+/// The command line that continues this run: the same arguments with `--resume`.
+fn rerun_hint() -> String {
+    let mut words: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--restart")
+        .map(|a| {
+            if a.is_empty()
+                || a.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>*?".contains(c))
+            {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            } else {
+                a
+            }
+        })
+        .collect();
+    if !words.iter().any(|w| w == "--resume") {
+        words.push("--resume".into());
+    }
+    format!("deskport {}", words.join(" "))
+}
+
+fn export(args: ExportArgs, quiet: bool, log_format: LogFormat) -> anyhow::Result<Exit> {
+    let connect = &args.connect;
+    connect.check()?;
+    let target = connect.target;
+    match target {
+        Platform::Omnidesk => {
+            if args.filter_id.is_some() {
+                return Err(usage("--filter-id is a Udesk filter; Omnidesk has none"));
+            }
+            if let Some(q) = &args.query {
+                if q.is_empty() || !q.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ') {
+                    return Err(usage(
+                        "Omnidesk's list search accepts only letters, digits and spaces (--query)",
+                    ));
+                }
+            }
+        }
+        Platform::Udesk => {
+            if args.brand_id.is_some() || args.details {
+                return Err(usage(
+                    "--brand-id and --details are for Omnidesk; Udesk's export already has every field",
+                ));
+            }
+        }
+    }
+    let format = args
+        .format
+        .unwrap_or_else(|| OutFormat::from_path(&args.out));
+    let minute = connect.minute()?;
+    let transport = connect.transport(minute)?;
+    let ttl = match args.udesk_scroll_ttl {
+        Some(t) => seconds("--udesk-scroll-ttl", t)?,
+        None => minute,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let connection = connect.connect(quiet, log_format).await?;
+        let settings = &connection.settings;
+        let base = connect.require(settings)?;
+        let origin = if connect.sandbox {
+            "sandbox".to_string()
+        } else {
+            base.join("")
+        };
+        let params = deskport::export::checkpoint::Params {
+            target: target.name().to_string(),
+            origin,
+            format: format.as_str().to_string(),
+            source: match (target, args.udesk_source) {
+                (Platform::Omnidesk, _) => "offset",
+                (Platform::Udesk, UdeskSource::Scroll) => "scroll",
+                (Platform::Udesk, UdeskSource::List) => "list",
+            }
+            .to_string(),
+            query: args.query.clone(),
+            filter_id: args.filter_id,
+            brand_id: args.brand_id,
+            details: args.details || args.brand_id.is_some(),
+            raw: args.raw,
+        };
+        let mut config = ExportConfig::new(args.out.clone(), params);
+        config.format = format;
+        if let Some(c) = &args.checkpoint {
+            config.checkpoint = c.clone();
+        }
+        config.resume = args.resume;
+        config.restart = args.restart;
+        config.window = connect.max_concurrency;
+        config.scroll_ttl = ttl;
+        config.progress = !quiet && log_format == LogFormat::Text;
+        let client = match target {
+            Platform::Omnidesk => export_cmd::Client::Omnidesk(omnidesk_client(
+                settings,
+                base,
+                args.brand_id.unwrap_or(1),
+                transport,
+            )),
+            Platform::Udesk => export_cmd::Client::Udesk(udesk_client(settings, base, transport)),
+        };
+        let stop = Arc::new(Stop::default());
+        let hint = rerun_hint();
+        spawn_ctrl_c(
+            stop.clone(),
+            hint.clone(),
+            quiet,
+            "writing the checkpoint",
+            "the checkpoint",
+        );
+        let result = export_cmd::run(&config, client, stop).await;
+        connection.close().await;
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let exit = e.exit();
+                let resumable = matches!(exit, Exit::Aborted);
+                let message = if resumable {
+                    format!("{e}\nthe checkpoint is written; continue with:\n  {hint}")
+                } else {
+                    e.to_string()
+                };
+                return Err(match exit {
+                    Exit::Usage => Error::Usage(message).into(),
+                    _ => anyhow::anyhow!(message),
+                });
+            }
+        };
+        if !quiet {
+            match log_format {
+                LogFormat::Text => {
+                    eprint!("{}", report.summary());
+                    if report.stopped.is_some() {
+                        eprintln!("continue with:\n  {hint}");
+                    }
+                }
+                LogFormat::Json => eprintln!(
+                    "{}",
+                    serde_json::json!({"level": "info", "event": "summary", "command": "export", "report": report, "resume": report.stopped.as_ref().map(|_| &hint)})
+                ),
+            }
+        }
+        Ok(if report.stopped.is_some() {
+            Exit::Aborted
+        } else {
+            Exit::Ok
+        })
+    })
 }

@@ -465,7 +465,9 @@ fn failed(w: &Work, e: CallError) -> RowEnd {
             "not_found",
             "no customer with this external id (update mode never creates)".into(),
         )),
-        CallError::Rejected { message } => RowEnd::Done(record("platform_rejected", message)),
+        CallError::Rejected { message } | CallError::Expired { message } => {
+            RowEnd::Done(record("platform_rejected", message))
+        }
         CallError::Conflict { message, .. } => RowEnd::Done(record("platform_rejected", message)),
         e @ (CallError::Throttled { .. } | CallError::Unavailable { .. }) => {
             RowEnd::Unfinished(record("unfinished", format!("retries ran out: {e}")))

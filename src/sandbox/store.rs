@@ -238,7 +238,8 @@ pub fn seed(omni: &mut OmniStore, udesk: &mut UdeskStore, count: u64, brand_id: 
         let first = rng.pick(&first_names);
         let last = rng.pick(&last_names);
         let email = format!("seed{i}@example.com");
-        let phone = format!("+316{:08}", i % 100_000_000);
+        // Valid Dutch mobile numbers (+31 61x xxx xxx), unique below ten million.
+        let phone = format!("+3161{:07}", i % 10_000_000);
         let tier = ["bronze", "silver", "gold"][rng.below(3) as usize];
         let id = omni.next_id();
         let email_channel = OmniChannel {

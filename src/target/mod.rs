@@ -72,6 +72,13 @@ pub enum CallError {
         /// How long the platform asked to wait, when it said.
         retry_after: Option<Duration>,
     },
+    /// A cursor the platform no longer knows (an expired or used Udesk scroll id): start the
+    /// listing again.
+    #[error("cursor expired: {message}")]
+    Expired {
+        /// The platform's message.
+        message: String,
+    },
     /// No usable reply (5xx, cut connection, timeout): retryable; the request may or may
     /// not have been applied.
     #[error("no usable reply: {message}")]

@@ -242,6 +242,86 @@ impl Omnidesk {
     }
 }
 
+/// Most customers one list page carries (`itemLimit`).
+pub const MAX_ITEM_LIMIT: u64 = 99;
+
+/// One page of `GET /api/v2/customer`.
+#[derive(Debug)]
+pub struct ListPage {
+    /// How many customers the list holds now (`itemTotal`).
+    pub total: u64,
+    /// The customers on the page (id, external id, brand name, names, channels).
+    pub items: Vec<Value>,
+}
+
+impl Omnidesk {
+    /// `GET /api/v2/customer?itemStart=START&itemLimit=LIMIT[&query=…]`.
+    pub async fn list_page(
+        &self,
+        start: u64,
+        limit: u64,
+        query: Option<&str>,
+    ) -> Result<ListPage, CallError> {
+        let url = self.base.join("/api/v2/customer");
+        let mut params = vec![
+            ("itemStart", start.to_string()),
+            ("itemLimit", limit.min(MAX_ITEM_LIMIT).to_string()),
+        ];
+        if let Some(q) = query {
+            params.push(("query", q.to_string()));
+        }
+        let mut reply = self
+            .transport
+            .call(
+                Retry::Idempotent,
+                |client| {
+                    client
+                        .get(&url)
+                        .header("apiKey", self.api_key.expose())
+                        .query(&params)
+                },
+                decode,
+            )
+            .await?;
+        let total = reply.get("itemTotal").and_then(Value::as_u64).unwrap_or(0);
+        let items = match reply.get_mut("items").map(Value::take) {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        Ok(ListPage { total, items })
+    }
+
+    /// The full record of one customer (`GET /api/v2/customer/{id}`), `CallError::NotFound`
+    /// when it is gone.
+    pub async fn customer(&self, id: &str, brand: Option<u64>) -> Result<Value, CallError> {
+        let url = self.base.join(&format!("/api/v2/customer/{id}"));
+        let params: Vec<(&str, String)> = brand
+            .map(|b| ("brandID", b.to_string()))
+            .into_iter()
+            .collect();
+        let mut reply = self
+            .transport
+            .call(
+                Retry::Idempotent,
+                |client| {
+                    client
+                        .get(&url)
+                        .header("apiKey", self.api_key.expose())
+                        .query(&params)
+                },
+                decode,
+            )
+            .await?;
+        match reply.get_mut("message").map(Value::take) {
+            Some(record @ Value::Object(_)) => Ok(record),
+            _ => Err(CallError::Unavailable {
+                message: format!("customer {id}: the reply has no record"),
+                maybe_applied: false,
+            }),
+        }
+    }
+}
+
 impl Target for Omnidesk {
     fn name(&self) -> &'static str {
         "omnidesk"

@@ -207,6 +207,9 @@ pub fn decode(status: StatusCode, _headers: &HeaderMap, body: &Bytes) -> Result<
             })
         }
         auth::CODE_NOT_FOUND => Err(CallError::NotFound),
+        auth::CODE_BAD_SCROLL => Err(CallError::Expired {
+            message: format!("code {code}: {message}"),
+        }),
         _ if message.contains("open_api_token duplicate") => Err(CallError::Conflict {
             platform_id: named_customer_id(&message),
             message,
@@ -397,6 +400,93 @@ impl Udesk {
         }
     }
 
+    /// One call of the scroll export (`GET /customers/export`): the first call (no
+    /// `scroll_id`) takes a snapshot of the customers matching the filter; each call returns
+    /// up to [`EXPORT_BATCH`] of them and the next scroll id (valid for a minute, usable once).
+    /// `CallError::Expired` means the scroll id is no longer known: start a new scroll.
+    pub async fn export_page(
+        &self,
+        scroll_id: Option<&str>,
+        filter: &ListFilter,
+    ) -> Result<ScrollPage, CallError> {
+        let query: Vec<(&str, String)> = match scroll_id {
+            Some(id) => vec![("scroll_id", id.to_string())],
+            None => filter.query(),
+        };
+        // Retrying with the same scroll id is safe: it either works or reports Expired.
+        let reply = self
+            .signed(
+                reqwest::Method::GET,
+                "/open_api_v1/customers/export",
+                &query,
+                None,
+                Retry::Idempotent,
+            )
+            .await;
+        let reply = match (reply, scroll_id) {
+            (Err(CallError::Expired { message }), None) => {
+                return Err(CallError::Rejected {
+                    message: format!("the export refused the filter: {message}"),
+                })
+            }
+            (other, _) => other?,
+        };
+        Ok(ScrollPage {
+            scroll_id: reply
+                .get("scroll_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            total: reply.get("total").and_then(Value::as_u64),
+            customers: take_customers(reply),
+        })
+    }
+
+    /// One page of the customer list (`GET /customers`, at most [`LIST_PAGE_SIZE`] a page and
+    /// [`LIST_MAX_ROWS`] rows in all), with the number of matching customers.
+    pub async fn list_page(&self, page: u64, filter: &ListFilter) -> Result<ListPage, CallError> {
+        let mut query = filter.query();
+        query.push(("page", page.to_string()));
+        query.push(("page_size", LIST_PAGE_SIZE.to_string()));
+        let reply = self
+            .signed(
+                reqwest::Method::GET,
+                "/open_api_v1/customers",
+                &query,
+                None,
+                Retry::Idempotent,
+            )
+            .await?;
+        Ok(ListPage {
+            total: reply.pointer("/meta/total_count").and_then(Value::as_u64),
+            customers: take_customers(reply),
+        })
+    }
+
+    /// The names of the account's custom fields (`TextField_1`, `SelectField_2`, …), in the
+    /// platform's order.
+    pub async fn custom_field_names(&self) -> Result<Vec<String>, CallError> {
+        let reply = self
+            .signed(
+                reqwest::Method::GET,
+                "/open_api_v1/customers/custom_fields",
+                &[],
+                None,
+                Retry::Idempotent,
+            )
+            .await?;
+        Ok(reply
+            .get("custom_fields")
+            .and_then(Value::as_array)
+            .map(|fields| {
+                fields
+                    .iter()
+                    .filter_map(|f| f.get("custom_field_name").and_then(Value::as_str))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     async fn total_customers(&self) -> Result<u64, CallError> {
         let query = [("page", "1".to_string()), ("page_size", "1".to_string())];
         let reply = self
@@ -412,6 +502,60 @@ impl Udesk {
             .pointer("/meta/total_count")
             .and_then(Value::as_u64)
             .unwrap_or(u64::MAX))
+    }
+}
+
+/// Customers per page of the list (`GET /customers`).
+pub const LIST_PAGE_SIZE: u64 = 100;
+/// Most rows the list reaches (page × page_size).
+pub const LIST_MAX_ROWS: u64 = 10_000;
+
+/// Which customers a listing or export covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// A customer filter's id (`filter_id`).
+    pub filter_id: Option<u64>,
+    /// A search keyword (`query`).
+    pub query: Option<String>,
+}
+
+impl ListFilter {
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut q = Vec::new();
+        if let Some(f) = self.filter_id {
+            q.push(("filter_id", f.to_string()));
+        }
+        if let Some(text) = &self.query {
+            q.push(("query", text.clone()));
+        }
+        q
+    }
+}
+
+/// One reply of the scroll export.
+#[derive(Debug)]
+pub struct ScrollPage {
+    /// The id that fetches the next batch.
+    pub scroll_id: Option<String>,
+    /// How many customers the scroll covers.
+    pub total: Option<u64>,
+    /// The customers (Customer Data objects); empty at the end.
+    pub customers: Vec<Value>,
+}
+
+/// One page of the customer list.
+#[derive(Debug)]
+pub struct ListPage {
+    /// How many customers match.
+    pub total: Option<u64>,
+    /// The customers on this page.
+    pub customers: Vec<Value>,
+}
+
+fn take_customers(mut reply: Value) -> Vec<Value> {
+    match reply.get_mut("customers").map(Value::take) {
+        Some(Value::Array(list)) => list,
+        _ => Vec::new(),
     }
 }
 

@@ -102,6 +102,14 @@ pub fn to_e164(raw: &str, region: Option<Region>) -> Result<String, PhoneProblem
     Ok(number.format_as(PhoneNumberFormat::E164).into_owned())
 }
 
+/// Whether `value` is exactly a valid phone number in E.164 form (`+31612345678`).
+pub fn is_e164(value: &str) -> bool {
+    value.len() > 2
+        && value.starts_with('+')
+        && value[1..].bytes().all(|b| b.is_ascii_digit())
+        && to_e164(value, None).is_ok_and(|e164| e164 == value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +165,15 @@ mod tests {
         assert!(region_from_code("nl").is_some());
         assert!(region_from_code("XX").is_none());
         assert!(region_from_code("NLD").is_none());
+    }
+
+    #[test]
+    fn e164_is_recognised_exactly() {
+        assert!(is_e164("+31612345678"));
+        assert!(!is_e164("+31 6 12345678"));
+        assert!(!is_e164("+3161234"));
+        assert!(!is_e164("0612345678"));
+        assert!(!is_e164("+"));
+        assert!(!is_e164("-2+3"));
     }
 }

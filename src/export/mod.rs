@@ -1,0 +1,888 @@
+//! `deskport export`: the platform's customers to CSV or JSONL, resumable.
+//!
+//! ```text
+//! source task (pages in order, each with its cursor) ─► writer: skip ids already written,
+//!   flatten + guard ─► OUT.partial ─► fsync ─► checkpoint (atomic) … ─► rename to OUT
+//! ```
+//!
+//! A resume truncates `OUT.partial` to the checkpointed length, rebuilds the ids written from
+//! it, and continues from the cursor; its final file is byte-identical to an uninterrupted
+//! export of the same data. A run lock on `OUT.lock` keeps two exports off one file.
+
+pub mod checkpoint;
+pub mod record;
+pub mod source;
+
+use crate::import::Stop;
+use crate::progress::Progress;
+use crate::target::omnidesk::Omnidesk;
+use crate::target::udesk::{ListFilter, Udesk};
+use crate::target::CallError;
+use checkpoint::{now_ms, sync_dir, Checkpoint, CheckpointError, Cursor, Params};
+use record::{guard, header, id_of, Record};
+use rustc_hash::FxHashSet;
+use serde::Serialize;
+use serde_json::Value;
+use source::{Item, OmnideskPaging, Page};
+use std::fs::File;
+use std::io::{BufRead, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutFormat {
+    /// One row per customer, fixed columns.
+    Csv,
+    /// The platform's object, one per line.
+    Jsonl,
+}
+
+impl OutFormat {
+    /// The name used in flags and checkpoints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutFormat::Csv => "csv",
+            OutFormat::Jsonl => "jsonl",
+        }
+    }
+
+    /// From the file name: `.jsonl`/`.ndjson` → JSONL, else CSV.
+    pub fn from_path(path: &Path) -> OutFormat {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("ndjson") => {
+                OutFormat::Jsonl
+            }
+            _ => OutFormat::Csv,
+        }
+    }
+}
+
+/// How Udesk is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UdeskSource {
+    /// The scroll export: 1,000 customers a call.
+    Scroll,
+    /// The customer list: 100 a call, 10,000 at most, no expiry.
+    List,
+}
+
+/// The platform to read, with its client.
+#[derive(Debug, Clone)]
+pub enum Client {
+    /// Omnidesk.
+    Omnidesk(Arc<Omnidesk>),
+    /// Udesk.
+    Udesk(Arc<Udesk>),
+}
+
+impl Client {
+    fn transport(&self) -> &crate::target::http::Transport {
+        use crate::target::Target;
+        match self {
+            Client::Omnidesk(c) => c.transport(),
+            Client::Udesk(c) => c.transport(),
+        }
+    }
+}
+
+/// What to export and how.
+#[derive(Debug, Clone)]
+pub struct ExportConfig {
+    /// The final file.
+    pub out: PathBuf,
+    /// The checkpoint file (default `OUT.checkpoint`).
+    pub checkpoint: PathBuf,
+    /// Output format.
+    pub format: OutFormat,
+    /// What is exported (checked against the checkpoint on resume).
+    pub params: Params,
+    /// Continue from the checkpoint (a fresh export when there is none).
+    pub resume: bool,
+    /// Throw an earlier checkpoint and partial file away and start over.
+    pub restart: bool,
+    /// Omnidesk pages in flight at most.
+    pub window: usize,
+    /// Udesk: how long a scroll id lives.
+    pub scroll_ttl: Duration,
+    /// Checkpoint at most this often (and always at the end, on Ctrl-C and on errors).
+    pub checkpoint_every: Duration,
+    /// Show a progress bar (on a terminal).
+    pub progress: bool,
+}
+
+impl ExportConfig {
+    /// Defaults for `out`: checkpoint beside it, format from the extension.
+    pub fn new(out: PathBuf, params: Params) -> Self {
+        ExportConfig {
+            checkpoint: suffixed(&out, ".checkpoint"),
+            format: OutFormat::from_path(&out),
+            out,
+            params,
+            resume: false,
+            restart: false,
+            window: 8,
+            scroll_ttl: Duration::from_secs(60),
+            checkpoint_every: Duration::from_millis(200),
+            progress: false,
+        }
+    }
+
+    /// `OUT.partial`.
+    pub fn partial(&self) -> PathBuf {
+        suffixed(&self.out, ".partial")
+    }
+
+    /// `OUT.lock`.
+    pub fn lock_path(&self) -> PathBuf {
+        suffixed(&self.out, ".lock")
+    }
+}
+
+/// `path` with `suffix` appended to its file name.
+pub fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Why an export stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Another export holds the output.
+    #[error("another export is writing {out} (lock {lock} is held); wait for it to finish")]
+    Locked {
+        /// The output.
+        out: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// A checkpoint exists but neither --resume nor --restart was given.
+    #[error("{checkpoint} holds an interrupted export of {out}; pass --resume to continue it, or --restart to start over")]
+    Unfinished {
+        /// The output.
+        out: PathBuf,
+        /// The checkpoint.
+        checkpoint: PathBuf,
+    },
+    /// The checkpoint is for another export.
+    #[error("the checkpoint {checkpoint} is for another export ({what}); run the same command as before, or pass --restart")]
+    Mismatch {
+        /// The checkpoint.
+        checkpoint: PathBuf,
+        /// What differs.
+        what: String,
+    },
+    /// The partial file does not match the checkpoint.
+    #[error("{partial} does not match its checkpoint: {reason}; pass --restart to start over")]
+    Partial {
+        /// The partial file.
+        partial: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The checkpoint could not be read or written.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The output could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The platform refused or failed (the checkpoint is written; resume later).
+    #[error("the platform: {0}")]
+    Platform(CallError),
+}
+
+impl ExportError {
+    /// The process exit code for this error.
+    pub fn exit(&self) -> crate::Exit {
+        match self {
+            ExportError::Locked { .. }
+            | ExportError::Unfinished { .. }
+            | ExportError::Mismatch { .. }
+            | ExportError::Partial { .. } => crate::Exit::Usage,
+            _ => crate::Exit::Aborted,
+        }
+    }
+}
+
+/// How an export went.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    /// The final file (written only when the export finished).
+    pub out: PathBuf,
+    /// Format.
+    pub format: &'static str,
+    /// Customers in the file.
+    pub rows: u64,
+    /// Of those, written by earlier runs (resume).
+    pub rows_before: u64,
+    /// Pages read in this run.
+    pub pages: u64,
+    /// Customers seen again and skipped (shifted pages, restarted scrolls).
+    pub duplicates_skipped: u64,
+    /// Customers listed but gone before their record was fetched.
+    pub vanished: u64,
+    /// Customers left out by the brand filter.
+    pub filtered_out: u64,
+    /// New scrolls started because one expired.
+    pub scroll_restarts: u64,
+    /// Requests sent.
+    pub requests: u64,
+    /// Retried attempts.
+    pub retries: u64,
+    /// Rate refusals.
+    pub throttled: u64,
+    /// Seconds this run took.
+    pub elapsed_seconds: f64,
+    /// Bytes of the file.
+    pub bytes: u64,
+    /// Set when the export stopped before the end (Ctrl-C or an error): why.
+    pub stopped: Option<String>,
+}
+
+impl ExportReport {
+    /// The one-line summary.
+    pub fn summary(&self) -> String {
+        match &self.stopped {
+            None => format!(
+                "exported {} customers to {} ({} pages, {} retries, {} throttled, {:.1} s{})\n",
+                self.rows,
+                self.out.display(),
+                self.pages,
+                self.retries,
+                self.throttled,
+                self.elapsed_seconds,
+                if self.rows_before > 0 {
+                    format!(", {} from earlier runs", self.rows_before)
+                } else {
+                    String::new()
+                }
+            ),
+            Some(why) => format!(
+                "export stopped ({why}) after {} customers ({} pages, {} retries, {:.1} s); the checkpoint is written\n",
+                self.rows, self.pages, self.retries, self.elapsed_seconds
+            ),
+        }
+    }
+}
+
+/// Holds the output's run lock until dropped.
+#[derive(Debug)]
+pub struct OutputLock(#[allow(dead_code)] File);
+
+/// Takes the run lock on `config.out` (the file `OUT.lock`, left in place).
+pub fn lock(config: &ExportConfig) -> Result<OutputLock, ExportError> {
+    let path = config.lock_path();
+    let io = |source| ExportError::Io {
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(OutputLock(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ExportError::Locked {
+            out: config.out.clone(),
+            lock: path,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+/// Ids already written. Numeric ids are kept as numbers; others as a 127-bit hash.
+#[derive(Debug, Default)]
+struct Seen(FxHashSet<u128>);
+
+impl Seen {
+    fn key(id: &str) -> u128 {
+        match id.parse::<u64>() {
+            Ok(n) => u128::from(n),
+            Err(_) => xxhash_rust::xxh3::xxh3_128(id.as_bytes()) | (1 << 127),
+        }
+    }
+
+    /// Adds `id`; false when it was there already.
+    fn insert(&mut self, id: &str) -> bool {
+        self.0.insert(Self::key(id))
+    }
+}
+
+/// The open `OUT.partial` and what it holds.
+struct Writer {
+    path: PathBuf,
+    file: File,
+    bytes: u64,
+    rows: u64,
+    format: OutFormat,
+    raw: bool,
+    custom: Option<Vec<String>>,
+    csv: csv::Writer<Vec<u8>>,
+    buffer: Vec<u8>,
+}
+
+impl Writer {
+    fn io(&self, source: std::io::Error) -> ExportError {
+        ExportError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Writes the CSV header once the custom columns are known.
+    fn start(&mut self, custom: Vec<String>) -> Result<(), ExportError> {
+        if self.format == OutFormat::Csv {
+            self.csv
+                .write_record(header(&custom))
+                .map_err(|e| self.io(e.into()))?;
+        }
+        self.custom = Some(custom);
+        self.take_csv()
+    }
+
+    /// Moves what the CSV writer holds into the buffer.
+    fn take_csv(&mut self) -> Result<(), ExportError> {
+        let csv = std::mem::replace(&mut self.csv, csv_writer());
+        let mut bytes = csv
+            .into_inner()
+            .map_err(|e| self.io(std::io::Error::other(e.to_string())))?;
+        self.buffer.append(&mut bytes);
+        Ok(())
+    }
+
+    fn row(&mut self, value: &Value, platform: &str) -> Result<(), ExportError> {
+        match self.format {
+            OutFormat::Jsonl => {
+                serde_json::to_writer(&mut self.buffer, value).expect("JSON values serialize");
+                self.buffer.push(b'\n');
+            }
+            OutFormat::Csv => {
+                let record = if platform == "omnidesk" {
+                    Record::from_omnidesk(value)
+                } else {
+                    Record::from_udesk(value)
+                };
+                let cells = record.cells(self.custom.as_deref().unwrap_or_default());
+                let result = if self.raw {
+                    self.csv.write_record(&cells)
+                } else {
+                    self.csv
+                        .write_record(cells.iter().map(|c| guard(c).into_owned()))
+                };
+                result.map_err(|e| self.io(e.into()))?;
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Appends what is buffered to the file.
+    fn flush(&mut self) -> Result<(), ExportError> {
+        self.take_csv()?;
+        self.file.write_all(&self.buffer).map_err(|e| self.io(e))?;
+        self.bytes += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), ExportError> {
+        self.flush()?;
+        self.file.sync_data().map_err(|e| self.io(e))
+    }
+}
+
+fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new().from_writer(Vec::new())
+}
+
+/// The custom field columns from the first page: every name met, sorted.
+fn custom_columns_of(records: &[Value]) -> Vec<String> {
+    let mut names: std::collections::BTreeSet<String> = Default::default();
+    for r in records {
+        if let Some(Value::Object(fields)) = r.get("custom_fields") {
+            names.extend(fields.keys().cloned());
+        }
+    }
+    names.into_iter().collect()
+}
+
+/// Reads the ids of the rows in the first `bytes` of the partial file; checks the header.
+fn rebuild_seen(
+    path: &Path,
+    bytes: u64,
+    format: OutFormat,
+    custom: &[String],
+) -> Result<(Seen, u64), ExportError> {
+    let io = |source| ExportError::Io {
+        path: path.into(),
+        source,
+    };
+    let bad = |reason: String| ExportError::Partial {
+        partial: path.into(),
+        reason,
+    };
+    let file = File::open(path).map_err(io)?;
+    let reader = std::io::BufReader::new(file.take(bytes));
+    let mut seen = Seen::default();
+    let mut rows = 0u64;
+    match format {
+        OutFormat::Csv => {
+            let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+            let head = csv.headers().map_err(|e| bad(e.to_string()))?.clone();
+            if head.iter().ne(header(custom).iter().map(String::as_str)) {
+                return Err(bad(
+                    "its header differs from the checkpoint's columns".into()
+                ));
+            }
+            for record in csv.records() {
+                let record = record.map_err(|e| bad(e.to_string()))?;
+                seen.insert(record.get(0).unwrap_or_default());
+                rows += 1;
+            }
+        }
+        OutFormat::Jsonl => {
+            for line in reader.lines() {
+                let line = line.map_err(io)?;
+                let value: Value = serde_json::from_str(&line)
+                    .map_err(|e| bad(format!("line {}: {e}", rows + 1)))?;
+                if let Some(id) = id_of(&value) {
+                    seen.insert(&id);
+                }
+                rows += 1;
+            }
+        }
+    }
+    Ok((seen, rows))
+}
+
+/// What to start from: a fresh file, or the checkpoint's state.
+struct Start {
+    writer: Writer,
+    seen: Seen,
+    cursor: Option<Cursor>,
+    pages: u64,
+}
+
+fn open(config: &ExportConfig) -> Result<Start, ExportError> {
+    let partial = config.partial();
+    let existing = Checkpoint::load(&config.checkpoint)?;
+    let io = |source| ExportError::Io {
+        path: partial.clone(),
+        source,
+    };
+    let new_writer = |file: File| Writer {
+        path: partial.clone(),
+        file,
+        bytes: 0,
+        rows: 0,
+        format: config.format,
+        raw: config.params.raw,
+        custom: None,
+        csv: csv_writer(),
+        buffer: Vec::new(),
+    };
+    let checkpoint = match existing {
+        Some(c) if config.resume && !config.restart => c,
+        Some(_) if !config.restart => {
+            return Err(ExportError::Unfinished {
+                out: config.out.clone(),
+                checkpoint: config.checkpoint.clone(),
+            })
+        }
+        _ => {
+            let _ = std::fs::remove_file(&config.checkpoint);
+            let file = File::create(&partial).map_err(io)?;
+            return Ok(Start {
+                writer: new_writer(file),
+                seen: Seen::default(),
+                cursor: None,
+                pages: 0,
+            });
+        }
+    };
+    if checkpoint.params != config.params {
+        let (a, b) = (&checkpoint.params, &config.params);
+        let mut diffs = Vec::new();
+        let pairs = [
+            ("target", a.target.clone(), b.target.clone()),
+            ("origin", a.origin.clone(), b.origin.clone()),
+            ("format", a.format.clone(), b.format.clone()),
+            ("source", a.source.clone(), b.source.clone()),
+            ("query", format!("{:?}", a.query), format!("{:?}", b.query)),
+            (
+                "filter id",
+                format!("{:?}", a.filter_id),
+                format!("{:?}", b.filter_id),
+            ),
+            (
+                "brand id",
+                format!("{:?}", a.brand_id),
+                format!("{:?}", b.brand_id),
+            ),
+            ("details", a.details.to_string(), b.details.to_string()),
+            ("raw", a.raw.to_string(), b.raw.to_string()),
+        ];
+        for (name, then, now) in pairs {
+            if then != now {
+                diffs.push(format!("{name} was {then}, now {now}"));
+            }
+        }
+        return Err(ExportError::Mismatch {
+            checkpoint: config.checkpoint.clone(),
+            what: diffs.join("; "),
+        });
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&partial)
+        .map_err(|e| ExportError::Partial {
+            partial: partial.clone(),
+            reason: format!("it cannot be opened ({e})"),
+        })?;
+    let length = file.metadata().map_err(io)?.len();
+    if length < checkpoint.bytes {
+        return Err(ExportError::Partial {
+            partial,
+            reason: format!(
+                "it has {length} bytes, the checkpoint counts {}",
+                checkpoint.bytes
+            ),
+        });
+    }
+    let (seen, rows) = rebuild_seen(
+        &partial,
+        checkpoint.bytes,
+        config.format,
+        &checkpoint.custom_columns,
+    )?;
+    if rows != checkpoint.rows {
+        return Err(ExportError::Partial {
+            partial,
+            reason: format!(
+                "it holds {rows} rows, the checkpoint counts {}",
+                checkpoint.rows
+            ),
+        });
+    }
+    file.set_len(checkpoint.bytes).map_err(io)?;
+    file.sync_data().map_err(io)?;
+    let mut file = file;
+    file.seek(std::io::SeekFrom::End(0)).map_err(io)?;
+    let mut writer = new_writer(file);
+    writer.bytes = checkpoint.bytes;
+    writer.rows = checkpoint.rows;
+    writer.custom = Some(checkpoint.custom_columns.clone());
+    Ok(Start {
+        writer,
+        seen,
+        cursor: Some(checkpoint.cursor),
+        pages: checkpoint.pages,
+    })
+}
+
+/// Runs an export to the end, to a Ctrl-C (`stop`), or to an error; the checkpoint is
+/// written in every case but a usage error.
+pub async fn run(
+    config: &ExportConfig,
+    client: Client,
+    stop: Arc<Stop>,
+) -> Result<ExportReport, ExportError> {
+    let started = Instant::now();
+    let _lock = lock(config)?;
+    let Start {
+        mut writer,
+        mut seen,
+        cursor,
+        mut pages,
+    } = open(config)?;
+    let rows_before = writer.rows;
+    let stats = &client.transport().stats;
+    let platform = config.params.target.clone();
+
+    // Udesk names its custom fields up front; Omnidesk's come with the first page.
+    if writer.custom.is_none() {
+        if let (Client::Udesk(udesk), OutFormat::Csv) = (&client, config.format) {
+            let names = udesk
+                .custom_field_names()
+                .await
+                .map_err(ExportError::Platform)?;
+            writer.start(names)?;
+        }
+    }
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(2);
+    let task = match &client {
+        Client::Omnidesk(c) => {
+            let start = match &cursor {
+                Some(Cursor::Offset { next }) => *next,
+                _ => 0,
+            };
+            let paging = OmnideskPaging {
+                start,
+                query: config.params.query.clone(),
+                details: config.params.details,
+                brand_id: config.params.brand_id,
+                window: config.window,
+            };
+            tokio::spawn(source::omnidesk(c.clone(), paging, tx))
+        }
+        Client::Udesk(c) => {
+            let filter = ListFilter {
+                filter_id: config.params.filter_id,
+                query: config.params.query.clone(),
+            };
+            match (&cursor, config.params.source.as_str()) {
+                (Some(Cursor::Page { next }), _) => {
+                    tokio::spawn(source::udesk_list(c.clone(), filter, *next, tx))
+                }
+                (None, "list") => tokio::spawn(source::udesk_list(c.clone(), filter, 1, tx)),
+                (
+                    Some(Cursor::Scroll {
+                        scroll_id,
+                        issued_at_ms,
+                    }),
+                    _,
+                ) => {
+                    let resume = scroll_id.clone().map(|id| (id, *issued_at_ms));
+                    tokio::spawn(source::udesk_scroll(
+                        c.clone(),
+                        filter,
+                        resume,
+                        config.scroll_ttl,
+                        tx,
+                    ))
+                }
+                _ => tokio::spawn(source::udesk_scroll(
+                    c.clone(),
+                    filter,
+                    None,
+                    config.scroll_ttl,
+                    tx,
+                )),
+            }
+        }
+    };
+
+    let mut report = ExportReport {
+        out: config.out.clone(),
+        format: config.format.as_str(),
+        rows: writer.rows,
+        rows_before,
+        pages: 0,
+        duplicates_skipped: 0,
+        vanished: 0,
+        filtered_out: 0,
+        scroll_restarts: 0,
+        requests: 0,
+        retries: 0,
+        throttled: 0,
+        elapsed_seconds: 0.0,
+        bytes: writer.bytes,
+        stopped: None,
+    };
+    let progress = Progress::rows(None, config.progress);
+    let mut last_cursor = cursor;
+    let mut last_checkpoint = Instant::now();
+    let mut failure: Option<ExportError> = None;
+    loop {
+        let item = tokio::select! {
+            biased;
+            _ = stop.wait() => {
+                report.stopped = Some("interrupted".into());
+                break;
+            }
+            item = rx.recv() => item,
+        };
+        let page: Page = match item {
+            None => break,
+            Some(Ok(page)) => page,
+            Some(Err(e)) => {
+                report.stopped = Some(e.to_string());
+                failure = Some(ExportError::Platform(e));
+                break;
+            }
+        };
+        if writer.custom.is_none() {
+            writer.start(custom_columns_of(&page.records))?;
+        }
+        for value in &page.records {
+            if let Some(id) = id_of(value) {
+                if !seen.insert(&id) {
+                    report.duplicates_skipped += 1;
+                    continue;
+                }
+            }
+            writer.row(value, &platform)?;
+        }
+        pages += 1;
+        report.pages += 1;
+        report.vanished += page.vanished;
+        report.filtered_out += page.filtered;
+        report.scroll_restarts += u64::from(page.restarted);
+        last_cursor = Some(page.cursor);
+        writer.flush()?;
+        if last_checkpoint.elapsed() >= config.checkpoint_every {
+            save_checkpoint(config, &mut writer, last_cursor.as_ref(), pages)?;
+            last_checkpoint = Instant::now();
+        }
+        progress.set(
+            writer.rows,
+            format!(
+                "{} pages{}",
+                pages,
+                page.total
+                    .map(|t| format!(", platform total {t}"))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    progress.finish();
+    task.abort();
+    let finished = report.stopped.is_none();
+    if finished {
+        if writer.custom.is_none() {
+            // Nothing came: the file still gets its header.
+            writer.start(Vec::new())?;
+        }
+        writer.sync()?;
+        finish(config)?;
+    } else if writer.custom.is_some() {
+        save_checkpoint(config, &mut writer, last_cursor.as_ref(), pages)?;
+    }
+    report.rows = writer.rows;
+    report.bytes = writer.bytes;
+    report.requests = stats.requests.load(std::sync::atomic::Ordering::Relaxed);
+    report.retries = stats.retries.load(std::sync::atomic::Ordering::Relaxed);
+    report.throttled = stats.throttled.load(std::sync::atomic::Ordering::Relaxed);
+    report.elapsed_seconds = started.elapsed().as_secs_f64();
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+fn save_checkpoint(
+    config: &ExportConfig,
+    writer: &mut Writer,
+    cursor: Option<&Cursor>,
+    pages: u64,
+) -> Result<(), ExportError> {
+    writer.sync()?;
+    let cursor = match cursor {
+        Some(c) => c.clone(),
+        // Nothing read yet: the start of the listing.
+        None => match config.params.source.as_str() {
+            "offset" => Cursor::Offset { next: 0 },
+            "list" => Cursor::Page { next: 1 },
+            _ => Cursor::Scroll {
+                scroll_id: None,
+                issued_at_ms: 0,
+            },
+        },
+    };
+    Checkpoint {
+        version: checkpoint::VERSION,
+        params: config.params.clone(),
+        custom_columns: writer.custom.clone().unwrap_or_default(),
+        cursor,
+        rows: writer.rows,
+        bytes: writer.bytes,
+        pages,
+        written_at_ms: now_ms(),
+    }
+    .save(&config.checkpoint)?;
+    Ok(())
+}
+
+/// The end: rename `OUT.partial` to `OUT` (atomic), make it durable, drop the checkpoint.
+fn finish(config: &ExportConfig) -> Result<(), ExportError> {
+    let partial = config.partial();
+    std::fs::rename(&partial, &config.out).map_err(|source| ExportError::Io {
+        path: config.out.clone(),
+        source,
+    })?;
+    sync_dir(&config.out).map_err(|source| ExportError::Io {
+        path: config.out.clone(),
+        source,
+    })?;
+    match std::fs::remove_file(&config.checkpoint) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(ExportError::Io {
+            path: config.checkpoint.clone(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_keeps_numeric_and_text_ids_apart() {
+        let mut s = Seen::default();
+        assert!(s.insert("12"));
+        assert!(!s.insert("12"));
+        assert!(s.insert("a12"));
+        assert!(!s.insert("a12"));
+        assert_ne!(Seen::key("12"), Seen::key("x"));
+    }
+
+    #[test]
+    fn paths_beside_the_output() {
+        let c = ExportConfig::new(PathBuf::from("dir/customers.csv"), params());
+        assert_eq!(c.checkpoint, PathBuf::from("dir/customers.csv.checkpoint"));
+        assert_eq!(c.partial(), PathBuf::from("dir/customers.csv.partial"));
+        assert_eq!(c.lock_path(), PathBuf::from("dir/customers.csv.lock"));
+        assert_eq!(c.format, OutFormat::Csv);
+        assert_eq!(OutFormat::from_path(Path::new("x.JSONL")), OutFormat::Jsonl);
+    }
+
+    fn params() -> Params {
+        Params {
+            target: "omnidesk".into(),
+            origin: "sandbox".into(),
+            format: "csv".into(),
+            source: "offset".into(),
+            query: None,
+            filter_id: None,
+            brand_id: None,
+            details: false,
+            raw: false,
+        }
+    }
+
+    #[test]
+    fn the_partial_file_gives_back_its_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let custom = vec!["tier".to_string()];
+        let mut text = header(&custom).join(",");
+        text.push('\n');
+        let mut r = Record::default();
+        for id in ["5", "9"] {
+            r.id = id.into();
+            text.push_str(&r.cells(&custom).join(","));
+            text.push('\n');
+        }
+        let keep = text.len() as u64;
+        text.push_str("7,torn");
+        std::fs::write(&path, &text).unwrap();
+        let (mut seen, rows) = rebuild_seen(&path, keep, OutFormat::Csv, &custom).unwrap();
+        assert_eq!(rows, 2);
+        assert!(!seen.insert("5"));
+        assert!(seen.insert("7"));
+        assert!(rebuild_seen(&path, keep, OutFormat::Csv, &[]).is_err());
+    }
+}
