@@ -14,6 +14,7 @@ pub fn env_number(name: &str, default: u64) -> u64 {
 }
 
 /// `dir/customers-ROWS.csv`, generated once (deterministic, see `deskport::synth`).
+#[allow(dead_code)] // not every bench generates an input file
 pub fn ensure_input(dir: &Path, rows: u64, seed: u64) -> PathBuf {
     let path = dir.join(format!("customers-{rows}.csv"));
     if !path.exists() {

@@ -692,7 +692,8 @@ pub async fn run(
     };
     let progress = Progress::rows(None, config.progress);
     let mut last_cursor = cursor;
-    let mut last_checkpoint = Instant::now();
+    // The first page is checkpointed at once, later ones at most every `checkpoint_every`.
+    let mut last_checkpoint: Option<Instant> = None;
     let mut failure: Option<ExportError> = None;
     loop {
         let item = tokio::select! {
@@ -731,9 +732,9 @@ pub async fn run(
         report.scroll_restarts += u64::from(page.restarted);
         last_cursor = Some(page.cursor);
         writer.flush()?;
-        if last_checkpoint.elapsed() >= config.checkpoint_every {
+        if last_checkpoint.is_none_or(|t| t.elapsed() >= config.checkpoint_every) {
             save_checkpoint(config, &mut writer, last_cursor.as_ref(), pages)?;
-            last_checkpoint = Instant::now();
+            last_checkpoint = Some(Instant::now());
         }
         progress.set(
             writer.rows,

@@ -2,6 +2,7 @@
 //! runs the real `deskport` binary, or the library, against fixtures and loopback servers.
 
 mod common;
+mod export;
 mod import;
 mod properties;
 mod sandbox;

@@ -1,0 +1,576 @@
+//! `deskport export` against the sandbox: the real binary, a sandbox on loopback in this
+//! process. Every customer the sandbox holds must be in the file exactly once with its
+//! fields; a killed or interrupted export, resumed, must give a file byte-identical to an
+//! uninterrupted one, also with faults, expired scrolls and a list that grows meanwhile.
+
+use crate::common::{assert_exit, describe, read_csv, Workdir};
+use deskport::sandbox::{self, Sandbox, SandboxConfig};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Rig {
+    server: Sandbox,
+    http: reqwest::Client,
+    work: Workdir,
+    config: SandboxConfig,
+}
+
+impl Rig {
+    /// A sandbox with `customers` seeded customers on both platforms; Udesk's minute lasts a
+    /// second (so its budget is 60 calls a second and a scroll id lives a second).
+    async fn start(customers: u64) -> Rig {
+        let config = SandboxConfig {
+            seed_customers: customers,
+            time_scale: 60.0,
+            ..SandboxConfig::default()
+        };
+        let server = sandbox::spawn(config.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        Rig {
+            server,
+            http: reqwest::Client::new(),
+            work: Workdir::new(),
+            config,
+        }
+    }
+
+    fn base(&self) -> String {
+        self.server.base_url()
+    }
+
+    /// `deskport --log-format json export --target T --base-url … --out OUT ARGS`.
+    fn command(&self, target: &str, out: &str, args: &[&str]) -> Command {
+        let mut cmd = self.work.command();
+        cmd.env("DESKPORT_OMNIDESK_API_KEY", &self.config.omnidesk_api_key)
+            .env("DESKPORT_UDESK_EMAIL", &self.config.udesk_email)
+            .env("DESKPORT_UDESK_TOKEN", &self.config.udesk_token)
+            .args(["--log-format", "json", "export", "--target", target])
+            .args(["--base-url", &self.base(), "--out", out])
+            .args(args);
+        if target == "udesk" {
+            cmd.args(["--udesk-minute", "1"]);
+        }
+        cmd
+    }
+
+    async fn run(&self, target: &str, out: &str, args: &[&str]) -> Output {
+        let mut cmd = self.command(target, out, args);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn spawn(&self, target: &str, out: &str, args: &[&str]) -> Child {
+        self.command(target, out, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    async fn state(&self) -> Value {
+        self.http
+            .get(format!("{}/__sandbox/state", self.base()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn faults(&self, faults: Value) {
+        let r = self
+            .http
+            .put(format!("{}/__sandbox/faults", self.base()))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.work.file(name)
+    }
+
+    fn bytes(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+    }
+
+    /// Size of a file now (0 when missing).
+    fn size(&self, name: &str) -> u64 {
+        std::fs::metadata(self.path(name)).map_or(0, |m| m.len())
+    }
+
+    /// Waits (at most 60 s) until `name` has more than `bytes` bytes; false if `child` ended first.
+    async fn wait_for_size(&self, child: &mut Child, name: &str, bytes: u64) -> bool {
+        let started = Instant::now();
+        while self.size(name) <= bytes {
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+}
+
+/// The summary report from `--log-format json`.
+fn report(out: &Output) -> Value {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"event\":\"summary\""))
+        .unwrap_or_else(|| panic!("no summary\n{}", describe(out)));
+    serde_json::from_str::<Value>(line).unwrap()["report"].clone()
+}
+
+/// The CSV as maps from column to cell, keyed by platform id; fails on an id seen twice.
+fn rows_by_id(path: &std::path::Path) -> BTreeMap<String, BTreeMap<String, String>> {
+    let (header, rows) = read_csv(path);
+    let mut by_id = BTreeMap::new();
+    for row in rows {
+        let map: BTreeMap<String, String> = header.iter().cloned().zip(row).collect();
+        let id = map["platform_id"].clone();
+        assert!(by_id.insert(id.clone(), map).is_none(), "id {id} twice");
+    }
+    by_id
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn omnidesk_exports_every_customer_once_with_its_fields() {
+    let rig = Rig::start(25_000).await;
+    let out = rig.run("omnidesk", "all.csv", &["--details"]).await;
+    assert_exit(&out, 0);
+    let r = report(&out);
+    assert_eq!(r["rows"], 25_000);
+    assert!(!rig.path("all.csv.partial").exists());
+    assert!(!rig.path("all.csv.checkpoint").exists());
+    let (header, _) = read_csv(&rig.path("all.csv"));
+    assert_eq!(header[0], "platform_id");
+    assert!(header.contains(&"custom_tier".to_string()), "{header:?}");
+    let rows = rows_by_id(&rig.path("all.csv"));
+    let state = rig.state().await;
+    let customers = state["omnidesk"]["customers"].as_array().unwrap();
+    assert_eq!(rows.len(), customers.len());
+    for c in customers {
+        let row = &rows[&text(&c["id"])];
+        assert_eq!(row["external_id"], text(&c["external_primary_id"]));
+        assert_eq!(row["firstname"], text(&c["firstname"]));
+        assert_eq!(row["lastname"], text(&c["lastname"]));
+        assert_eq!(row["brand_id"], text(&c["brand_id"]));
+        assert_eq!(row["custom_tier"], text(&c["custom_fields"]["tier"]));
+        let channels: Vec<String> = c["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ch| format!("{}:{}", text(&ch["type"]), text(&ch["value"])))
+            .collect();
+        assert_eq!(row["channels"], channels.join(";"));
+        let phones: Vec<String> = c["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|ch| ch["type"] == "telephone")
+            .map(|ch| text(&ch["value"]))
+            .collect();
+        assert_eq!(row["phones"], phones.join(";"), "E.164 phones stay intact");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udesk_exports_every_customer_once_with_its_fields() {
+    let rig = Rig::start(25_000).await;
+    let out = rig.run("udesk", "all.csv", &[]).await;
+    assert_exit(&out, 0);
+    assert_eq!(report(&out)["rows"], 25_000);
+    let rows = rows_by_id(&rig.path("all.csv"));
+    let state = rig.state().await;
+    let customers = state["udesk"]["customers"].as_array().unwrap();
+    assert_eq!(rows.len(), customers.len());
+    for c in customers {
+        let row = &rows[&text(&c["id"])];
+        assert_eq!(row["external_id"], text(&c["open_api_token"]));
+        assert_eq!(row["nick_name"], text(&c["nick_name"]));
+        assert_eq!(row["email"], text(&c["email"]));
+        assert_eq!(row["level"], text(&c["level"]));
+        let phones: Vec<String> = c["cellphones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| text(&p[1]))
+            .collect();
+        assert_eq!(row["phones"], phones.join(";"));
+        let tags: Vec<String> = c["tags"].as_array().unwrap().iter().map(text).collect();
+        assert_eq!(row["tags"], tags.join(";"));
+        assert_eq!(
+            row["custom_TextField_1"],
+            text(&c["custom_fields"]["TextField_1"])
+        );
+    }
+    // The page list gives the same file for what it can reach.
+    let small = Rig::start(450).await;
+    let scroll = small.run("udesk", "scroll.jsonl", &[]).await;
+    assert_exit(&scroll, 0);
+    let list = small
+        .run("udesk", "list.jsonl", &["--udesk-source", "list"])
+        .await;
+    assert_exit(&list, 0);
+    assert_eq!(report(&list)["pages"], 5);
+    assert_eq!(small.bytes("scroll.jsonl"), small.bytes("list.jsonl"));
+    assert_eq!(
+        String::from_utf8(small.bytes("list.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        450
+    );
+}
+
+/// Kills the export (SIGKILL) `kills` times at growing sizes of the partial file, resumes,
+/// and compares the final file with an uninterrupted export of the same data.
+async fn kill_and_resume(rig: &Rig, target: &str, out: &str, args: &[&str], kills: usize) {
+    let reference = format!("reference-{out}");
+    let whole = rig.run(target, &reference, args).await;
+    assert_exit(&whole, 0);
+    let expected = rig.bytes(&reference);
+    let partial = format!("{out}.partial");
+    let mut killed = 0;
+    let mut resume_args: Vec<&str> = args.to_vec();
+    resume_args.push("--resume");
+    for k in 0..kills {
+        let mut child = rig.spawn(target, out, &resume_args);
+        let threshold = expected.len() as u64 * (k as u64 + 1) / (kills as u64 + 2);
+        if rig.wait_for_size(&mut child, &partial, threshold).await {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        let status = child.wait().unwrap();
+        assert!(
+            status.code().is_none() || status.success(),
+            "killed or done: {status:?}"
+        );
+    }
+    assert!(killed > 0, "the export ended before any kill");
+    let last = rig.run(target, out, &resume_args).await;
+    assert_exit(&last, 0);
+    let got = rig.bytes(out);
+    assert!(
+        got == expected,
+        "resumed file differs: {} bytes vs {}",
+        got.len(),
+        expected.len()
+    );
+    assert!(!rig.path(&partial).exists());
+    assert!(!rig.path(&format!("{out}.checkpoint")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn omnidesk_kill_9_and_resume_gives_the_same_bytes() {
+    let rig = Rig::start(20_000).await;
+    rig.faults(json!({"latency_ms": 3})).await;
+    kill_and_resume(&rig, "omnidesk", "o.csv", &["--max-concurrency", "2"], 3).await;
+    // With faults: 500s, cut connections (before and after the handler ran) and capacity 503s.
+    rig.faults(
+        json!({"latency_ms": 2, "error_rate": 0.05, "drop_rate": 0.03,
+        "apply_then_drop_rate": 0.03, "capacity": 3, "over_capacity": "reject"}),
+    )
+    .await;
+    kill_and_resume(&rig, "omnidesk", "f.jsonl", &["--max-concurrency", "4"], 2).await;
+    let stats = &rig.state().await["stats"];
+    for fault in ["injected_errors", "injected_drops", "over_capacity"] {
+        assert!(stats[fault].as_u64().unwrap() > 0, "{fault}: {stats}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udesk_kill_9_and_resume_gives_the_same_bytes_also_with_faults() {
+    let rig = Rig::start(12_000).await;
+    rig.faults(json!({"latency_ms": 60})).await;
+    kill_and_resume(&rig, "udesk", "u.csv", &[], 3).await;
+    rig.faults(
+        json!({"latency_ms": 40, "error_rate": 0.1, "apply_then_error_rate": 0.1,
+        "apply_then_drop_rate": 0.05}),
+    )
+    .await;
+    kill_and_resume(&rig, "udesk", "f.csv", &[], 2).await;
+    let stats = &rig.state().await["stats"];
+    assert!(
+        stats["injected_apply_then_errors"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udesk_scroll_expiry_during_a_run_and_across_a_resume() {
+    let rig = Rig::start(12_000).await;
+    let whole = rig.run("udesk", "reference.csv", &[]).await;
+    assert_exit(&whole, 0);
+    let expected = rig.bytes("reference.csv");
+
+    // During a run: one call waits longer than a scroll id lives (1 s here).
+    rig.faults(json!({"latency_ms": 100})).await;
+    let mut child = rig.spawn("udesk", "run.csv", &[]);
+    assert!(
+        rig.wait_for_size(&mut child, "run.csv.partial", 150_000)
+            .await
+    );
+    rig.faults(json!({"latency_ms": 1300})).await;
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    rig.faults(json!({"latency_ms": 50})).await;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 0);
+    let r = report(&out);
+    assert!(r["scroll_restarts"].as_u64().unwrap() >= 1, "{r:#}");
+    assert!(r["duplicates_skipped"].as_u64().unwrap() >= 1000, "{r:#}");
+    assert!(
+        rig.bytes("run.csv") == expected,
+        "same file after a restart"
+    );
+
+    // Across a resume: killed, then resumed after the scroll id has expired.
+    let mut child = rig.spawn("udesk", "resume.csv", &[]);
+    assert!(
+        rig.wait_for_size(&mut child, "resume.csv.checkpoint", 0)
+            .await
+    );
+    assert!(
+        rig.wait_for_size(&mut child, "resume.csv.partial", 300_000)
+            .await
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(rig.path("resume.csv.checkpoint").exists());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    rig.faults(json!({})).await;
+    let out = rig.run("udesk", "resume.csv", &["--resume"]).await;
+    assert_exit(&out, 0);
+    let r = report(&out);
+    assert!(r["rows_before"].as_u64().unwrap() >= 1000, "{r:#}");
+    assert!(r["duplicates_skipped"].as_u64().unwrap() >= 1000, "{r:#}");
+    assert!(rig.bytes("resume.csv") == expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn omnidesk_list_growing_during_the_export() {
+    let rig = Rig::start(15_000).await;
+    let before: BTreeSet<String> = rig.state().await["omnidesk"]["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| text(&c["id"]))
+        .collect();
+    rig.faults(json!({"latency_ms": 5})).await;
+    let mut child = rig.spawn("omnidesk", "grow.csv", &["--max-concurrency", "2"]);
+    assert!(
+        rig.wait_for_size(&mut child, "grow.csv.partial", 1000)
+            .await
+    );
+    let url = format!("{}/api/v2/customer", rig.base());
+    for i in 0..120 {
+        let form = reqwest::multipart::Form::new()
+            .text("brand_id", "1")
+            .text("primary_id", format!("NEW{i}"))
+            .text("firstname", "Nieuw")
+            .text("lastname", "Klant")
+            .text("channel_id", "1")
+            .text("customer_link_channel", format!("new{i}@example.com"));
+        let r = rig
+            .http
+            .post(&url)
+            .header("apiKey", &rig.config.omnidesk_api_key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 0);
+    let rows = rows_by_id(&rig.path("grow.csv")); // fails on a duplicate id
+    for id in &before {
+        assert!(rows.contains_key(id), "customer {id} missing");
+    }
+    assert!(rows.len() >= before.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formula_guard_neutralises_formulas_but_keeps_phone_numbers() {
+    let rig = Rig::start(0).await;
+    // Udesk accepts any text in names and custom fields.
+    for (token, nick, description, field, phone) in [
+        (
+            "F1",
+            "=cmd|' /C calc'!A0",
+            "@SUM(A1:A9)",
+            "-2+3",
+            "+31612345678",
+        ),
+        ("F2", "Plain Name", "\tTabbed", "+2+3", "+31612345679"),
+    ] {
+        let body = json!({"customer": {"nick_name": nick, "open_api_token": token,
+            "description": description, "cellphones": [[null, phone]],
+            "custom_fields": {"TextField_1": field}}});
+        let query = udesk_signed_query(&rig.config);
+        let r = rig
+            .http
+            .post(format!("{}/open_api_v1/customers", rig.base()))
+            .query(&query)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let reply: Value = r.json().await.unwrap();
+        assert_eq!(reply["code"], 1000, "{reply}");
+    }
+    let guarded = rig.run("udesk", "guarded.csv", &[]).await;
+    assert_exit(&guarded, 0);
+    let rows = rows_by_id(&rig.path("guarded.csv"));
+    let f1 = rows.values().find(|r| r["external_id"] == "F1").unwrap();
+    assert_eq!(f1["nick_name"], "'=cmd|' /C calc'!A0");
+    assert_eq!(f1["description"], "'@SUM(A1:A9)");
+    assert_eq!(f1["custom_TextField_1"], "'-2+3");
+    assert_eq!(f1["phones"], "+31612345678", "a valid E.164 number stays");
+    let f2 = rows.values().find(|r| r["external_id"] == "F2").unwrap();
+    assert_eq!(f2["description"], "'\tTabbed");
+    assert_eq!(f2["custom_TextField_1"], "'+2+3");
+    assert_eq!(f2["nick_name"], "Plain Name");
+
+    let raw = rig.run("udesk", "raw.csv", &["--raw"]).await;
+    assert_exit(&raw, 0);
+    let rows = rows_by_id(&rig.path("raw.csv"));
+    let f1 = rows.values().find(|r| r["external_id"] == "F1").unwrap();
+    assert_eq!(f1["nick_name"], "=cmd|' /C calc'!A0");
+    assert_eq!(f1["description"], "@SUM(A1:A9)");
+    assert_eq!(f1["custom_TextField_1"], "-2+3");
+
+    let jsonl = rig.run("udesk", "all.jsonl", &[]).await;
+    assert_exit(&jsonl, 0);
+    let text = String::from_utf8(rig.bytes("all.jsonl")).unwrap();
+    assert!(
+        text.contains("\"nick_name\":\"=cmd|' /C calc'!A0\""),
+        "JSONL is never guarded"
+    );
+}
+
+/// Signature parameters for a direct Udesk call from the test.
+fn udesk_signed_query(config: &SandboxConfig) -> Vec<(&'static str, String)> {
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let nonce = format!("{:032x}", fastrand_nonce());
+    deskport::target::udesk::signed_query(
+        &config.udesk_email,
+        &config.udesk_token,
+        timestamp,
+        &nonce,
+    )
+}
+
+fn fastrand_nonce() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    t ^ u128::from(n) << 64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_rules_lock_and_ctrl_c() {
+    let rig = Rig::start(20_000).await;
+    rig.faults(json!({"latency_ms": 5})).await;
+    let whole = rig.run("omnidesk", "reference.csv", &[]).await;
+    assert_exit(&whole, 0);
+
+    // Ctrl-C: exit 3, the checkpoint is written, the message says how to continue.
+    let mut child = rig.spawn("omnidesk", "c.csv", &["--max-concurrency", "2"]);
+    assert!(
+        rig.wait_for_size(&mut child, "c.csv.partial", 100_000)
+            .await
+    );
+    // While it runs, a second export to the same file is refused.
+    let second = rig.run("omnidesk", "c.csv", &["--resume"]).await;
+    assert_exit(&second, 2);
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another export is writing"),
+        "{}",
+        describe(&second)
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 3);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--resume"),
+        "{}",
+        describe(&out)
+    );
+    assert!(rig.path("c.csv.checkpoint").exists());
+    assert!(!rig.path("c.csv").exists(), "no final file before the end");
+
+    // Without --resume, an unfinished export is not overwritten.
+    let refused = rig.run("omnidesk", "c.csv", &[]).await;
+    assert_exit(&refused, 2);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
+    // Another export's flags are refused.
+    let mismatch = rig
+        .run("omnidesk", "c.csv", &["--resume", "--query", "Smith"])
+        .await;
+    assert_exit(&mismatch, 2);
+    assert!(
+        String::from_utf8_lossy(&mismatch.stderr).contains("query"),
+        "{}",
+        describe(&mismatch)
+    );
+    let resumed = rig.run("omnidesk", "c.csv", &["--resume"]).await;
+    assert_exit(&resumed, 0);
+    assert!(rig.bytes("c.csv") == rig.bytes("reference.csv"));
+
+    // --resume with no checkpoint is a fresh export (a scheduler can always pass it).
+    let fresh = rig.run("omnidesk", "fresh.csv", &["--resume"]).await;
+    assert_exit(&fresh, 0);
+    assert!(rig.bytes("fresh.csv") == rig.bytes("reference.csv"));
+
+    // No credential in any file the exports wrote.
+    for entry in std::fs::read_dir(rig.work.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(&rig.config.omnidesk_api_key),
+            "{}",
+            path.display()
+        );
+        assert!(
+            !text.contains(&rig.config.udesk_token),
+            "{}",
+            path.display()
+        );
+    }
+    for out in [&whole, &out, &refused, &mismatch, &resumed, &second] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains(&rig.config.omnidesk_api_key));
+    }
+}
