@@ -1,5 +1,7 @@
-//! Benchmark of `deskport export` against the sandbox (in this process, on loopback): the
-//! real binary as a child, its wall time and peak RSS from wait4.
+//! Benchmark of `deskport export` against the sandbox: both are the real binary, each its
+//! own child process (the sandbox in this process would count in the exporter's peak RSS:
+//! a child's maxrss starts from its parent's at fork), on loopback; wall time and peak RSS
+//! of the exporter from wait4.
 //!
 //! ```text
 //! cargo bench --bench export                                      # all scenarios
@@ -18,8 +20,9 @@
 mod common;
 
 use common::{env_number, run_measured};
-use deskport::sandbox::{self, Faults, SandboxConfig};
+use deskport::sandbox;
 use serde_json::Value;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -70,11 +73,41 @@ struct Bench {
     dir: PathBuf,
 }
 
+/// A `deskport sandbox` child; killed when dropped.
+struct SandboxProcess {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Bench {
-    fn sandbox(&self, config: SandboxConfig) -> sandbox::Sandbox {
-        self.runtime
-            .block_on(sandbox::spawn(config, "127.0.0.1:0".parse().unwrap()))
-            .expect("sandbox")
+    /// Starts `deskport sandbox --port 0 ARGS` and waits for its address.
+    fn sandbox(&self, args: &[&str]) -> SandboxProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_deskport"))
+            .args(["sandbox", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the sandbox");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut first = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("sandbox address");
+        let base = first
+            .trim()
+            .rsplit(' ')
+            .next()
+            .expect("listening on URL")
+            .to_string();
+        SandboxProcess { child, base }
     }
 
     /// Every Omnidesk page fetched by a bare client, `n` in flight, bodies parsed: the
@@ -111,15 +144,9 @@ impl Bench {
 
     fn omnidesk(&self) {
         let customers = env_number("DESKPORT_BENCH_CUSTOMERS", 100_000);
-        let server = self.sandbox(SandboxConfig {
-            seed_customers: customers,
-            faults: Faults {
-                latency_ms: 20,
-                ..Faults::default()
-            },
-            ..SandboxConfig::default()
-        });
-        let base = server.base_url();
+        let n = customers.to_string();
+        let server = self.sandbox(&["--seed-customers", &n, "--latency-ms", "20"]);
+        let base = server.base.clone();
         let common = ["--target", "omnidesk", "--base-url", &base];
         let mut runs = Vec::new();
         for (label, extra) in [
@@ -152,22 +179,22 @@ impl Bench {
             "omnidesk bare fetch, 8 in flight: {bare:.2} s; export at 8 fixed adds {:+.1}% (target < 5%)",
             (runs[1] / bare - 1.0) * 100.0
         );
-        self.runtime.block_on(server.shutdown());
+        drop(server);
     }
 
     fn udesk(&self) {
         let customers = env_number("DESKPORT_BENCH_CUSTOMERS", 100_000);
         // A platform minute of 6 s: the budget of 60 calls is 10 calls a second.
-        let server = self.sandbox(SandboxConfig {
-            seed_customers: customers,
-            time_scale: 10.0,
-            faults: Faults {
-                latency_ms: 20,
-                ..Faults::default()
-            },
-            ..SandboxConfig::default()
-        });
-        let base = server.base_url();
+        let n = customers.to_string();
+        let server = self.sandbox(&[
+            "--seed-customers",
+            &n,
+            "--latency-ms",
+            "20",
+            "--time-scale",
+            "10",
+        ]);
+        let base = server.base.clone();
         let args = strings(&[
             "--target",
             "udesk",
@@ -187,21 +214,24 @@ impl Bench {
             run.report["throttled"],
             bound_secs / run.secs * 100.0
         );
-        self.runtime.block_on(server.shutdown());
+        drop(server);
     }
 
     fn rss(&self) {
         let customers = env_number("DESKPORT_BENCH_RSS_CUSTOMERS", 1_000_000);
         eprintln!("seeding {customers} customers …");
-        let server = self.sandbox(SandboxConfig {
-            seed_customers: customers,
-            // Udesk's budget is not what this measures: a platform minute of 6 ms (and a
-            // scroll id that lives as long in real time as on the platform).
-            time_scale: 10_000.0,
-            scroll_ttl: std::time::Duration::from_secs(60 * 10_000),
-            ..SandboxConfig::default()
-        });
-        let base = server.base_url();
+        let n = customers.to_string();
+        // Udesk's budget is not what this measures: a platform minute of 6 ms (and a scroll
+        // id that lives as long in real time as on the platform).
+        let server = self.sandbox(&[
+            "--seed-customers",
+            &n,
+            "--time-scale",
+            "10000",
+            "--scroll-ttl",
+            "600000",
+        ]);
+        let base = server.base.clone();
         for (target, extra) in [
             ("omnidesk", vec!["--max-concurrency", "8"]),
             ("udesk", vec!["--udesk-minute", "0.006"]),
@@ -216,7 +246,7 @@ impl Bench {
                 run.secs
             );
         }
-        self.runtime.block_on(server.shutdown());
+        drop(server);
     }
 }
 

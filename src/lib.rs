@@ -36,6 +36,7 @@ pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod progress;
+pub mod reconcile;
 pub mod report;
 pub mod sandbox;
 pub mod synth;

@@ -66,6 +66,9 @@ enum Command {
     /// Export the platform's customers to CSV or JSONL, with a checkpoint so a stopped export resumes.
     #[command(after_help = EXPORT_HELP)]
     Export(ExportArgs),
+    /// Check that every valid row of a file is on the platform with the same values.
+    #[command(after_help = RECONCILE_HELP)]
+    Reconcile(ReconcileArgs),
     /// Run the built-in emulated Omnidesk + Udesk server in the foreground.
     #[command(after_long_help = deskport::sandbox::DECISIONS)]
     Sandbox(SandboxArgs),
@@ -357,6 +360,37 @@ struct ExportArgs {
     udesk_scroll_ttl: Option<f64>,
 }
 
+const RECONCILE_HELP: &str = "\
+Statuses in the report: equal, different (fields and both values), missing, invalid
+(the row does not pass validation), extra (on the platform, not in the input; only when
+the platform is read by export). Credentials as for import.
+
+Exit codes:
+  0  nothing is missing or different
+  1  some rows are missing or different
+  2  usage or configuration error
+  3  aborted (credentials refused, platform down)";
+
+#[derive(Debug, Args)]
+struct ReconcileArgs {
+    /// The CSV or JSONL file that was imported (gzip allowed).
+    input: String,
+    #[command(flatten)]
+    read: ReadArgs,
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Omnidesk brand for rows without a brand_id column (with --sandbox: 1).
+    #[arg(long, value_name = "N")]
+    brand_id: Option<u64>,
+    /// The report (CSV); default: NAME.reconcile.csv beside the input.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Read the platform by export (finds extra customers too) or by a lookup per row;
+    /// auto picks whichever needs fewer calls.
+    #[arg(long, value_enum, default_value_t = deskport::reconcile::Via::Auto)]
+    via: deskport::reconcile::Via,
+}
+
 #[derive(Debug, Args)]
 struct ValidateArgs {
     /// The CSV or JSONL file (gzip allowed), or - for standard input.
@@ -417,6 +451,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Validate(args) => validate(args, cli.quiet, cli.log_format),
         Command::Import(args) => import(args, cli.quiet, cli.log_format),
         Command::Export(args) => export(args, cli.quiet, cli.log_format),
+        Command::Reconcile(args) => reconcile(args, cli.quiet, cli.log_format),
         Command::Sandbox(args) => sandbox(args),
     }
 }
@@ -1109,6 +1144,74 @@ fn export(args: ExportArgs, quiet: bool, log_format: LogFormat) -> anyhow::Resul
             Exit::Aborted
         } else {
             Exit::Ok
+        })
+    })
+}
+
+fn reconcile(args: ReconcileArgs, quiet: bool, log_format: LogFormat) -> anyhow::Result<Exit> {
+    use deskport::reconcile::{self, ReconcileConfig};
+    let input = args.read.input(&args.input)?;
+    let InputPath::File(input_path) = &input.path else {
+        return Err(usage("reconcile reads a file, not standard input"));
+    };
+    let connect = &args.connect;
+    connect.check()?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        let name = input_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "input".into());
+        let stem = name.split('.').next().unwrap_or("input").to_string();
+        input_path.with_file_name(format!("{stem}.reconcile.csv"))
+    });
+    let config = ReconcileConfig {
+        mapping: args.read.mapping()?,
+        rules: args.read.rules(Some(connect.target))?,
+        threads: args.read.threads(),
+        input,
+        out,
+        via: args.via,
+        concurrency: connect.max_concurrency,
+    };
+    let minute = connect.minute()?;
+    let transport = connect.transport(minute)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let connection = connect.connect(quiet, log_format).await?;
+        let settings = &connection.settings;
+        let base = connect.require(settings)?;
+        let client = match connect.target {
+            Platform::Omnidesk => {
+                let brand = match (args.brand_id, connect.sandbox) {
+                    (Some(b), _) => b,
+                    (None, true) => 1,
+                    (None, false) => {
+                        return Err(usage("--brand-id is required for Omnidesk (rows with a brand_id column use their own)"))
+                    }
+                };
+                export_cmd::Client::Omnidesk(omnidesk_client(settings, base, brand, transport))
+            }
+            Platform::Udesk => export_cmd::Client::Udesk(udesk_client(settings, base, transport)),
+        };
+        let result = reconcile::run(&config, client).await;
+        connection.close().await;
+        let report = result.map_err(|e| match e.exit() {
+            Exit::Usage => Error::Usage(e.to_string()).into(),
+            _ => anyhow::anyhow!(e.to_string()),
+        })?;
+        if !quiet {
+            match log_format {
+                LogFormat::Text => eprint!("{}", report.summary()),
+                LogFormat::Json => eprintln!(
+                    "{}",
+                    serde_json::json!({"level": "info", "event": "summary", "command": "reconcile", "report": report})
+                ),
+            }
+        }
+        Ok(if report.all_good() {
+            Exit::Ok
+        } else {
+            Exit::RowsRejected
         })
     })
 }

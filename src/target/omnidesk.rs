@@ -291,6 +291,35 @@ impl Omnidesk {
         Ok(ListPage { total, items })
     }
 
+    /// The full record of the customer with this external id in this brand, if there is one
+    /// (`SearchByPrimaryExternalID`).
+    pub async fn find(&self, external_id: &str, brand: u64) -> Result<Option<Value>, CallError> {
+        let fields = vec![
+            field("primary_id", external_id),
+            field("brand_id", brand.to_string()),
+        ];
+        match self
+            .post_multipart(
+                "/api/v2/customer/SearchByPrimaryExternalID",
+                &fields,
+                Retry::Idempotent,
+            )
+            .await
+        {
+            Ok(mut body) => Ok(body
+                .get_mut("message")
+                .map(Value::take)
+                .filter(Value::is_object)),
+            Err(CallError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The default brand for customers without one.
+    pub fn default_brand(&self) -> u64 {
+        self.default_brand
+    }
+
     /// The full record of one customer (`GET /api/v2/customer/{id}`), `CallError::NotFound`
     /// when it is gone.
     pub async fn customer(&self, id: &str, brand: Option<u64>) -> Result<Value, CallError> {

@@ -487,7 +487,33 @@ impl Udesk {
             .unwrap_or_default())
     }
 
-    async fn total_customers(&self) -> Result<u64, CallError> {
+    /// The full record of the customer with this external id (`open_api_token`), if any.
+    pub async fn find(&self, external_id: &str) -> Result<Option<Value>, CallError> {
+        let query = [
+            ("type", "token".to_string()),
+            ("content", external_id.to_string()),
+        ];
+        match self
+            .signed(
+                reqwest::Method::GET,
+                "/open_api_v1/customers/get_customer",
+                &query,
+                None,
+                Retry::Idempotent,
+            )
+            .await
+        {
+            Ok(mut body) => Ok(body
+                .get_mut("customer")
+                .map(Value::take)
+                .filter(Value::is_object)),
+            Err(CallError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How many customers the account holds (one list call).
+    pub async fn total_customers(&self) -> Result<u64, CallError> {
         let query = [("page", "1".to_string()), ("page_size", "1".to_string())];
         let reply = self
             .signed(

@@ -574,3 +574,189 @@ async fn checkpoint_rules_lock_and_ctrl_c() {
         assert!(!stderr.contains(&rig.config.omnidesk_api_key));
     }
 }
+
+// ---- deskport reconcile ------------------------------------------------------------------
+
+impl Rig {
+    /// `deskport --log-format json ARGS` with the sandbox's credentials in the environment.
+    async fn deskport(&self, args: &[&str]) -> Output {
+        let mut cmd = self.work.command();
+        cmd.env("DESKPORT_OMNIDESK_API_KEY", &self.config.omnidesk_api_key)
+            .env("DESKPORT_UDESK_EMAIL", &self.config.udesk_email)
+            .env("DESKPORT_UDESK_TOKEN", &self.config.udesk_token)
+            .args(["--log-format", "json"])
+            .args(args);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// `deskport reconcile fixtures/customers.csv` with the flags the import used.
+    async fn reconcile(
+        &self,
+        target: &str,
+        extra: &[&str],
+    ) -> (Output, Vec<BTreeMap<String, String>>) {
+        let input = crate::common::fixture("customers.csv");
+        let map = crate::common::fixture("udesk_mapping.toml");
+        let base = self.base();
+        let mut args = vec!["reconcile", &input, "--target", target, "--base-url", &base];
+        args.extend(["--out", "diff.csv", "--default-region", "NL"]);
+        if target == "omnidesk" {
+            args.extend(["--brand-id", "1"]);
+        } else {
+            args.extend(["--udesk-minute", "1", "--map", &map]);
+        }
+        args.extend(extra);
+        let out = self.deskport(&args).await;
+        let (header, rows) = read_csv(&self.path("diff.csv"));
+        let rows = rows
+            .into_iter()
+            .map(|r| header.iter().cloned().zip(r).collect())
+            .collect();
+        (out, rows)
+    }
+
+    async fn import_fixture(&self, target: &str) {
+        let input = crate::common::fixture("customers.csv");
+        let map = crate::common::fixture("udesk_mapping.toml");
+        let base = self.base();
+        let mut args = vec!["import", &input, "--target", target, "--base-url", &base];
+        args.extend(["--journal", "journal", "--default-region", "NL"]);
+        if target == "omnidesk" {
+            args.extend(["--brand-id", "1"]);
+        } else {
+            args.extend(["--udesk-minute", "1", "--map", &map]);
+        }
+        let out = self.deskport(&args).await;
+        assert_exit(&out, 1); // the fixture has invalid rows on purpose
+    }
+}
+
+fn statuses(rows: &[BTreeMap<String, String>]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for r in rows {
+        *counts.entry(r["status"].clone()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_after_an_omnidesk_import_reports_exactly_what_changed() {
+    let rig = Rig::start(0).await;
+    rig.import_fixture("omnidesk").await;
+    let (out, rows) = rig.reconcile("omnidesk", &[]).await;
+    assert_exit(&out, 0);
+    let counts = statuses(&rows);
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        ["equal", "invalid"],
+        "{counts:?}"
+    );
+    let r = report(&out);
+    assert_eq!(r["rows_read"].as_u64().unwrap() as usize, rows.len());
+    let equal: Vec<&BTreeMap<String, String>> =
+        rows.iter().filter(|r| r["status"] == "equal").collect();
+
+    // Delete two customers, rename two, and add one the input does not have.
+    let base = rig.base();
+    let key = &rig.config.omnidesk_api_key;
+    for r in &equal[..2] {
+        let url = format!("{base}/api/v2/customer/{}", r["platform_id"]);
+        let reply = rig
+            .http
+            .delete(url)
+            .header("apiKey", key)
+            .send()
+            .await
+            .unwrap();
+        assert!(reply.status().is_success());
+    }
+    for r in &equal[2..4] {
+        let reply = rig
+            .http
+            .put(format!("{base}/api/v2/customer/updateCustomer"))
+            .header("apiKey", key)
+            .form(&[
+                ("externalPrimaryID", r["external_id"].as_str()),
+                ("brandID", "1"),
+                ("firstname", "Changed"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(reply.status().is_success());
+    }
+    let form = reqwest::multipart::Form::new()
+        .text("brand_id", "1")
+        .text("primary_id", "ONLY-ON-PLATFORM")
+        .text("firstname", "Extra")
+        .text("lastname", "Klant")
+        .text("channel_id", "1")
+        .text("customer_link_channel", "extra@example.com");
+    let reply = rig
+        .http
+        .post(format!("{base}/api/v2/customer"))
+        .header("apiKey", key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(reply.status().is_success());
+
+    for via in ["export", "lookups"] {
+        let (out, after) = rig.reconcile("omnidesk", &["--via", via]).await;
+        assert_exit(&out, 1);
+        let by_id = |status: &str| -> BTreeSet<String> {
+            after
+                .iter()
+                .filter(|r| r["status"] == status)
+                .map(|r| r["external_id"].clone())
+                .collect()
+        };
+        let ids = |rows: &[&BTreeMap<String, String>]| -> BTreeSet<String> {
+            rows.iter().map(|r| r["external_id"].clone()).collect()
+        };
+        assert_eq!(by_id("missing"), ids(&equal[..2]), "via {via}");
+        assert_eq!(by_id("different"), ids(&equal[2..4]), "via {via}");
+        for r in after.iter().filter(|r| r["status"] == "different") {
+            assert_eq!(r["fields"], "firstname");
+            assert!(
+                r["differences"].contains("\"platform\":\"Changed\""),
+                "{r:?}"
+            );
+        }
+        assert_eq!(by_id("equal").len(), equal.len() - 4);
+        let extra = by_id("extra");
+        if via == "export" {
+            assert_eq!(extra, BTreeSet::from(["ONLY-ON-PLATFORM".to_string()]));
+            assert_eq!(report(&out)["extra"], 1);
+        } else {
+            assert!(extra.is_empty());
+            assert_eq!(report(&out)["extra"], Value::Null);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_after_a_udesk_bulk_import_finds_every_row() {
+    let rig = Rig::start(0).await;
+    rig.import_fixture("udesk").await;
+    let state = rig.state().await;
+    assert!(
+        state["udesk"]["customers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["source_channel"] == "import"),
+        "some rows went through the bulk import"
+    );
+    for via in ["export", "lookups"] {
+        let (out, rows) = rig.reconcile("udesk", &["--via", via]).await;
+        assert_exit(&out, 0);
+        let counts = statuses(&rows);
+        assert!(counts["equal"] > 400, "{counts:?}");
+        assert_eq!(counts.get("missing"), None);
+        assert_eq!(counts.get("different"), None, "{rows:?}");
+    }
+}
