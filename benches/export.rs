@@ -77,6 +77,8 @@ struct Bench {
 struct SandboxProcess {
     child: std::process::Child,
     base: String,
+    /// Its stdout, kept open: the sandbox prints more after its address.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
 }
 
 impl Drop for SandboxProcess {
@@ -98,16 +100,19 @@ impl Bench {
             .expect("spawn the sandbox");
         let stdout = child.stdout.take().expect("stdout");
         let mut first = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("sandbox address");
+        let mut stdout = std::io::BufReader::new(stdout);
+        stdout.read_line(&mut first).expect("sandbox address");
         let base = first
             .trim()
             .rsplit(' ')
             .next()
             .expect("listening on URL")
             .to_string();
-        SandboxProcess { child, base }
+        SandboxProcess {
+            child,
+            base,
+            _stdout: stdout,
+        }
     }
 
     /// Every Omnidesk page fetched by a bare client, `n` in flight, bodies parsed: the
