@@ -220,6 +220,23 @@ impl Omnidesk {
             })
     }
 
+    /// A read, safe to repeat.
+    async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Value, CallError> {
+        let url = self.base.join(path);
+        self.transport
+            .call(
+                Retry::Idempotent,
+                |client| {
+                    client
+                        .get(&url)
+                        .header("apiKey", self.api_key.expose())
+                        .query(params)
+                },
+                decode,
+            )
+            .await
+    }
+
     async fn post_multipart(
         &self,
         path: &str,
@@ -262,7 +279,6 @@ impl Omnidesk {
         limit: u64,
         query: Option<&str>,
     ) -> Result<ListPage, CallError> {
-        let url = self.base.join("/api/v2/customer");
         let mut params = vec![
             ("itemStart", start.to_string()),
             ("itemLimit", limit.min(MAX_ITEM_LIMIT).to_string()),
@@ -270,19 +286,7 @@ impl Omnidesk {
         if let Some(q) = query {
             params.push(("query", q.to_string()));
         }
-        let mut reply = self
-            .transport
-            .call(
-                Retry::Idempotent,
-                |client| {
-                    client
-                        .get(&url)
-                        .header("apiKey", self.api_key.expose())
-                        .query(&params)
-                },
-                decode,
-            )
-            .await?;
+        let mut reply = self.get("/api/v2/customer", &params).await?;
         let total = reply.get("itemTotal").and_then(Value::as_u64).unwrap_or(0);
         let items = match reply.get_mut("items").map(Value::take) {
             Some(Value::Array(items)) => items,
@@ -323,24 +327,11 @@ impl Omnidesk {
     /// The full record of one customer (`GET /api/v2/customer/{id}`), `CallError::NotFound`
     /// when it is gone.
     pub async fn customer(&self, id: &str, brand: Option<u64>) -> Result<Value, CallError> {
-        let url = self.base.join(&format!("/api/v2/customer/{id}"));
         let params: Vec<(&str, String)> = brand
             .map(|b| ("brandID", b.to_string()))
             .into_iter()
             .collect();
-        let mut reply = self
-            .transport
-            .call(
-                Retry::Idempotent,
-                |client| {
-                    client
-                        .get(&url)
-                        .header("apiKey", self.api_key.expose())
-                        .query(&params)
-                },
-                decode,
-            )
-            .await?;
+        let mut reply = self.get(&format!("/api/v2/customer/{id}"), &params).await?;
         match reply.get_mut("message").map(Value::take) {
             Some(record @ Value::Object(_)) => Ok(record),
             _ => Err(CallError::Unavailable {

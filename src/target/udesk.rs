@@ -221,13 +221,16 @@ pub fn decode(status: StatusCode, _headers: &HeaderMap, body: &Bytes) -> Result<
 }
 
 fn customer_id(body: &Value) -> String {
-    body.get("customer")
-        .and_then(|c| c.get("id"))
-        .map(|id| match id {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .unwrap_or_default()
+    body.get("customer").map(own_id).unwrap_or_default()
+}
+
+/// A customer object's `id` as text.
+fn own_id(customer: &Value) -> String {
+    match customer.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
 }
 
 /// The Udesk client.
@@ -283,6 +286,12 @@ impl Udesk {
             })?;
         *self.token.write().unwrap_or_else(|e| e.into_inner()) = Some(Secret::new(token));
         Ok(())
+    }
+
+    /// A signed read, safe to repeat.
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, CallError> {
+        self.signed(reqwest::Method::GET, path, query, None, Retry::Idempotent)
+            .await
     }
 
     /// A signed call; with password auth, a refused token is renewed once.
@@ -414,15 +423,7 @@ impl Udesk {
             None => filter.query(),
         };
         // Retrying with the same scroll id is safe: it either works or reports Expired.
-        let reply = self
-            .signed(
-                reqwest::Method::GET,
-                "/open_api_v1/customers/export",
-                &query,
-                None,
-                Retry::Idempotent,
-            )
-            .await;
+        let reply = self.get("/open_api_v1/customers/export", &query).await;
         let reply = match (reply, scroll_id) {
             (Err(CallError::Expired { message }), None) => {
                 return Err(CallError::Rejected {
@@ -447,15 +448,7 @@ impl Udesk {
         let mut query = filter.query();
         query.push(("page", page.to_string()));
         query.push(("page_size", LIST_PAGE_SIZE.to_string()));
-        let reply = self
-            .signed(
-                reqwest::Method::GET,
-                "/open_api_v1/customers",
-                &query,
-                None,
-                Retry::Idempotent,
-            )
-            .await?;
+        let reply = self.get("/open_api_v1/customers", &query).await?;
         Ok(ListPage {
             total: reply.pointer("/meta/total_count").and_then(Value::as_u64),
             customers: take_customers(reply),
@@ -466,13 +459,7 @@ impl Udesk {
     /// platform's order.
     pub async fn custom_field_names(&self) -> Result<Vec<String>, CallError> {
         let reply = self
-            .signed(
-                reqwest::Method::GET,
-                "/open_api_v1/customers/custom_fields",
-                &[],
-                None,
-                Retry::Idempotent,
-            )
+            .get("/open_api_v1/customers/custom_fields", &[])
             .await?;
         Ok(reply
             .get("custom_fields")
@@ -494,13 +481,7 @@ impl Udesk {
             ("content", external_id.to_string()),
         ];
         match self
-            .signed(
-                reqwest::Method::GET,
-                "/open_api_v1/customers/get_customer",
-                &query,
-                None,
-                Retry::Idempotent,
-            )
+            .get("/open_api_v1/customers/get_customer", &query)
             .await
         {
             Ok(mut body) => Ok(body
@@ -515,15 +496,7 @@ impl Udesk {
     /// How many customers the account holds (one list call).
     pub async fn total_customers(&self) -> Result<u64, CallError> {
         let query = [("page", "1".to_string()), ("page_size", "1".to_string())];
-        let reply = self
-            .signed(
-                reqwest::Method::GET,
-                "/open_api_v1/customers",
-                &query,
-                None,
-                Retry::Idempotent,
-            )
-            .await?;
+        let reply = self.get("/open_api_v1/customers", &query).await?;
         Ok(reply
             .pointer("/meta/total_count")
             .and_then(Value::as_u64)
@@ -601,24 +574,8 @@ impl Target for Udesk {
     }
 
     async fn lookup(&self, c: &Customer) -> Result<Option<String>, CallError> {
-        let query = [
-            ("type", "token".to_string()),
-            ("content", c.external_id.clone()),
-        ];
-        match self
-            .signed(
-                reqwest::Method::GET,
-                "/open_api_v1/customers/get_customer",
-                &query,
-                None,
-                Retry::Idempotent,
-            )
-            .await
-        {
-            Ok(body) => Ok(Some(customer_id(&body))),
-            Err(CallError::NotFound) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let found = self.find(&c.external_id).await?;
+        Ok(found.as_ref().map(own_id))
     }
 
     async fn create(&self, c: &Customer) -> Result<String, CallError> {

@@ -99,3 +99,36 @@ pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
         .collect();
     (header, rows)
 }
+
+/// The `report` of the summary line a `--log-format json` run printed on stderr.
+pub fn report(out: &Output) -> serde_json::Value {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"event\":\"summary\""))
+        .unwrap_or_else(|| panic!("no summary\n{}", describe(out)));
+    serde_json::from_str::<serde_json::Value>(line).unwrap()["report"].clone()
+}
+
+/// Everything a sandbox at `base` holds (`GET /__sandbox/state`).
+pub async fn sandbox_state(http: &reqwest::Client, base: &str) -> serde_json::Value {
+    http.get(format!("{base}/__sandbox/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Sets the faults of a sandbox at `base` (`PUT /__sandbox/faults`).
+pub async fn set_faults(http: &reqwest::Client, base: &str, faults: serde_json::Value) {
+    let r = http
+        .put(format!("{base}/__sandbox/faults"))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}

@@ -73,25 +73,11 @@ impl Rig {
     }
 
     async fn state(&self) -> Value {
-        self.http
-            .get(format!("{}/__sandbox/state", self.base()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        crate::common::sandbox_state(&self.http, &self.base()).await
     }
 
     async fn faults(&self, faults: Value) {
-        let r = self
-            .http
-            .put(format!("{}/__sandbox/faults", self.base()))
-            .json(&faults)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
+        crate::common::set_faults(&self.http, &self.base(), faults).await
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -121,16 +107,7 @@ impl Rig {
     }
 }
 
-/// The summary report from `--log-format json`.
-fn report(out: &Output) -> Value {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"event\":\"summary\""))
-        .unwrap_or_else(|| panic!("no summary\n{}", describe(out)));
-    serde_json::from_str::<Value>(line).unwrap()["report"].clone()
-}
+use crate::common::report;
 
 /// The CSV as maps from column to cell, keyed by platform id; fails on an id seen twice.
 fn rows_by_id(path: &std::path::Path) -> BTreeMap<String, BTreeMap<String, String>> {

@@ -71,25 +71,11 @@ impl Rig {
     }
 
     async fn state(&self) -> Value {
-        self.http
-            .get(format!("{}/__sandbox/state", self.base()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        crate::common::sandbox_state(&self.http, &self.base()).await
     }
 
     async fn faults(&self, faults: Value) {
-        let r = self
-            .http
-            .put(format!("{}/__sandbox/faults", self.base()))
-            .json(&faults)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
+        crate::common::set_faults(&self.http, &self.base(), faults).await
     }
 
     /// The clean rows of `input` under `target`'s rules, as `validate --out` writes them.
@@ -139,16 +125,7 @@ impl Rig {
     }
 }
 
-/// The summary report from `--log-format json`.
-fn report(out: &Output) -> Value {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"event\":\"summary\""))
-        .unwrap_or_else(|| panic!("no summary\n{}", describe(out)));
-    serde_json::from_str::<Value>(line).unwrap()["report"].clone()
-}
+use crate::common::report;
 
 fn list(cell: &str) -> BTreeSet<String> {
     cell.split(';')
