@@ -43,13 +43,7 @@ fn run_import(dir: &Path, args: &[String]) -> Run {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file")),
     );
-    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"event\":\"summary\""))
-        .unwrap_or_else(|| panic!("no summary line: {stderr}"));
-    let report = serde_json::from_str::<Value>(line).expect("json")["report"].clone();
+    let report = common::summary_report(&log);
     Run { secs, rss, report }
 }
 

@@ -46,3 +46,15 @@ pub fn run_measured(cmd: &mut Command) -> (f64, u64) {
     assert!(code == 0 || code == 1, "deskport exited {code}");
     (secs, usage.ru_maxrss as u64 * 1024)
 }
+
+/// The `report` of the JSON summary line in a `--log-format json` run's stderr log.
+#[allow(dead_code)] // the validate bench reads its report file instead
+pub fn summary_report(log: &Path) -> serde_json::Value {
+    let stderr = std::fs::read_to_string(log).unwrap_or_default();
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"event\":\"summary\""))
+        .unwrap_or_else(|| panic!("no summary line: {stderr}"));
+    serde_json::from_str::<serde_json::Value>(line).expect("json")["report"].clone()
+}
