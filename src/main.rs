@@ -1116,7 +1116,7 @@ fn export(args: ExportArgs, quiet: bool, log_format: LogFormat) -> anyhow::Resul
                 let exit = e.exit();
                 let resumable = matches!(exit, Exit::Aborted);
                 let message = if resumable {
-                    format!("{e}\nthe checkpoint is written; continue with:\n  {hint}")
+                    format!("{e}\nnothing written is lost; continue with:\n  {hint}")
                 } else {
                     e.to_string()
                 };

@@ -346,11 +346,10 @@ async fn by_lookups(
 ) -> Result<(), CallError> {
     let platform = platform_of(client);
     let results: Mutex<HashMap<usize, Result<Status, CallError>>> = Mutex::default();
-    let work: Vec<(usize, Customer)> = rows
+    let work = rows
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| r.expected.clone().map(|c| (i, c)))
-        .collect();
+        .filter_map(|(i, r)| r.expected.as_ref().map(|c| (i, c)));
     for_each_bounded(work, concurrency, |(i, customer)| {
         let results = &results;
         async move {
@@ -362,7 +361,7 @@ async fn by_lookups(
                 Client::Udesk(c) => c.find(&customer.external_id).await,
             };
             let status = found.map(|f| match f {
-                Some(value) => judge(platform, &customer, &value),
+                Some(value) => judge(platform, customer, &value),
                 None => Status::Missing,
             });
             results
@@ -417,12 +416,13 @@ async fn by_export(
         )),
     };
     let mut extras = Vec::new();
-    let mut seen: BTreeSet<String> = BTreeSet::new();
+    // Shifted Omnidesk pages and restarted Udesk scrolls repeat customers.
+    let mut seen = crate::export::Seen::default();
     while let Some(item) = rx.recv().await {
         let page = item?;
         for value in &page.records {
             let id = id_of(value).unwrap_or_default();
-            if !seen.insert(id.clone()) {
+            if !seen.insert(&id) {
                 continue;
             }
             let record = record_of(platform, value);
@@ -555,11 +555,8 @@ pub async fn run(
             Some(Status::Missing) | None => report.missing += 1,
         }
     }
-    let transport = match &client {
-        Client::Omnidesk(c) => crate::target::Target::transport(c.as_ref()),
-        Client::Udesk(c) => crate::target::Target::transport(c.as_ref()),
-    };
-    report.requests = transport
+    report.requests = client
+        .transport()
         .stats
         .requests
         .load(std::sync::atomic::Ordering::Relaxed);

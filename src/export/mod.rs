@@ -78,7 +78,8 @@ pub enum Client {
 }
 
 impl Client {
-    fn transport(&self) -> &crate::target::http::Transport {
+    /// The client's transport, for its counters.
+    pub fn transport(&self) -> &crate::target::http::Transport {
         use crate::target::Target;
         match self {
             Client::Omnidesk(c) => c.transport(),
@@ -302,14 +303,14 @@ pub fn lock(config: &ExportConfig) -> Result<OutputLock, ExportError> {
 /// Ids already written: numeric ids (both platforms use them) as 8-byte numbers, others as
 /// a 128-bit hash. About 16 bytes per id at a million.
 #[derive(Debug, Default)]
-struct Seen {
+pub(crate) struct Seen {
     numeric: FxHashSet<u64>,
     other: FxHashSet<u128>,
 }
 
 impl Seen {
     /// Adds `id`; false when it was there already.
-    fn insert(&mut self, id: &str) -> bool {
+    pub(crate) fn insert(&mut self, id: &str) -> bool {
         match id.parse::<u64>() {
             Ok(n) => self.numeric.insert(n),
             Err(_) => self

@@ -82,14 +82,15 @@ async fn omnidesk_page(
         let id = super::record::id_of(item);
         async move {
             match id {
-                Some(id) => client.customer(&id, brand).await.map(Some),
-                None => Ok(None),
+                Some(id) => client.customer(&id, brand).await,
+                // No id to fetch the record by: keep what the list gave.
+                None => Ok(item.clone()),
             }
         }
     });
     for result in futures_util::future::join_all(fetches).await {
         match result {
-            Ok(Some(record)) => {
+            Ok(record) => {
                 let brand = record.get("brand_id").and_then(Value::as_u64);
                 if paging.brand_id.is_some_and(|b| brand != Some(b)) {
                     page.filtered += 1;
@@ -97,7 +98,7 @@ async fn omnidesk_page(
                     page.records.push(record);
                 }
             }
-            Ok(None) | Err(CallError::NotFound) => page.vanished += 1,
+            Err(CallError::NotFound) => page.vanished += 1,
             Err(e) => return Err(e),
         }
     }
