@@ -176,4 +176,54 @@ mod tests {
         assert!(!is_e164("+"));
         assert!(!is_e164("-2+3"));
     }
+
+    /// Every region's example numbers (national and international format) normalize to their
+    /// E.164 form, and every region's invalid example is refused: this walks all of the
+    /// metadata patterns, including our patch that compiles them without Unicode classes
+    /// (vendor/rlibphonenumber/PATCHED.md).
+    #[test]
+    fn every_region_reads_its_own_examples() {
+        use rlibphonenumber::PhoneNumberType;
+        let mut checked = 0;
+        for region in PHONE_NUMBER_UTIL.get_supported_regions() {
+            for kind in [
+                PhoneNumberType::FixedLine,
+                PhoneNumberType::Mobile,
+                PhoneNumberType::TollFree,
+            ] {
+                let Ok(example) =
+                    PHONE_NUMBER_UTIL.get_example_number_for_type_and_region(region, kind)
+                else {
+                    continue;
+                };
+                let want = example.format_as(PhoneNumberFormat::E164).into_owned();
+                let national = example.format_as(PhoneNumberFormat::National).into_owned();
+                let international = example
+                    .format_as(PhoneNumberFormat::International)
+                    .into_owned();
+                assert_eq!(
+                    to_e164(&national, Some(region)).as_ref(),
+                    Ok(&want),
+                    "{national} in {region:?}"
+                );
+                assert_eq!(to_e164(&international, None).as_ref(), Ok(&want));
+                checked += 1;
+            }
+            if let Ok(invalid) = PHONE_NUMBER_UTIL.get_invalid_example_number(region) {
+                let text = invalid.format_as(PhoneNumberFormat::E164).into_owned();
+                assert!(to_e164(&text, None).is_err(), "{text} ({region:?})");
+            }
+        }
+        assert!(checked > 400, "only {checked} examples");
+    }
+
+    #[test]
+    fn digits_of_other_scripts_are_read() {
+        // Full-width and Arabic-Indic digits are normalized before the patterns see them.
+        assert_eq!(
+            e164("０６ １２３４５６７８", "NL").as_deref(),
+            Ok("+31612345678")
+        );
+        assert_eq!(e164("٠٦١٢٣٤٥٦٧٨", "NL").as_deref(), Ok("+31612345678"));
+    }
 }
