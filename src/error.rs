@@ -38,6 +38,9 @@ pub enum Error {
     /// A flag or setting is wrong.
     #[error("{0}")]
     Usage(String),
+    /// The in-file duplicate index could not write or read its spill files (see `TMPDIR`).
+    #[error("duplicate check: cannot use its temporary files under {dir}: {0}", dir = std::env::temp_dir().display())]
+    DuplicateIndex(#[source] std::io::Error),
     /// A worker thread died; a bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -52,9 +55,10 @@ impl Error {
             | Error::Input(InputError::BadDelimiter(_))
             | Error::Mapping(_)
             | Error::Usage(_) => Exit::Usage,
-            Error::Input(InputError::Read { .. }) | Error::Output(_) | Error::Internal(_) => {
-                Exit::Aborted
-            }
+            Error::Input(InputError::Read { .. })
+            | Error::Output(_)
+            | Error::DuplicateIndex(_)
+            | Error::Internal(_) => Exit::Aborted,
         }
     }
 }

@@ -12,6 +12,7 @@ use deskport::target::http::{Transport, TransportConfig};
 use deskport::target::omnidesk::Omnidesk;
 use deskport::target::udesk::{Udesk, UdeskAuth};
 use deskport::target::{BaseUrl, Secret, Target};
+use deskport::validate::first_seen::Limits as DuplicateLimits;
 use deskport::validate::{phone, DuplicatePolicy, Platform, Rules};
 use deskport::{Error, Exit};
 use std::io::Write;
@@ -35,20 +36,28 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Tells mimalloc to commit arena memory only when it is used and to hand freed pages back to
 /// the OS at once. Its defaults (eager commit, a 1-second purge delay) kept ~50 MB more
 /// resident for no measured speed gain (README, "Where the memory goes").
-#[used]
-#[unsafe(link_section = ".init_array")]
-static EARLY: extern "C" fn() = early;
-extern "C" fn early() {
-    return_freed_memory_promptly()
-}
+///
+/// The options must be set before the first allocation reserves an arena, so on Linux this
+/// runs from the executable's `.init_array`, before Rust's runtime starts; elsewhere from
+/// `main` (later, so less effective). Not in the test binary, whose test checks the defaults.
 fn return_freed_memory_promptly() {
-    // SAFETY: plain option setters of the allocator, called once at start-up before any
-    // thread is spawned; they take no pointers.
+    // SAFETY: plain option setters of the allocator, called once before any thread is
+    // spawned; they take no pointers.
     unsafe {
         libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
     }
 }
+
+#[cfg(all(target_os = "linux", not(test)))]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static RETURN_FREED_MEMORY_PROMPTLY: extern "C" fn() = {
+    extern "C" fn before_main() {
+        return_freed_memory_promptly()
+    }
+    before_main
+};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -195,6 +204,10 @@ struct ReadArgs {
     /// Emails and phones already used by an earlier row: warn (keep), error (reject) or off.
     #[arg(long, value_enum, default_value_t = DuplicatePolicy::Warn)]
     duplicates: DuplicatePolicy,
+    /// Keys (ids, emails, phones) the duplicate check keeps in memory, 16 bytes each, before it
+    /// spills sorted runs to a temporary directory under TMPDIR. More is faster on huge files.
+    #[arg(long, default_value_t = DuplicateLimits::default().memory_keys(), value_name = "KEYS")]
+    duplicate_memory_keys: usize,
     /// Reject rows with a field larger than this many bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_FIELD_BYTES, value_name = "BYTES")]
     max_field_bytes: usize,
@@ -234,6 +247,8 @@ impl ReadArgs {
             platform,
             default_region,
             duplicates: self.duplicates,
+            duplicate_limits: DuplicateLimits::default()
+                .with_memory_keys(self.duplicate_memory_keys),
         })
     }
 
@@ -439,7 +454,9 @@ struct ValidateArgs {
 }
 
 fn main() -> ExitCode {
-    return_freed_memory_promptly();
+    if cfg!(not(target_os = "linux")) {
+        return_freed_memory_promptly();
+    }
     let cli = Cli::parse();
     let log_format = cli.log_format;
     match run(cli) {

@@ -1,21 +1,22 @@
 //! The shared front of every row-consuming command: read → map → check in parallel →
 //! de-duplicate in order. `validate` writes what comes out; `import` sends it.
 //!
-//! The reader runs on its own thread, checking runs on a rayon pool from the calling
-//! thread, and batches are handed to the caller's sink in input order. Bounded channels keep
-//! memory flat whatever the file size.
+//! The reader runs on its own thread, checking runs on a rayon pool driven by a second
+//! thread, and the duplicate check and the caller's sink run on the calling thread, a batch
+//! behind, in input order. Bounded channels keep memory flat whatever the file size.
 
 use crate::error::Error;
 use crate::input::{InputError, RowReader};
 use crate::mapping::{Mapping, ResolvedMapping};
 use crate::model::{CheckedRow, RowBatch};
+use crate::validate::first_seen::SpillStats;
 use crate::validate::{check_row, DuplicateIndex, Rules};
 use crossbeam_channel::bounded;
 use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Batches in flight between the reader and the checker.
-const CHANNEL_BATCHES: usize = 4;
+const CHANNEL_BATCHES: usize = 2;
 
 /// One checked batch: the rows in input order with the columns and mapping they were read with.
 #[derive(Debug)]
@@ -41,20 +42,29 @@ pub struct CheckOptions<'a> {
     pub batch_rows: usize,
 }
 
+/// What a finished [`check_batches`] leaves behind.
+#[derive(Debug)]
+pub struct CheckSummary {
+    /// The mapping of the last batch, if there was one.
+    pub last_mapping: Option<Arc<ResolvedMapping>>,
+    /// How the in-file duplicate index used memory and disk.
+    pub duplicate_index: SpillStats,
+}
+
 /// Reads every row of `reader`, checks it and hands the batches to `sink` in input order.
-/// `sink` returns `false` to stop early. Returns the mapping of the last batch (if any).
+/// `sink` returns `false` to stop early.
 pub fn check_batches(
-    reader: RowReader,
+    mut reader: RowReader,
     options: CheckOptions<'_>,
     mut sink: impl FnMut(CheckedBatch) -> bool,
-) -> Result<Option<Arc<ResolvedMapping>>, Error> {
-    let mut reader = reader;
+) -> Result<CheckSummary, Error> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(options.threads.max(1))
         .build()
         .map_err(|e| Error::Internal(e.to_string()))?;
     let batch_rows = options.batch_rows.max(1);
     let (raw_tx, raw_rx) = bounded::<Result<RowBatch, InputError>>(CHANNEL_BATCHES);
+    let (checked_tx, checked_rx) = bounded::<Result<CheckedBatch, Error>>(CHANNEL_BATCHES);
     std::thread::scope(|scope| {
         scope.spawn(move || loop {
             let next = reader.next_batch(batch_rows).transpose();
@@ -64,11 +74,17 @@ pub fn check_batches(
                 break;
             }
         });
-        let mut index = DuplicateIndex::new(options.rules.duplicates);
-        let mut current: Option<(Arc<Vec<String>>, Arc<ResolvedMapping>)> = None;
-        let result = (|| {
+        // Checking runs a batch ahead of the duplicate check, which needs input order.
+        let checker = scope.spawn(move || {
+            let mut current: Option<(Arc<Vec<String>>, Arc<ResolvedMapping>)> = None;
             for message in raw_rx.iter() {
-                let batch = message?;
+                let batch = match message {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        checked_tx.send(Err(e.into())).ok();
+                        break;
+                    }
+                };
                 let mapping = match &current {
                     Some((cols, m)) if Arc::ptr_eq(cols, &batch.columns) => m.clone(),
                     _ => {
@@ -78,7 +94,7 @@ pub fn check_batches(
                     }
                 };
                 let rules = options.rules;
-                let mut rows: Vec<CheckedRow> = pool.install(|| {
+                let rows: Vec<CheckedRow> = pool.install(|| {
                     batch
                         .rows
                         .into_par_iter()
@@ -86,22 +102,39 @@ pub fn check_batches(
                         .map(|raw| check_row(raw, &mapping, rules))
                         .collect()
                 });
-                for row in &mut rows {
-                    index.check(row);
-                }
-                let keep_going = sink(CheckedBatch {
+                let checked = CheckedBatch {
                     columns: batch.columns,
                     mapping,
                     rows,
-                });
-                if !keep_going {
+                };
+                if checked_tx.send(Ok(checked)).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut index = DuplicateIndex::new(options.rules);
+        let mut last_mapping = None;
+        let result = (|| {
+            for message in checked_rx.iter() {
+                let mut batch = message?;
+                for row in &mut batch.rows {
+                    index.check(row).map_err(Error::DuplicateIndex)?;
+                }
+                last_mapping = Some(batch.mapping.clone());
+                if !sink(batch) {
                     break;
                 }
             }
             Ok::<_, Error>(())
         })();
-        drop(raw_rx);
-        result.map(|()| current.map(|(_, m)| m))
+        drop(checked_rx);
+        checker
+            .join()
+            .map_err(|_| Error::Internal("checker thread panicked".into()))?;
+        result.map(|()| CheckSummary {
+            last_mapping,
+            duplicate_index: index.spill_stats(),
+        })
     })
 }
 

@@ -5,6 +5,7 @@
 use crate::input::SourceInfo;
 use crate::mapping::MappingEntry;
 use crate::model::{CheckedRow, IssueCode, Severity};
+use crate::validate::first_seen::SpillStats;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -104,6 +105,8 @@ pub struct ValidateReport {
     pub rows_per_second: f64,
     /// Files written.
     pub outputs: BTreeMap<&'static str, String>,
+    /// How the in-file duplicate check used memory and its temporary files.
+    pub duplicate_index: SpillStats,
 }
 
 impl ValidateReport {

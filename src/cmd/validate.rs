@@ -24,7 +24,7 @@ use std::time::Instant;
 pub const DEFAULT_BATCH_ROWS: usize = 1024;
 
 /// Batches in flight between the checker and the writer.
-const CHANNEL_BATCHES: usize = 4;
+const CHANNEL_BATCHES: usize = 2;
 
 /// Everything `validate` needs, already parsed and checked.
 #[derive(Debug, Clone)]
@@ -101,7 +101,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
     let source_format = source_info.format;
     let (checked_tx, checked_rx) = bounded::<CheckedBatch>(CHANNEL_BATCHES);
 
-    let (tally, last_mapping) = std::thread::scope(|scope| {
+    let (tally, checked) = std::thread::scope(|scope| {
         let writer_initial = initial_columns.clone();
         let progress = &progress;
         let bytes_read = &bytes_read;
@@ -138,9 +138,9 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
     });
     progress.finish();
     let tally = tally??;
-    let last_mapping = last_mapping?;
+    let checked = checked?;
 
-    let mapping = match last_mapping {
+    let mapping = match checked.last_mapping {
         Some(m) => m,
         None => Arc::new(config.mapping.resolve(&initial_columns)),
     };
@@ -173,6 +173,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
             0.0
         },
         outputs,
+        duplicate_index: checked.duplicate_index,
         tally,
     };
     if let Some(path) = &config.report {

@@ -7,14 +7,16 @@
 
 pub mod country;
 pub mod email;
+pub mod first_seen;
 pub mod name;
 pub mod phone;
 
 use crate::mapping::{Field, ResolvedMapping, Target};
 use crate::model::{CheckedRow, Customer, Issue, IssueCode, RawRow, Severity};
+use first_seen::{FirstSeen, Limits, SpillStats};
 use phone::Region;
-use rustc_hash::FxHashMap;
 use serde::Serialize;
+use std::path::PathBuf;
 
 /// The platforms whose rules can be applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
@@ -44,7 +46,7 @@ pub enum DuplicatePolicy {
     Warn,
     /// Reject the row.
     Error,
-    /// Do not look (saves the memory of the index).
+    /// Do not look (external ids are still checked).
     Off,
 }
 
@@ -60,6 +62,8 @@ pub struct Rules {
     pub default_region: Option<Region>,
     /// Email/phone duplicates: warn, reject or ignore. External-id duplicates are always errors.
     pub duplicates: DuplicatePolicy,
+    /// Memory limits of the in-file duplicate index.
+    pub duplicate_limits: Limits,
 }
 
 impl Default for Rules {
@@ -68,6 +72,7 @@ impl Default for Rules {
             platform: None,
             default_region: None,
             duplicates: DuplicatePolicy::Warn,
+            duplicate_limits: Limits::default(),
         }
     }
 }
@@ -358,15 +363,19 @@ fn check_names<'a>(
     }
 }
 
-/// First-seen index of external ids, emails and phones: one table keyed by a 64-bit xxh3
-/// fingerprint of (kind, normalized value), holding the first line. False matches are about
-/// one in 10^7 at ten million rows.
+/// First-seen index of external ids, emails and phones, keyed by a 64-bit xxh3 fingerprint of
+/// (kind, normalized value) and holding the first line. A false match between two different
+/// values needs a fingerprint collision: about one chance in 40,000 for a whole file of ten
+/// million rows (30 million keys).
 ///
 /// Only clean rows are entered, so a row rejected for another reason does not make a later
-/// good row a duplicate. Memory grows with the number of distinct keys (see the README).
+/// good row a duplicate. The keys live in a [`FirstSeen`] store, whose memory stays bounded
+/// whatever the file size: past ~460,000 keys it spills sorted runs into a temporary directory
+/// under `TMPDIR` (deleted at the end).
+#[derive(Debug)]
 pub struct DuplicateIndex {
     policy: DuplicatePolicy,
-    first_line: FxHashMap<u64, u64>,
+    first_line: FirstSeen,
 }
 
 /// What a fingerprint is of; part of the key so an email never matches a phone.
@@ -382,33 +391,49 @@ fn fingerprint(kind: KeyKind, value: &str) -> u64 {
 }
 
 impl DuplicateIndex {
-    /// An empty index with the given policy for emails and phones.
-    pub fn new(policy: DuplicatePolicy) -> Self {
+    /// An empty index with the policy and limits of `rules`, spilling under the system's
+    /// temporary directory (`TMPDIR`).
+    pub fn new(rules: &Rules) -> Self {
+        Self::with_store(
+            rules.duplicates,
+            std::env::temp_dir(),
+            rules.duplicate_limits,
+        )
+    }
+
+    /// An empty index spilling under `spill_parent` within `limits`.
+    pub fn with_store(policy: DuplicatePolicy, spill_parent: PathBuf, limits: Limits) -> Self {
         DuplicateIndex {
             policy,
-            first_line: FxHashMap::default(),
+            first_line: FirstSeen::new(spill_parent, limits),
         }
     }
 
-    /// Adds duplicate issues to a checked row and, if it stays clean, enters its keys.
-    pub fn check(&mut self, row: &mut CheckedRow) {
+    /// How much of the index went to disk.
+    pub fn spill_stats(&self) -> SpillStats {
+        self.first_line.stats()
+    }
+
+    /// Adds duplicate issues to a checked row and, if it stays clean, enters its new keys.
+    /// Fails only when the spill files cannot be written or read.
+    pub fn check(&mut self, row: &mut CheckedRow) -> std::io::Result<()> {
         let Some(customer) = &row.customer else {
-            return;
+            return Ok(());
         };
         let line = row.raw.line;
-        let mut keys: Vec<u64> = Vec::new();
+        let mut new_keys: Vec<u64> = Vec::new();
         if !customer.external_id.is_empty() {
             let key = fingerprint(KeyKind::Id, &customer.external_id);
-            if let Some(first) = self.first_line.get(&key) {
-                row.issues.push(
+            match self.first_line.get(key)? {
+                Some(first) => row.issues.push(
                     Issue::error(
                         IssueCode::IdDuplicate,
                         format!("external id already used on line {first}"),
                     )
                     .with_value(&customer.external_id),
-                );
+                ),
+                None => new_keys.push(key),
             }
-            keys.push(key);
         }
         if self.policy != DuplicatePolicy::Off {
             let severity = if self.policy == DuplicatePolicy::Error {
@@ -435,21 +460,27 @@ impl DuplicateIndex {
                     )
                 }));
             for (key, code, what, value) in candidates {
-                if let Some(first) = self.first_line.get(&key) {
-                    let mut issue =
-                        Issue::error(code, format!("{what} already used on line {first}"))
-                            .with_value(value);
-                    issue.severity = severity;
-                    row.issues.push(issue);
+                match self.first_line.get(key)? {
+                    Some(first) => {
+                        let mut issue =
+                            Issue::error(code, format!("{what} already used on line {first}"))
+                                .with_value(value);
+                        issue.severity = severity;
+                        row.issues.push(issue);
+                    }
+                    None => new_keys.push(key),
                 }
-                keys.push(key);
             }
         }
         if row.is_clean() {
-            for key in keys {
-                self.first_line.entry(key).or_insert(line);
+            // A value repeated within the row (an email also among the other emails) is one key.
+            new_keys.sort_unstable();
+            new_keys.dedup();
+            for key in new_keys {
+                self.first_line.insert(key, line)?;
             }
         }
+        Ok(())
     }
 }
 
@@ -612,7 +643,7 @@ mod tests {
             .collect();
         let mapping = Mapping::builtin().resolve(&cols);
         let rules = nl();
-        let mut index = DuplicateIndex::new(DuplicatePolicy::Warn);
+        let mut index = DuplicateIndex::new(&rules);
         let mut check = |line: u64, values: &[&str]| {
             let raw = RawRow {
                 line,
@@ -621,7 +652,7 @@ mod tests {
                 raw_text: None,
             };
             let mut checked = check_row(raw, &mapping, &rules);
-            index.check(&mut checked);
+            index.check(&mut checked).unwrap();
             (checked.is_clean(), codes(&checked.issues))
         };
         assert_eq!(check(2, &["A", "a@x.nl", "0612345678"]), (true, vec![]));

@@ -507,3 +507,82 @@ fn platform_rules_apply_with_target() {
         ]
     );
 }
+
+/// The duplicate check spills to TMPDIR past `--duplicate-memory-keys` and finds exactly what the
+/// in-memory check finds (first lines included), and leaves no temporary file behind.
+#[test]
+fn duplicate_check_spilling_to_disk_finds_the_same_duplicates() {
+    let wd = Workdir::new();
+    let input = wd.file("many.csv");
+    let mut file = std::fs::File::create(&input).unwrap();
+    deskport::synth::write(20_000, 11, false, &mut file).unwrap();
+    let input = input.to_str().unwrap().to_string();
+    let spill_parent = wd.file("tmp");
+    std::fs::create_dir(&spill_parent).unwrap();
+    for policy in ["warn", "error"] {
+        let flags = ["--default-region", "NL", "--duplicates", policy];
+        let (_, in_memory) = validate(&wd, &input, &flags);
+        let expected = (wd.read("clean.csv"), wd.read("rejects.csv"));
+        assert_eq!(in_memory["duplicate_index"]["runs_written"], 0);
+
+        let out = wd
+            .command()
+            .env("TMPDIR", &spill_parent)
+            .args(["validate", &input, "--out", "clean.csv", "--rejects"])
+            .args(["rejects.csv", "--report", "report.json", "--quiet"])
+            .args(flags)
+            .args(["--duplicate-memory-keys", "300"])
+            .output()
+            .unwrap();
+        assert!(out.status.code() == Some(1), "{}", describe(&out));
+        let spilled: Value = serde_json::from_str(&wd.read("report.json")).unwrap();
+        let index = &spilled["duplicate_index"];
+        assert!(index["runs_written"].as_u64().unwrap() > 50, "{index}");
+        assert!(index["merges"].as_u64().unwrap() > 10, "{index}");
+        assert!(index["block_reads"].as_u64().unwrap() > 100, "{index}");
+        assert_eq!(index["keys"], in_memory["duplicate_index"]["keys"]);
+        assert_eq!(spilled["issues_by_code"], in_memory["issues_by_code"]);
+        let got = (wd.read("clean.csv"), wd.read("rejects.csv"));
+        assert!(got == expected, "spilled results differ ({policy})");
+        assert_accounting(&wd, &spilled);
+        assert_eq!(
+            std::fs::read_dir(&spill_parent).unwrap().count(),
+            0,
+            "temporary runs are removed"
+        );
+    }
+}
+
+/// A duplicate check that cannot write its temporary files stops with exit 3 and says where.
+#[test]
+fn duplicate_check_without_a_usable_tmpdir_aborts_clearly() {
+    let wd = Workdir::new();
+    let input = wd.file("many.csv");
+    let mut file = std::fs::File::create(&input).unwrap();
+    deskport::synth::write(2_000, 3, false, &mut file).unwrap();
+    let missing = wd.file("no-such-dir");
+    let out = wd
+        .command()
+        .env("TMPDIR", &missing)
+        .args([
+            "validate",
+            input.to_str().unwrap(),
+            "--default-region",
+            "NL",
+        ])
+        .args([
+            "--duplicate-memory-keys",
+            "100",
+            "--quiet",
+            "--out",
+            "clean.csv",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&out, 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("duplicate check") && stderr.contains("no-such-dir"),
+        "{stderr}"
+    );
+}
