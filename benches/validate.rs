@@ -69,4 +69,42 @@ fn main() {
         );
     }
     println!("  2 threads / 1 thread = {:.2}×", rates[1] / rates[0]);
+    all_regions(&dir);
+}
+
+/// Peak RSS on a file whose phone numbers come from every region the phone library knows
+/// (50 rows of each region's example number): the phone patterns compiled for all of them,
+/// which is the most a file can make the phone library hold.
+fn all_regions(dir: &std::path::Path) {
+    use rlibphonenumber::{PhoneNumberFormat, PHONE_NUMBER_UTIL};
+    let mut csv = String::from("external_id,firstname,lastname,phone,country\n");
+    let mut row = 0;
+    for region in PHONE_NUMBER_UTIL.get_supported_regions() {
+        let Ok(example) = PHONE_NUMBER_UTIL.get_example_number(region) else {
+            continue;
+        };
+        let international = example.format_as(PhoneNumberFormat::International);
+        for _ in 0..50 {
+            row += 1;
+            csv.push_str(&format!(
+                "{row},Ann,Lee,\"{international}\",{}\n",
+                region.as_region_str()
+            ));
+        }
+    }
+    let input = dir.join("all-regions.csv");
+    std::fs::write(&input, csv).expect("write all-regions file");
+    let (secs, rss) = run_measured(
+        Command::new(env!("CARGO_BIN_EXE_deskport"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .arg("validate")
+            .arg(&input)
+            .args(["--quiet", "--threads", "2", "--out"])
+            .arg(dir.join("all-regions-clean.csv")),
+    );
+    println!(
+        "all regions: {row} rows, phones from every region: {secs:.2} s, peak RSS {:.1} MiB",
+        rss as f64 / (1024.0 * 1024.0)
+    );
 }
