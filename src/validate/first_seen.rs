@@ -12,8 +12,9 @@
 //! - all filters share a fixed bit budget: as the key count grows each run gets fewer bits per
 //!   key (more "maybe" answers, more block reads) instead of more memory.
 //!
-//! Memory is the table, the sort buffer of one flush, the block index (8 bytes per
-//! [`BLOCK_RECORDS`] keys) and the filter budget; the disk holds 16 bytes per key.
+//! Memory is the table (sorted in place when written out), the block index (8 bytes per
+//! [`BLOCK_RECORDS`] keys), the filter budget and the I/O buffers of one merge; the disk holds
+//! 16 bytes per key.
 
 use fastbloom::BloomFilter;
 use std::fs::File;
@@ -306,6 +307,9 @@ impl FirstSeen {
             else {
                 break;
             };
+            // The old filter goes first, so the two never take memory at the same time (an I/O
+            // error here ends the whole run, so a run is never asked with a half-built filter).
+            run.filter = new_filter(0, 1);
             let mut filter = new_filter(run.keys, target);
             let mut reader = RunReader::new(&run.file, run.keys)?;
             while let Some((key, _)) = reader.pop()? {
