@@ -24,6 +24,14 @@ fn validate(wd: &Workdir, input: &str, extra: &[&str]) -> (i32, Value) {
     (code, report)
 }
 
+/// Writes `rows` generated messy rows (deterministic for `seed`) and returns the path.
+fn generated(wd: &Workdir, rows: u64, seed: u64) -> String {
+    let input = wd.file("many.csv");
+    let mut file = std::fs::File::create(&input).unwrap();
+    deskport::synth::write(rows, seed, false, &mut file).unwrap();
+    input.to_str().unwrap().to_string()
+}
+
 /// The rejected rows as (line, issue codes).
 fn rejects(wd: &Workdir) -> Vec<(u64, String)> {
     let (header, rows) = read_csv(&wd.file("rejects.csv"));
@@ -342,10 +350,7 @@ fn stdin_and_gzip_inputs() {
 #[test]
 fn results_do_not_depend_on_thread_count() {
     let wd = Workdir::new();
-    let input = wd.file("many.csv");
-    let mut file = std::fs::File::create(&input).unwrap();
-    deskport::synth::write(20_000, 7, false, &mut file).unwrap();
-    let input = input.to_str().unwrap().to_string();
+    let input = generated(&wd, 20_000, 7);
     validate(&wd, &input, &["--default-region", "NL", "--threads", "1"]);
     let one = (wd.read("clean.csv"), wd.read("rejects.csv"));
     validate(&wd, &input, &["--default-region", "NL", "--threads", "2"]);
@@ -513,10 +518,7 @@ fn platform_rules_apply_with_target() {
 #[test]
 fn duplicate_check_spilling_to_disk_finds_the_same_duplicates() {
     let wd = Workdir::new();
-    let input = wd.file("many.csv");
-    let mut file = std::fs::File::create(&input).unwrap();
-    deskport::synth::write(20_000, 11, false, &mut file).unwrap();
-    let input = input.to_str().unwrap().to_string();
+    let input = generated(&wd, 20_000, 11);
     let spill_parent = wd.file("tmp");
     std::fs::create_dir(&spill_parent).unwrap();
     for policy in ["warn", "error"] {
@@ -557,19 +559,12 @@ fn duplicate_check_spilling_to_disk_finds_the_same_duplicates() {
 #[test]
 fn duplicate_check_without_a_usable_tmpdir_aborts_clearly() {
     let wd = Workdir::new();
-    let input = wd.file("many.csv");
-    let mut file = std::fs::File::create(&input).unwrap();
-    deskport::synth::write(2_000, 3, false, &mut file).unwrap();
+    let input = generated(&wd, 2_000, 3);
     let missing = wd.file("no-such-dir");
     let out = wd
         .command()
         .env("TMPDIR", &missing)
-        .args([
-            "validate",
-            input.to_str().unwrap(),
-            "--default-region",
-            "NL",
-        ])
+        .args(["validate", &input, "--default-region", "NL"])
         .args([
             "--duplicate-memory-keys",
             "100",
