@@ -14,6 +14,16 @@ use common::{ensure_input, env_number, run_measured};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+/// `deskport validate INPUT` with its output discarded.
+fn validate(input: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deskport"));
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .arg("validate")
+        .arg(input);
+    cmd
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -37,11 +47,7 @@ fn main() {
         let mut peak = 0;
         for _ in 0..runs {
             let (secs, rss) = run_measured(
-                Command::new(env!("CARGO_BIN_EXE_deskport"))
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .arg("validate")
-                    .arg(&input)
+                validate(&input)
                     .args([
                         "--default-region",
                         "NL",
@@ -95,11 +101,7 @@ fn all_regions(dir: &std::path::Path) {
     let input = dir.join("all-regions.csv");
     std::fs::write(&input, csv).expect("write all-regions file");
     let (secs, rss) = run_measured(
-        Command::new(env!("CARGO_BIN_EXE_deskport"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .arg("validate")
-            .arg(&input)
+        validate(&input)
             .args(["--quiet", "--threads", "2", "--out"])
             .arg(dir.join("all-regions-clean.csv")),
     );

@@ -103,7 +103,6 @@ pub struct FirstSeen {
     runs: Vec<Run>,
     spill_parent: PathBuf,
     dir: Option<tempfile::TempDir>,
-    spilled_keys: u64,
     next_run: u64,
     block: Vec<u8>,
     stats: SpillStats,
@@ -114,7 +113,7 @@ impl std::fmt::Debug for FirstSeen {
         f.debug_struct("FirstSeen")
             .field("table_keys", &self.table.len())
             .field("runs", &self.runs.len())
-            .field("spilled_keys", &self.spilled_keys)
+            .field("spilled_keys", &self.spilled_keys())
             .field("stats", &self.stats)
             .finish()
     }
@@ -130,7 +129,6 @@ impl FirstSeen {
             runs: Vec::new(),
             spill_parent,
             dir: None,
-            spilled_keys: 0,
             next_run: 0,
             block: vec![0; BLOCK_BYTES],
             stats: SpillStats::default(),
@@ -139,7 +137,7 @@ impl FirstSeen {
 
     /// Keys stored.
     pub fn len(&self) -> u64 {
-        self.spilled_keys + self.table.len() as u64
+        self.spilled_keys() + self.table.len() as u64
     }
 
     /// Whether no key is stored.
@@ -194,7 +192,6 @@ impl FirstSeen {
     fn flush(&mut self) -> io::Result<()> {
         let mut table = std::mem::take(&mut self.table);
         let keys = table.len() as u64;
-        self.spilled_keys += keys;
         let run = self.write_run(table.sorted().iter().map(|&r| Ok(r)), keys, 0);
         table.clear();
         self.table = table;
@@ -210,12 +207,18 @@ impl FirstSeen {
         self.keep_filters_in_budget()
     }
 
-    /// Bits per key a filter built now gets: the budget spread over every key stored.
-    fn bits_per_key_now(&self) -> u64 {
-        (self.limits.filter_bits / self.spilled_keys.max(1)).clamp(1, MAX_BITS_PER_KEY)
+    /// Keys in the runs on disk.
+    fn spilled_keys(&self) -> u64 {
+        self.runs.iter().map(|r| r.keys).sum()
     }
 
-    /// Writes sorted `(key, line)` records as a new run.
+    /// Bits per key a filter gets when `total` keys are on disk: the budget spread over them.
+    fn bits_per_key_for(&self, total: u64) -> u64 {
+        (self.limits.filter_bits / total.max(1)).clamp(1, MAX_BITS_PER_KEY)
+    }
+
+    /// Writes sorted `(key, line)` records as a new run; its filter is sized for the runs
+    /// already listed plus this one.
     fn write_run(
         &mut self,
         records: impl Iterator<Item = io::Result<(u64, u64)>>,
@@ -235,7 +238,7 @@ impl FirstSeen {
             .map(|d| d.path().join(format!("run-{}", self.next_run)))
             .unwrap_or_default();
         self.next_run += 1;
-        let bits_per_key = self.bits_per_key_now();
+        let bits_per_key = self.bits_per_key_for(self.spilled_keys() + keys);
         let mut filter = new_filter(keys, bits_per_key);
         let mut fences = Vec::with_capacity((keys as usize).div_ceil(BLOCK_RECORDS));
         let file = File::options()
@@ -289,7 +292,6 @@ impl FirstSeen {
             drop(input.file);
             std::fs::remove_file(&input.path).ok();
         }
-        self.spilled_keys -= keys - run.keys;
         self.runs.push(run);
         self.stats.merges += 1;
         Ok(())
@@ -297,7 +299,7 @@ impl FirstSeen {
 
     /// Rebuilds the filters with the most bits per key until all fit in the budget.
     fn keep_filters_in_budget(&mut self) -> io::Result<()> {
-        let target = self.bits_per_key_now();
+        let target = self.bits_per_key_for(self.spilled_keys());
         while self.filter_bits() > self.limits.filter_bits {
             let Some(run) = self
                 .runs

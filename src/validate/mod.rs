@@ -376,6 +376,8 @@ fn check_names<'a>(
 pub struct DuplicateIndex {
     policy: DuplicatePolicy,
     first_line: FirstSeen,
+    /// The current row's keys not seen before (kept to reuse its allocation).
+    new_keys: Vec<u64>,
 }
 
 /// What a fingerprint is of; part of the key so an email never matches a phone.
@@ -406,6 +408,7 @@ impl DuplicateIndex {
         DuplicateIndex {
             policy,
             first_line: FirstSeen::new(spill_parent, limits),
+            new_keys: Vec::new(),
         }
     }
 
@@ -421,7 +424,8 @@ impl DuplicateIndex {
             return Ok(());
         };
         let line = row.raw.line;
-        let mut new_keys: Vec<u64> = Vec::new();
+        let new_keys = &mut self.new_keys;
+        new_keys.clear();
         if !customer.external_id.is_empty() {
             let key = fingerprint(KeyKind::Id, &customer.external_id);
             match self.first_line.get(key)? {
@@ -476,7 +480,7 @@ impl DuplicateIndex {
             // A value repeated within the row (an email also among the other emails) is one key.
             new_keys.sort_unstable();
             new_keys.dedup();
-            for key in new_keys {
+            for &key in new_keys.iter() {
                 self.first_line.insert(key, line)?;
             }
         }
