@@ -10,7 +10,8 @@
 //!                                                                  └─► output (clean, rejects) + report
 //! ```
 //!
-//! The library never prints; [`cmd`] runs whole commands and returns typed results.
+//! The library's stages never print; [`cmd`] is the command line (the only module that
+//! prints and uses `anyhow`), and [`platform`] holds the clients.
 //!
 //! ```
 //! use deskport::mapping::Mapping;
@@ -35,12 +36,12 @@ pub mod mapping;
 pub mod model;
 pub mod output;
 pub mod pipeline;
+pub mod platform;
 pub mod progress;
 pub mod reconcile;
 pub mod report;
 pub mod sandbox;
 pub mod synth;
-pub mod target;
 pub mod validate;
 
 pub use error::{Error, Exit};

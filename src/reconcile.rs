@@ -17,10 +17,10 @@ use crate::input::{self, InputOptions};
 use crate::mapping::Mapping;
 use crate::model::Customer;
 use crate::pipeline::spawn_checked;
-use crate::target::http::for_each_bounded;
-use crate::target::omnidesk::MAX_ITEM_LIMIT;
-use crate::target::udesk::{nick_name, ListFilter, EXPORT_BATCH};
-use crate::target::CallError;
+use crate::platform::omnidesk::MAX_ITEM_LIMIT;
+use crate::platform::transport::for_each_bounded;
+use crate::platform::udesk::{nick_name, ListFilter, EXPORT_BATCH};
+use crate::platform::CallError;
 use crate::validate::{Platform, Rules};
 use serde::Serialize;
 use serde_json::Value;
@@ -275,7 +275,7 @@ async fn read_input(config: &ReconcileConfig) -> Result<Vec<Row>, ReconcileError
         config.mapping.clone(),
         config.rules.clone(),
         config.threads,
-        crate::cmd::validate::DEFAULT_BATCH_ROWS,
+        crate::validate::file::DEFAULT_BATCH_ROWS,
     );
     let mut rows = Vec::new();
     while let Some(batch) = rx.recv().await {

@@ -14,10 +14,10 @@ pub mod record;
 pub mod source;
 
 use crate::import::Stop;
+use crate::platform::omnidesk::Omnidesk;
+use crate::platform::udesk::{ListFilter, Udesk};
+use crate::platform::CallError;
 use crate::progress::Progress;
-use crate::target::omnidesk::Omnidesk;
-use crate::target::udesk::{ListFilter, Udesk};
-use crate::target::CallError;
 use checkpoint::{now_ms, sync_dir, Checkpoint, CheckpointError, Cursor, Params};
 use record::{guard, header, id_of, Record};
 use rustc_hash::FxHashSet;
@@ -79,8 +79,8 @@ pub enum Client {
 
 impl Client {
     /// The client's transport, for its counters.
-    pub fn transport(&self) -> &crate::target::http::Transport {
-        use crate::target::Target;
+    pub fn transport(&self) -> &crate::platform::transport::Transport {
+        use crate::platform::Target;
         match self {
             Client::Omnidesk(c) => c.transport(),
             Client::Udesk(c) => c.transport(),
@@ -124,7 +124,7 @@ impl ExportConfig {
             resume: false,
             restart: false,
             window: 8,
-            scroll_ttl: Duration::from_secs(60),
+            scroll_ttl: crate::platform::documented::UDESK_SCROLL_TTL,
             checkpoint_every: Duration::from_millis(200),
             progress: false,
         }

@@ -10,9 +10,9 @@
 //! - Udesk list: pages of 100 (the list reaches 10,000 customers at most).
 
 use super::checkpoint::{now_ms, Cursor};
-use crate::target::omnidesk::{Omnidesk, MAX_ITEM_LIMIT};
-use crate::target::udesk::{ListFilter, Udesk, LIST_MAX_ROWS, LIST_PAGE_SIZE};
-use crate::target::CallError;
+use crate::platform::omnidesk::{Omnidesk, MAX_ITEM_LIMIT};
+use crate::platform::udesk::{ListFilter, Udesk, LIST_MAX_ROWS, LIST_PAGE_SIZE};
+use crate::platform::CallError;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use serde_json::Value;
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::input;
 use crate::output::describe;
 use crate::pipeline::spawn_checked;
-use crate::target::{CallError, Target};
+use crate::platform::{CallError, Target};
 use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
@@ -88,7 +88,7 @@ pub async fn run<T: Target>(
                 .zip(&found)
                 .filter(|(r, _)| r.is_clean() && r.customer.is_some());
             let t = target.as_ref();
-            crate::target::http::for_each_bounded(
+            crate::platform::transport::for_each_bounded(
                 work,
                 config.max_concurrency,
                 |(row, slot)| async move {

@@ -16,9 +16,9 @@ use std::sync::Arc;
 /// Brands that exist in the sandbox tenant.
 pub const BRANDS: [(u64, &str); 2] = [(1, "Sandbox brand"), (2, "Second brand")];
 /// Largest `itemLimit`.
-pub const MAX_ITEM_LIMIT: u64 = 99;
+pub const MAX_ITEM_LIMIT: u64 = crate::platform::documented::OMNIDESK_MAX_ITEM_LIMIT;
 /// Default `itemLimit`.
-pub const DEFAULT_ITEM_LIMIT: u64 = 15;
+pub const DEFAULT_ITEM_LIMIT: u64 = crate::platform::documented::OMNIDESK_DEFAULT_ITEM_LIMIT;
 
 type Shared2 = State<Arc<Shared>>;
 type QueryMap = Query<HashMap<String, String>>;

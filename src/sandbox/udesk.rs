@@ -2,7 +2,7 @@
 
 use super::store::{UdeskCustomer, UdeskStore};
 use super::{Data, Shared};
-use crate::target::udesk_auth::{self as auth, sign};
+use crate::platform::udesk_sign::{self as auth, sign};
 use crate::validate::email;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -15,15 +15,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Most rows in one bulk import.
-pub const MAX_IMPORT_ROWS: usize = 100;
+pub const MAX_IMPORT_ROWS: usize = crate::platform::documented::UDESK_BULK_MAX_ROWS;
 /// Most customers in one export call.
-pub const EXPORT_BATCH: usize = 1000;
+pub const EXPORT_BATCH: usize = crate::platform::documented::UDESK_EXPORT_BATCH as usize;
 /// Largest `page_size`.
-pub const MAX_PAGE_SIZE: u64 = 100;
+pub const MAX_PAGE_SIZE: u64 = crate::platform::documented::UDESK_LIST_MAX_PAGE_SIZE;
 /// Most rows the page list reaches (`page × page_size`).
-pub const MAX_LIST_ROWS: u64 = 10_000;
+pub const MAX_LIST_ROWS: u64 = crate::platform::documented::UDESK_LIST_MAX_ROWS;
 /// Longest text field.
-pub const MAX_CHARS: usize = 255;
+pub const MAX_CHARS: usize = crate::platform::documented::UDESK_MAX_CHARS;
 /// Custom fields defined in the sandbox tenant: TextField_1..=8 and SelectField_1..=3.
 pub const TEXT_FIELDS: u32 = 8;
 /// See [`TEXT_FIELDS`].

@@ -7,6 +7,7 @@
 
 pub mod country;
 pub mod email;
+pub mod file;
 pub mod first_seen;
 pub mod name;
 pub mod phone;
@@ -51,7 +52,7 @@ pub enum DuplicatePolicy {
 }
 
 /// Udesk's limit for nick_name, email, open_api_token and description.
-pub const UDESK_MAX_CHARS: usize = 255;
+pub const UDESK_MAX_CHARS: usize = crate::platform::documented::UDESK_MAX_CHARS;
 
 /// The rules in force for a run.
 #[derive(Debug, Clone)]

@@ -456,7 +456,7 @@ fn udesk_signed_query(config: &SandboxConfig) -> Vec<(&'static str, String)> {
         .unwrap()
         .as_secs();
     let nonce = format!("{:032x}", fastrand_nonce());
-    deskport::target::udesk::signed_query(
+    deskport::platform::udesk::signed_query(
         &config.udesk_email,
         &config.udesk_token,
         timestamp,

@@ -1,8 +1,8 @@
 //! Sandbox conformance: the documented requests are accepted, the documented errors come
 //! from their documented causes, and limits and faults behave as configured.
 
+use deskport::platform::udesk_sign::sign;
 use deskport::sandbox::{self, Faults, OverCapacity, Sandbox, SandboxConfig, UdeskRateLimitStyle};
-use deskport::target::udesk_auth::sign;
 use reqwest::multipart::Form;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

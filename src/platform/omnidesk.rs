@@ -6,7 +6,7 @@
 //! Encoding ([`create_fields`], [`update_fields`], [`extra_channel_calls`]) and decoding
 //! ([`decode`]) are pure functions.
 
-use super::http::{Retry, Transport};
+use super::transport::{Retry, Transport};
 use super::{BaseUrl, CallError, Secret, Target};
 use crate::model::Customer;
 use bytes::Bytes;
@@ -260,7 +260,7 @@ impl Omnidesk {
 }
 
 /// Most customers one list page carries (`itemLimit`).
-pub const MAX_ITEM_LIMIT: u64 = 99;
+pub const MAX_ITEM_LIMIT: u64 = super::documented::OMNIDESK_MAX_ITEM_LIMIT;
 
 /// One page of `GET /api/v2/customer`.
 #[derive(Debug)]

@@ -1,5 +1,5 @@
 //! Udesk open API v1 client. Every request is signed just before it is sent (fresh nonce,
-//! current timestamp; see [`udesk_auth`](super::udesk_auth)), retries included. Creates go
+//! current timestamp; see [`udesk_sign`](super::udesk_sign)), retries included. Creates go
 //! one at a time through `POST /customers` or 100 at a time through the asynchronous
 //! `POST /customers/batch_import_async`, whose rows stay *pending* until [`Target::confirm`]
 //! finds them. A token can be given, or obtained once with `log_in` (and again once when the
@@ -8,8 +8,8 @@
 //! Encoding ([`create_body`], [`bulk_row`], [`signed_query`]) and decoding ([`decode`]) are
 //! pure functions.
 
-use super::http::{Retry, Transport};
-use super::udesk_auth::{self as auth, sign};
+use super::transport::{Retry, Transport};
+use super::udesk_sign::{self as auth, sign};
 use super::{BaseUrl, BulkError, CallError, Secret, Target};
 use crate::model::Customer;
 use bytes::Bytes;
@@ -21,9 +21,9 @@ use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Most rows in one `batch_import_async` call.
-pub const BULK_ROWS: usize = 100;
+pub const BULK_ROWS: usize = super::documented::UDESK_BULK_MAX_ROWS;
 /// Customers per export call.
-pub const EXPORT_BATCH: u64 = 1000;
+pub const EXPORT_BATCH: u64 = super::documented::UDESK_EXPORT_BATCH;
 
 /// How to authenticate.
 #[derive(Debug, Clone)]
@@ -505,9 +505,9 @@ impl Udesk {
 }
 
 /// Customers per page of the list (`GET /customers`).
-pub const LIST_PAGE_SIZE: u64 = 100;
+pub const LIST_PAGE_SIZE: u64 = super::documented::UDESK_LIST_MAX_PAGE_SIZE;
 /// Most rows the list reaches (page × page_size).
-pub const LIST_MAX_ROWS: u64 = 10_000;
+pub const LIST_MAX_ROWS: u64 = super::documented::UDESK_LIST_MAX_ROWS;
 
 /// Which customers a listing or export covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,15 +1,18 @@
-//! Platform targets. Each platform's facts (auth, limits, codes, request shapes) live in one
-//! module here, shared by the client and by the sandbox that emulates it.
+//! The platform clients: Omnidesk ([`omnidesk`]) and Udesk ([`udesk`], signed by
+//! [`udesk_sign`]) behind one [`Target`] trait, over one [`transport`]. What the documents
+//! state about both platforms is in [`documented`], shared with the sandbox that emulates
+//! them (`crate::sandbox`).
 //!
 //! A client splits *encoding* (a [`Customer`] → form fields or JSON, pure and testable
-//! without a network) from *transport* ([`http::Transport`]: retries, the shared pause, the
+//! without a network) from *transport* ([`transport::Transport`]: retries, the shared pause, the
 //! rate limit, adaptive concurrency). Replies are decoded into [`CallError`] kinds so the
 //! import driver can tell a refusal from a retryable failure.
 
-pub mod http;
+pub mod documented;
 pub mod omnidesk;
+pub mod transport;
 pub mod udesk;
-pub mod udesk_auth;
+pub mod udesk_sign;
 
 use crate::model::Customer;
 use std::collections::HashMap;
@@ -172,7 +175,7 @@ pub trait Target: Send + Sync + 'static {
     fn describe_create(&self, customer: &Customer) -> String;
 
     /// The transport, for its statistics and pause state.
-    fn transport(&self) -> &http::Transport;
+    fn transport(&self) -> &transport::Transport;
 }
 
 /// A platform origin as the user knows it (`https://acme.omnidesk.com`), checked.

@@ -1,0 +1,190 @@
+//! `deskport export`: flags → [`ExportConfig`] → [`export::run`](crate::export::run) →
+//! summary and, when stopped, the command that continues.
+
+use super::connect::{omnidesk_client, rerun_hint, spawn_ctrl_c, udesk_client, ConnectArgs};
+use super::{seconds, usage, Ui};
+use crate::export::{self as export_cmd, ExportConfig, OutFormat, UdeskSource};
+use crate::import::Stop;
+use crate::validate::Platform;
+use crate::{Error, Exit};
+use anyhow::Context;
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// `--help` text after the flags.
+pub const HELP: &str = "\
+Credentials and base URL as for import (environment or --config, never flags).
+The file appears only when complete: rows go to OUT.partial, a checkpoint to
+OUT.checkpoint after every fsynced group of pages, and OUT.partial is renamed to OUT
+at the end. --resume continues from the checkpoint (a fresh export when there is none).
+
+Exit codes:
+  0  the export is complete
+  2  usage or configuration error, or the checkpoint is for another export
+  3  aborted (credentials refused, platform down, interrupted); safe to --resume";
+
+/// `deskport export`'s flags.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The file to write; it appears only when the export is complete.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// csv or jsonl (default: from the extension of --out, else csv).
+    #[arg(long, value_enum)]
+    format: Option<OutFormat>,
+    /// Only customers matching this search keyword (Omnidesk: letters, digits and spaces).
+    #[arg(long, value_name = "Q")]
+    query: Option<String>,
+    /// Udesk: only the customers of this customer filter.
+    #[arg(long, value_name = "N")]
+    filter_id: Option<u64>,
+    /// Omnidesk: only this brand's customers (fetches each full record, like --details).
+    #[arg(long, value_name = "N")]
+    brand_id: Option<u64>,
+    /// Omnidesk: fetch each customer's full record (all channels and custom fields).
+    #[arg(long)]
+    details: bool,
+    /// The checkpoint file (default: OUT.checkpoint).
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Continue the export recorded in the checkpoint (a fresh export when there is none).
+    #[arg(long, conflicts_with = "restart")]
+    resume: bool,
+    /// Discard an earlier checkpoint and partial file and start over.
+    #[arg(long)]
+    restart: bool,
+    /// No spreadsheet formula guard: cells exactly as the platform holds them.
+    #[arg(long)]
+    raw: bool,
+    /// Udesk: the scroll export (1,000 a call) or the customer list (100 a call, 10,000 at most).
+    #[arg(long, value_enum, default_value_t = UdeskSource::Scroll)]
+    udesk_source: UdeskSource,
+    /// Udesk: seconds a scroll id stays valid (60 on the platform).
+    #[arg(long, value_name = "SECS")]
+    udesk_scroll_ttl: Option<f64>,
+}
+
+/// Runs `deskport export`.
+pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
+    let connect = &args.connect;
+    connect.check()?;
+    let target = connect.target;
+    match target {
+        Platform::Omnidesk => {
+            if args.filter_id.is_some() {
+                return Err(usage("--filter-id is a Udesk filter; Omnidesk has none"));
+            }
+            if let Some(q) = &args.query {
+                if q.is_empty() || !q.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ') {
+                    return Err(usage(
+                        "Omnidesk's list search accepts only letters, digits and spaces (--query)",
+                    ));
+                }
+            }
+        }
+        Platform::Udesk => {
+            if args.brand_id.is_some() || args.details {
+                return Err(usage(
+                    "--brand-id and --details are for Omnidesk; Udesk's export already has every field",
+                ));
+            }
+        }
+    }
+    let format = args
+        .format
+        .unwrap_or_else(|| OutFormat::from_path(&args.out));
+    let minute = connect.minute()?;
+    let transport = connect.transport(minute)?;
+    let ttl = match args.udesk_scroll_ttl {
+        Some(t) => seconds("--udesk-scroll-ttl", t)?,
+        None => minute,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let connection = connect.connect(ui).await?;
+        let settings = &connection.settings;
+        let base = connect.require(settings)?;
+        let origin = if connect.sandbox {
+            "sandbox".to_string()
+        } else {
+            base.join("")
+        };
+        let params = crate::export::checkpoint::Params {
+            target: target.name().to_string(),
+            origin,
+            format: format.as_str().to_string(),
+            source: match (target, args.udesk_source) {
+                (Platform::Omnidesk, _) => "offset",
+                (Platform::Udesk, UdeskSource::Scroll) => "scroll",
+                (Platform::Udesk, UdeskSource::List) => "list",
+            }
+            .to_string(),
+            query: args.query.clone(),
+            filter_id: args.filter_id,
+            brand_id: args.brand_id,
+            details: args.details || args.brand_id.is_some(),
+            raw: args.raw,
+        };
+        let mut config = ExportConfig::new(args.out.clone(), params);
+        config.format = format;
+        if let Some(c) = &args.checkpoint {
+            config.checkpoint = c.clone();
+        }
+        config.resume = args.resume;
+        config.restart = args.restart;
+        config.window = connect.max_concurrency;
+        config.scroll_ttl = ttl;
+        config.progress = ui.progress();
+        let client = match target {
+            Platform::Omnidesk => export_cmd::Client::Omnidesk(omnidesk_client(
+                settings,
+                base,
+                args.brand_id.unwrap_or(1),
+                transport,
+            )),
+            Platform::Udesk => export_cmd::Client::Udesk(udesk_client(settings, base, transport)),
+        };
+        let stop = Arc::new(Stop::default());
+        let hint = rerun_hint();
+        spawn_ctrl_c(
+            stop.clone(),
+            hint.clone(),
+            ui.quiet,
+            "writing the checkpoint",
+            "the checkpoint",
+        );
+        let result = export_cmd::run(&config, client, stop).await;
+        connection.close().await;
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let exit = e.exit();
+                let resumable = matches!(exit, Exit::Aborted);
+                let message = if resumable {
+                    format!("{e}\nnothing written is lost; continue with:\n  {hint}")
+                } else {
+                    e.to_string()
+                };
+                return Err(match exit {
+                    Exit::Usage => Error::Usage(message).into(),
+                    _ => anyhow::anyhow!(message),
+                });
+            }
+        };
+        ui.summary(
+            || match report.stopped {
+                Some(_) => format!("{}continue with:\n  {hint}\n", report.summary()),
+                None => report.summary(),
+            },
+            || serde_json::json!({"level": "info", "event": "summary", "command": "export", "report": report, "resume": report.stopped.as_ref().map(|_| &hint)}),
+        );
+        Ok(if report.stopped.is_some() {
+            Exit::Aborted
+        } else {
+            Exit::Ok
+        })
+    })
+}

@@ -1,0 +1,197 @@
+//! `deskport import`: flags → [`ImportConfig`] → [`import::run`](crate::import::run) (or the
+//! dry run) against the chosen platform → summary and the command that resumes.
+
+use super::connect::{omnidesk_client, spawn_ctrl_c, udesk_client, ConnectArgs};
+use super::read::ReadArgs;
+use super::{usage, Ui};
+use crate::import::{self as import_cmd, ImportConfig, Mode, Stop};
+use crate::input::InputPath;
+use crate::platform::{BaseUrl, Target};
+use crate::validate::Platform;
+use crate::{Error, Exit};
+use anyhow::Context;
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `--help` text after the flags.
+pub const HELP: &str = "\
+Credentials come from the environment (or --config), never from flags:
+  Omnidesk: DESKPORT_OMNIDESK_API_KEY
+  Udesk:    DESKPORT_UDESK_EMAIL and DESKPORT_UDESK_TOKEN (or DESKPORT_UDESK_PASSWORD to log in)
+  Base URL: --base-url, DESKPORT_OMNIDESK_BASE_URL / DESKPORT_UDESK_BASE_URL, or the config file.
+Outputs go to the journal directory: results.csv, failures.csv, rejects.csv, journal.jsonl.
+
+Exit codes:
+  0  every row is on the platform (created, updated or already there)
+  1  finished, but some rows were invalid, refused or unfinished
+  2  usage or configuration error (nothing was done)
+  3  aborted (credentials refused, interrupted, I/O failure); safe to resume";
+
+/// `deskport import`'s flags.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The CSV or JSONL file (gzip allowed).
+    input: String,
+    #[command(flatten)]
+    read: ReadArgs,
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Omnidesk brand for rows without a brand_id column (with --sandbox: 1).
+    #[arg(long, value_name = "N")]
+    brand_id: Option<u64>,
+    /// create: new customers only; upsert: update or create; update: existing customers only.
+    #[arg(long, value_enum, default_value_t = Mode::Create)]
+    mode: Mode,
+    /// Directory for the journal and result files (default: NAME.import after the input file).
+    #[arg(long, value_name = "DIR")]
+    journal: Option<PathBuf>,
+    /// Continue the run recorded in the journal (a fresh run when there is none).
+    #[arg(long, conflicts_with = "restart")]
+    resume: bool,
+    /// Set an earlier journal aside (journal.jsonl.old) and start over.
+    #[arg(long)]
+    restart: bool,
+    /// Send no writes: report per row what would happen (with lookups when credentials are given).
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Runs `deskport import`.
+pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
+    let input = args.read.input(&args.input)?;
+    let InputPath::File(input_path) = &input.path else {
+        return Err(usage(
+            "import reads a file, not standard input: the journal is tied to the file's content",
+        ));
+    };
+    let connect = &args.connect;
+    connect.check()?;
+    let journal_dir = args
+        .journal
+        .clone()
+        .unwrap_or_else(|| import_cmd::default_journal_dir(input_path));
+    let mut config = ImportConfig::new(input, args.mode, journal_dir);
+    config.mapping = args.read.mapping()?;
+    config.rules = args.read.rules(Some(connect.target))?;
+    config.threads = args.read.threads();
+    config.resume = args.resume;
+    config.restart = args.restart;
+    config.max_concurrency = connect.max_concurrency;
+    config.progress = ui.progress();
+    let minute = connect.minute()?;
+    config.bulk_interval = minute;
+    config.bulk_settle = minute.mul_f64(2.0 / 60.0).max(Duration::from_millis(20));
+    let transport = connect.transport(minute)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let connection = connect.connect(ui).await?;
+        let settings = &connection.settings;
+        // A dry run without an origin shows requests to a placeholder and looks nothing up.
+        let lookups = connect.has_credentials(settings) && settings.base_url.is_some();
+        let base = match (&settings.base_url, args.dry_run) {
+            (Some(b), _) => BaseUrl::parse(b).map_err(|e| usage(e.to_string()))?,
+            (None, true) => BaseUrl::parse(connect.example_origin()).map_err(|e| usage(e.to_string()))?,
+            (None, false) => return Err(connect.no_base_url()),
+        };
+        if !connect.has_credentials(settings) && !args.dry_run {
+            return Err(connect.no_credentials());
+        }
+        let stop = Arc::new(Stop::default());
+        let hint = resume_hint(&args, &config);
+        spawn_ctrl_c(stop.clone(), hint.clone(), ui.quiet, "no new rows; finishing requests in flight", "the journal");
+        let exit = match connect.target {
+            Platform::Omnidesk => {
+                let brand = match (args.brand_id, connect.sandbox) {
+                    (Some(b), _) => b,
+                    (None, true) => 1,
+                    (None, false) if args.dry_run => 1,
+                    (None, false) => {
+                        return Err(usage("--brand-id is required for Omnidesk (rows with a brand_id column use their own)"))
+                    }
+                };
+                let client = omnidesk_client(settings, base, brand, transport);
+                drive(client, &config, &args, lookups, stop, &hint, ui).await
+            }
+            Platform::Udesk => {
+                let client = udesk_client(settings, base, transport);
+                drive(client, &config, &args, lookups, stop, &hint, ui).await
+            }
+        };
+        connection.close().await;
+        exit
+    })
+}
+
+/// The command that continues this run.
+fn resume_hint(args: &ImportArgs, config: &ImportConfig) -> String {
+    let mut hint = format!(
+        "deskport import {} --target {} --mode {} --journal {} --resume",
+        args.input,
+        args.connect.target.name(),
+        args.mode.as_str(),
+        config.journal_dir.display()
+    );
+    if let Some(b) = args.brand_id {
+        hint.push_str(&format!(" --brand-id {b}"));
+    }
+    if args.connect.sandbox {
+        hint.push_str(" --sandbox");
+    }
+    hint
+}
+
+async fn drive<T: Target>(
+    client: Arc<T>,
+    config: &ImportConfig,
+    args: &ImportArgs,
+    lookups: bool,
+    stop: Arc<Stop>,
+    hint: &str,
+    ui: Ui,
+) -> anyhow::Result<Exit> {
+    if args.dry_run {
+        let report = import_cmd::dry_run::run(config, client, lookups)
+            .await
+            .map_err(import_error)?;
+        ui.summary(
+            || report.summary(),
+            || serde_json::json!({"level": "info", "event": "summary", "command": "import", "dry_run": true, "report": report}),
+        );
+        return Ok(if report.reject + report.fail > 0 {
+            Exit::RowsRejected
+        } else {
+            Exit::Ok
+        });
+    }
+    let report = import_cmd::run(config, client, stop)
+        .await
+        .map_err(import_error)?;
+    ui.summary(
+        || report.summary(hint),
+        || serde_json::json!({"level": "info", "event": "summary", "command": "import", "report": report, "resume": report.stopped.as_ref().map(|_| hint)}),
+    );
+    Ok(if report.stopped.is_some() {
+        Exit::Aborted
+    } else if report.all_good() {
+        Exit::Ok
+    } else {
+        Exit::RowsRejected
+    })
+}
+
+/// Keeps the import error's exit code through anyhow.
+fn import_error(e: import_cmd::ImportError) -> anyhow::Error {
+    match e {
+        import_cmd::ImportError::Run(inner) => inner.into(),
+        other => {
+            let exit = other.exit();
+            let message = other.to_string();
+            match exit {
+                Exit::Usage => Error::Usage(message).into(),
+                _ => anyhow::anyhow!(message),
+            }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Flags for reading, mapping and checking an input file: shared by `validate`, `import`
+//! and `reconcile`.
+
+use super::usage;
+use crate::input::{self, Format, InputOptions, InputPath, DEFAULT_MAX_FIELD_BYTES};
+use crate::mapping::Mapping;
+use crate::validate::first_seen::Limits as DuplicateLimits;
+use crate::validate::{phone, DuplicatePolicy, Platform, Rules};
+use crate::Error;
+use clap::Args;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+/// How the input is read, mapped and checked.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Input format; by default from the extension (.jsonl/.ndjson/.json → jsonl, else csv).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Input encoding (utf-8, windows-1252, iso-8859-1, utf-16le, …); by default detected.
+    #[arg(long)]
+    encoding: Option<String>,
+    /// CSV delimiter (, ; | or \t); by default sniffed.
+    #[arg(long)]
+    delimiter: Option<String>,
+    /// TOML mapping file: [columns] "Source column" = "field" | "custom.<name>" | "ignore".
+    #[arg(long, value_name = "FILE")]
+    map: Option<PathBuf>,
+    /// Region (ISO code, e.g. NL) for phone numbers without +country code when the row has no country.
+    #[arg(long, value_name = "CC")]
+    default_region: Option<String>,
+    /// Emails and phones already used by an earlier row: warn (keep), error (reject) or off.
+    #[arg(long, value_enum, default_value_t = DuplicatePolicy::Warn)]
+    duplicates: DuplicatePolicy,
+    /// Keys (ids, emails, phones) the duplicate check keeps in memory, 16 bytes each, before it
+    /// spills sorted runs to a temporary directory under TMPDIR. More is faster on huge files.
+    #[arg(long, default_value_t = DuplicateLimits::default().memory_keys(), value_name = "KEYS")]
+    duplicate_memory_keys: usize,
+    /// Reject rows with a field larger than this many bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_FIELD_BYTES, value_name = "BYTES")]
+    max_field_bytes: usize,
+    /// Worker threads for checking (default: all cores).
+    #[arg(long)]
+    threads: Option<NonZeroUsize>,
+}
+
+impl ReadArgs {
+    /// What to read and how: `input` is a path, or `-` for standard input.
+    pub fn input(&self, input: &str) -> anyhow::Result<InputOptions> {
+        let mut options = InputOptions::new(InputPath::parse(input));
+        options.format = self.format;
+        options.encoding = self
+            .encoding
+            .as_deref()
+            .map(input::parse_encoding)
+            .transpose()
+            .map_err(Error::from)?;
+        options.delimiter = self
+            .delimiter
+            .as_deref()
+            .map(input::parse_delimiter)
+            .transpose()
+            .map_err(Error::from)?;
+        if self.max_field_bytes == 0 {
+            return Err(usage("--max-field-bytes must be greater than zero"));
+        }
+        options.max_field_bytes = self.max_field_bytes;
+        Ok(options)
+    }
+
+    /// The `--map` file, or the built-in header synonyms.
+    pub fn mapping(&self) -> anyhow::Result<Mapping> {
+        Ok(match &self.map {
+            Some(path) => Mapping::from_file(path).map_err(Error::from)?,
+            None => Mapping::builtin(),
+        })
+    }
+
+    /// The rule set, with `platform`'s rules when one is given.
+    pub fn rules(&self, platform: Option<Platform>) -> anyhow::Result<Rules> {
+        let default_region = match &self.default_region {
+            Some(code) => Some(phone::region_from_code(code).ok_or_else(|| {
+                usage(format!(
+                    "--default-region {code:?} is not an ISO 3166 two-letter country code"
+                ))
+            })?),
+            None => None,
+        };
+        Ok(Rules {
+            platform,
+            default_region,
+            duplicates: self.duplicates,
+            duplicate_limits: DuplicateLimits::default()
+                .with_memory_keys(self.duplicate_memory_keys),
+        })
+    }
+
+    /// Checking threads: `--threads`, else every core.
+    pub fn threads(&self) -> usize {
+        self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            NonZeroUsize::get,
+        )
+    }
+}

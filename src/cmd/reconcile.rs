@@ -1,0 +1,109 @@
+//! `deskport reconcile`: flags → [`ReconcileConfig`] → [`reconcile::run`] → summary.
+
+use super::connect::{omnidesk_client, udesk_client, ConnectArgs};
+use super::read::ReadArgs;
+use super::{usage, Ui};
+use crate::export as export_cmd;
+use crate::input::InputPath;
+use crate::reconcile::{self, ReconcileConfig};
+use crate::validate::Platform;
+use crate::{Error, Exit};
+use anyhow::Context;
+use clap::Args;
+use std::path::PathBuf;
+
+/// `--help` text after the flags.
+pub const HELP: &str = "\
+Statuses in the report: equal, different (fields and both values), missing, invalid
+(the row does not pass validation), extra (on the platform, not in the input; only when
+the platform is read by export). Credentials as for import.
+
+Exit codes:
+  0  nothing is missing or different
+  1  some rows are missing or different
+  2  usage or configuration error
+  3  aborted (credentials refused, platform down)";
+
+/// `deskport reconcile`'s flags.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// The CSV or JSONL file that was imported (gzip allowed).
+    input: String,
+    #[command(flatten)]
+    read: ReadArgs,
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Omnidesk brand for rows without a brand_id column (with --sandbox: 1).
+    #[arg(long, value_name = "N")]
+    brand_id: Option<u64>,
+    /// The report (CSV); default: NAME.reconcile.csv beside the input.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Read the platform by export (finds extra customers too) or by a lookup per row;
+    /// auto picks whichever needs fewer calls.
+    #[arg(long, value_enum, default_value_t = crate::reconcile::Via::Auto)]
+    via: crate::reconcile::Via,
+}
+
+/// Runs `deskport reconcile`.
+pub fn run(args: ReconcileArgs, ui: Ui) -> anyhow::Result<Exit> {
+    let input = args.read.input(&args.input)?;
+    let InputPath::File(input_path) = &input.path else {
+        return Err(usage("reconcile reads a file, not standard input"));
+    };
+    let connect = &args.connect;
+    connect.check()?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        let name = input_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "input".into());
+        let stem = name.split('.').next().unwrap_or("input").to_string();
+        input_path.with_file_name(format!("{stem}.reconcile.csv"))
+    });
+    let config = ReconcileConfig {
+        mapping: args.read.mapping()?,
+        rules: args.read.rules(Some(connect.target))?,
+        threads: args.read.threads(),
+        input,
+        out,
+        via: args.via,
+        concurrency: connect.max_concurrency,
+    };
+    let minute = connect.minute()?;
+    let transport = connect.transport(minute)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let connection = connect.connect(ui).await?;
+        let settings = &connection.settings;
+        let base = connect.require(settings)?;
+        let client = match connect.target {
+            Platform::Omnidesk => {
+                let brand = match (args.brand_id, connect.sandbox) {
+                    (Some(b), _) => b,
+                    (None, true) => 1,
+                    (None, false) => {
+                        return Err(usage("--brand-id is required for Omnidesk (rows with a brand_id column use their own)"))
+                    }
+                };
+                export_cmd::Client::Omnidesk(omnidesk_client(settings, base, brand, transport))
+            }
+            Platform::Udesk => export_cmd::Client::Udesk(udesk_client(settings, base, transport)),
+        };
+        let result = reconcile::run(&config, client).await;
+        connection.close().await;
+        let report = result.map_err(|e| match e.exit() {
+            Exit::Usage => Error::Usage(e.to_string()).into(),
+            _ => anyhow::anyhow!(e.to_string()),
+        })?;
+        ui.summary(
+            || report.summary(),
+            || serde_json::json!({"level": "info", "event": "summary", "command": "reconcile", "report": report}),
+        );
+        Ok(if report.all_good() {
+            Exit::Ok
+        } else {
+            Exit::RowsRejected
+        })
+    })
+}

@@ -1,0 +1,201 @@
+//! One row, exactly once: create, update or upsert it, look it up first when an earlier
+//! attempt may have been applied, and turn the platform's answer into the row's outcome.
+
+use super::journal::{Done, Outcome};
+use super::Mode;
+use crate::model::{CheckedRow, Customer, RawRow};
+use crate::output::describe;
+use crate::platform::{CallError, Target};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// A row on its way to the platform. The source fields travel along (moved, not copied)
+/// and are turned into the journal's form only if the row fails.
+#[derive(Debug)]
+pub(super) struct Work {
+    pub line: u64,
+    pub customer: Customer,
+    pub raw: RawRow,
+    pub columns: Arc<Vec<String>>,
+    pub jsonl: bool,
+    pub in_doubt: bool,
+}
+
+/// The original fields of a row as the journal keeps them for failures: a list for CSV
+/// sources, an object (or `{"raw": text}`) for JSONL.
+fn row_value(raw: &RawRow, columns: &[String], jsonl: bool) -> Value {
+    if let Some(text) = &raw.raw_text {
+        return json!({ "raw": text });
+    }
+    if jsonl {
+        Value::Object(
+            columns
+                .iter()
+                .zip(raw.record.iter())
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(c, v)| (c.clone(), json!(v)))
+                .collect(),
+        )
+    } else {
+        Value::Array(raw.record.iter().map(|f| json!(f)).collect())
+    }
+}
+
+/// The `done` record of a row the validator refused.
+pub(super) fn invalid_record(row: &CheckedRow, columns: &[String], jsonl: bool) -> Done {
+    let errors: Vec<_> = row.issues.iter().filter(|i| i.is_error()).collect();
+    Done {
+        line: row.raw.line,
+        external_id: row
+            .customer
+            .as_ref()
+            .map(|c| c.external_id.clone())
+            .unwrap_or_default(),
+        outcome: Outcome::Invalid,
+        platform_id: None,
+        reason: Some(
+            errors
+                .iter()
+                .map(|i| i.code.as_str())
+                .collect::<Vec<_>>()
+                .join(";"),
+        ),
+        message: Some(
+            errors
+                .iter()
+                .map(|i| describe(i))
+                .collect::<Vec<_>>()
+                .join(" | "),
+        ),
+        row: Some(row_value(&row.raw, columns, jsonl)),
+    }
+}
+
+/// What became of one row in this run.
+pub(super) enum RowEnd {
+    /// Final: journal it.
+    Done(Done),
+    /// Retries ran out; stays in doubt for a resume.
+    Unfinished(Done),
+    /// The credentials were refused: stop the run.
+    Abort(String),
+}
+
+pub(super) fn done(
+    w: &Work,
+    outcome: Outcome,
+    platform_id: Option<String>,
+    note: Option<String>,
+) -> RowEnd {
+    RowEnd::Done(Done {
+        line: w.line,
+        external_id: w.customer.external_id.clone(),
+        outcome,
+        platform_id: platform_id.filter(|p| !p.is_empty()),
+        reason: None,
+        message: note,
+        row: None,
+    })
+}
+
+/// Maps a call failure (retries already spent) to the row's end.
+fn failed(w: &Work, e: CallError) -> RowEnd {
+    let record = |reason: &str, message: String| Done {
+        line: w.line,
+        external_id: w.customer.external_id.clone(),
+        outcome: Outcome::Failed,
+        platform_id: None,
+        reason: Some(reason.to_string()),
+        message: Some(message),
+        row: Some(row_value(&w.raw, &w.columns, w.jsonl)),
+    };
+    match e {
+        CallError::Auth { message } => RowEnd::Abort(message),
+        CallError::NotFound => RowEnd::Done(record(
+            "not_found",
+            "no customer with this external id (update mode never creates)".into(),
+        )),
+        CallError::Rejected { message } | CallError::Expired { message } => {
+            RowEnd::Done(record("platform_rejected", message))
+        }
+        CallError::Conflict { message, .. } => RowEnd::Done(record("platform_rejected", message)),
+        e @ (CallError::Throttled { .. } | CallError::Unavailable { .. }) => {
+            RowEnd::Unfinished(record("unfinished", format!("retries ran out: {e}")))
+        }
+    }
+}
+
+/// Creates a row exactly once: a row in doubt is looked up first; an unanswered create puts
+/// it in doubt; an existing customer is left alone.
+async fn create_row<T: Target>(t: &T, w: &Work, mut in_doubt: bool) -> RowEnd {
+    let c = &w.customer;
+    let mut failures = 0;
+    loop {
+        if in_doubt {
+            match t.lookup(c).await {
+                Ok(Some(id)) => {
+                    return match t.complete(c, &id).await {
+                        Ok(()) => done(
+                            w,
+                            Outcome::Created,
+                            Some(id),
+                            Some("confirmed by lookup after an unanswered attempt".into()),
+                        ),
+                        Err(e) => failed(w, e),
+                    };
+                }
+                Ok(None) => {}
+                Err(e) => return failed(w, e),
+            }
+        }
+        match t.create(c).await {
+            Ok(id) => {
+                return match t.complete(c, &id).await {
+                    Ok(()) => done(w, Outcome::Created, Some(id), None),
+                    Err(e) => failed(w, e),
+                }
+            }
+            Err(CallError::Conflict { platform_id, .. }) if in_doubt => {
+                let id = platform_id.unwrap_or_default();
+                return match t.complete(c, &id).await {
+                    Ok(()) => done(
+                        w,
+                        Outcome::Created,
+                        Some(id),
+                        Some("an unanswered attempt had created it".into()),
+                    ),
+                    Err(e) => failed(w, e),
+                };
+            }
+            Err(CallError::Conflict {
+                platform_id,
+                message,
+            }) => return done(w, Outcome::Exists, platform_id, Some(message)),
+            Err(e @ CallError::Unavailable { .. }) => {
+                failures += 1;
+                if failures >= t.transport().max_attempts() {
+                    return failed(w, e);
+                }
+                in_doubt = true;
+                tokio::time::sleep(t.transport().backoff(failures)).await;
+            }
+            Err(e) => return failed(w, e),
+        }
+    }
+}
+
+/// One row in the run's mode.
+pub(super) async fn process<T: Target>(t: &T, mode: Mode, w: &Work) -> RowEnd {
+    match mode {
+        Mode::Create => create_row(t, w, w.in_doubt).await,
+        Mode::Update => match t.update(&w.customer).await {
+            Ok(id) => done(w, Outcome::Updated, Some(id), None),
+            Err(e) => failed(w, e),
+        },
+        Mode::Upsert => match t.update(&w.customer).await {
+            Ok(id) => done(w, Outcome::Updated, Some(id), None),
+            Err(CallError::NotFound) => create_row(t, w, w.in_doubt).await,
+            Err(e) => failed(w, e),
+        },
+    }
+}

@@ -1,0 +1,103 @@
+//! Settling: rows whose write may have been applied without an answer — bulk-imported rows
+//! (*pending* until the platform applies the import) and rows in doubt from an earlier run —
+//! are confirmed by one lookup or export pass before anything is sent again.
+
+use super::journal::Outcome;
+use super::row::{done, process, Work};
+use super::workers::Shared;
+use crate::model::Customer;
+use crate::platform::{CallError, Target};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Confirms bulk-imported rows: waits `settle` (doubling) between rounds; what is found is
+/// created, what is still missing after the rounds is created singly (after a lookup).
+pub(super) async fn settle_pending<T: Target>(
+    shared: &Arc<Shared<T>>,
+    settle: Duration,
+    rounds: u32,
+) {
+    let mut wait = settle;
+    for _ in 0..rounds {
+        if shared.lock_pending().is_empty() || shared.stopping() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shared.stop.wait() => return,
+        }
+        wait *= 2;
+        let rows = std::mem::take(&mut *shared.lock_pending());
+        let refs: Vec<&Customer> = rows.iter().map(|w| &w.customer).collect();
+        match shared.target.confirm(&refs).await {
+            Ok(found) => {
+                let mut missing = Vec::new();
+                for w in rows {
+                    match found.get(&w.customer.external_id) {
+                        Some(id) => shared.record(done(
+                            &w,
+                            Outcome::Created,
+                            Some(id.clone()),
+                            Some("bulk import confirmed".into()),
+                        )),
+                        None => missing.push(w),
+                    }
+                }
+                shared.lock_pending().extend(missing);
+            }
+            Err(CallError::Auth { message }) => {
+                shared.lock_pending().extend(rows);
+                shared.abort(format!("credentials refused: {message}"));
+                return;
+            }
+            Err(_) => shared.lock_pending().extend(rows),
+        }
+    }
+    if shared.stopping() {
+        return;
+    }
+    let rows = std::mem::take(&mut *shared.lock_pending());
+    for mut w in rows {
+        w.in_doubt = true;
+        let end = process(shared.target.as_ref(), shared.mode, &w).await;
+        shared.record(end);
+    }
+}
+
+/// Rows in doubt from an earlier run (bulk targets): confirmed in one pass; those found are
+/// done, the others go on as ordinary rows.
+pub(super) async fn confirm_doubtful<T: Target>(
+    shared: &Arc<Shared<T>>,
+    rows: Vec<Work>,
+) -> Vec<Work> {
+    if rows.is_empty() {
+        return rows;
+    }
+    let refs: Vec<&Customer> = rows.iter().map(|w| &w.customer).collect();
+    match shared.target.confirm(&refs).await {
+        Ok(found) => {
+            let mut rest = Vec::new();
+            for mut w in rows {
+                match found.get(&w.customer.external_id) {
+                    Some(id) => shared.record(done(
+                        &w,
+                        Outcome::Created,
+                        Some(id.clone()),
+                        Some("found on the platform after an interrupted run".into()),
+                    )),
+                    None => {
+                        w.in_doubt = false;
+                        rest.push(w);
+                    }
+                }
+            }
+            rest
+        }
+        Err(CallError::Auth { message }) => {
+            shared.abort(format!("credentials refused: {message}"));
+            Vec::new()
+        }
+        // Could not confirm in one pass: each row is looked up on its own.
+        Err(_) => rows,
+    }
+}

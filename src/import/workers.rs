@@ -1,0 +1,292 @@
+//! The lanes that send rows: a pool of workers (one row at a time each, the transport
+//! limiting how many are in flight) and, for Udesk creates, the bulk lane (100 rows a
+//! minute in one asynchronous call). [`Shared`] is the state they, the dispatcher and the
+//! settling stage share.
+
+use super::journal::{Done, JournalWriter, Record};
+use super::row::{process, RowEnd, Work};
+use super::{ImportConfig, Mode, Stop};
+use crate::model::Customer;
+use crate::platform::{BulkError, CallError, Target};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// State shared by the dispatcher, the workers and the bulk lane.
+pub(super) struct Shared<T> {
+    pub target: Arc<T>,
+    pub mode: Mode,
+    pub journal: JournalWriter,
+    pub stop: Arc<Stop>,
+    /// Rows whose retries ran out in this run (journaled by the result files, not `done`).
+    pub unfinished: Mutex<Vec<Done>>,
+    /// Bulk-imported rows waiting to be confirmed.
+    pub pending: Mutex<Vec<Work>>,
+    /// Why the run stopped on its own, if it did.
+    pub aborted: Mutex<Option<String>>,
+    /// Rows given an outcome in this run.
+    pub finished_rows: AtomicU64,
+    consecutive_unfinished: AtomicU64,
+    max_consecutive_unfinished: u64,
+}
+
+impl<T: Target> Shared<T> {
+    /// Shared state for a run writing to `journal`.
+    pub fn new(
+        target: Arc<T>,
+        config: &ImportConfig,
+        journal: JournalWriter,
+        stop: Arc<Stop>,
+    ) -> Self {
+        Shared {
+            target,
+            mode: config.mode,
+            journal,
+            stop,
+            unfinished: Mutex::new(Vec::new()),
+            pending: Mutex::new(Vec::new()),
+            aborted: Mutex::new(None),
+            finished_rows: AtomicU64::new(0),
+            consecutive_unfinished: AtomicU64::new(0),
+            max_consecutive_unfinished: config.max_consecutive_unfinished.max(1),
+        }
+    }
+
+    /// Journals a row's end; stops the run when the credentials were refused or too many
+    /// rows in a row could not be finished.
+    pub fn record(&self, end: RowEnd) {
+        match end {
+            RowEnd::Done(d) => {
+                self.consecutive_unfinished.store(0, Ordering::Relaxed);
+                self.finished_rows.fetch_add(1, Ordering::Relaxed);
+                self.journal.append(vec![Record::Done(d)]);
+            }
+            RowEnd::Unfinished(d) => {
+                let n = self.consecutive_unfinished.fetch_add(1, Ordering::Relaxed) + 1;
+                self.finished_rows.fetch_add(1, Ordering::Relaxed);
+                self.lock_unfinished().push(d);
+                if n >= self.max_consecutive_unfinished {
+                    self.abort(format!(
+                        "{n} rows in a row could not be finished; the platform seems unavailable"
+                    ));
+                }
+            }
+            RowEnd::Abort(message) => self.abort(format!("credentials refused: {message}")),
+        }
+    }
+
+    pub fn lock_unfinished(&self) -> std::sync::MutexGuard<'_, Vec<Done>> {
+        self.unfinished.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<Work>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn abort(&self, why: String) {
+        let mut a = self.aborted.lock().unwrap_or_else(|e| e.into_inner());
+        if a.is_none() {
+            *a = Some(why);
+        }
+        drop(a);
+        self.stop.request();
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.requested()
+    }
+}
+
+pub(super) type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<Work>>>;
+
+/// A worker: takes rows off the queue until it closes; after a stop, hands back the rows it
+/// takes without sending them.
+async fn worker<T: Target>(shared: Arc<Shared<T>>, queue: Queue, unsent: Arc<Mutex<Vec<u64>>>) {
+    loop {
+        let next = queue.lock().await.recv().await;
+        let Some(w) = next else { break };
+        if shared.stopping() {
+            unsent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(w.line);
+            continue;
+        }
+        let end = process(shared.target.as_ref(), shared.mode, &w).await;
+        shared.record(end);
+    }
+}
+
+/// The bulk lane (Udesk create): every interval, up to `bulk_rows` queued rows go in one
+/// asynchronous bulk import; a refused call loses its poison row (created singly, to get the
+/// platform's verdict) and is sent again at once.
+async fn bulk_lane<T: Target>(
+    shared: Arc<Shared<T>>,
+    queue: Queue,
+    interval: Duration,
+    unsent: Arc<Mutex<Vec<u64>>>,
+) {
+    let size = shared.target.bulk_rows();
+    let mut next_slot = Instant::now();
+    let mut singles = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_slot.into()) => {}
+            _ = shared.stop.wait() => break,
+        }
+        let mut rows: Vec<Work> = Vec::with_capacity(size);
+        {
+            let mut rx = queue.lock().await;
+            let first = tokio::select! {
+                w = rx.recv() => w,
+                _ = shared.stop.wait() => None,
+            };
+            let Some(first) = first else { break };
+            rows.push(first);
+            // A bulk slot is worth `size` rows: give the dispatcher a moment to fill it.
+            let deadline =
+                tokio::time::Instant::now() + (interval / 10).min(Duration::from_millis(500));
+            while rows.len() < size {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(w)) => rows.push(w),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        if shared.stopping() {
+            unsent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(rows.iter().map(|w| w.line));
+            break;
+        }
+        // Rows in doubt need a lookup first: they go the single way.
+        let (doubtful, mut batch): (Vec<Work>, Vec<Work>) =
+            rows.into_iter().partition(|w| w.in_doubt);
+        for w in doubtful {
+            let s = shared.clone();
+            singles.spawn(async move {
+                let end = process(s.target.as_ref(), s.mode, &w).await;
+                s.record(end);
+            });
+        }
+        while !batch.is_empty() {
+            let refs: Vec<&Customer> = batch.iter().map(|w| &w.customer).collect();
+            let result = shared.target.bulk_create(&refs).await;
+            match result {
+                Ok(()) => {
+                    next_slot = Instant::now() + interval + interval / 50;
+                    shared.journal.append(vec![Record::Pending {
+                        lines: batch.iter().map(|w| w.line).collect(),
+                    }]);
+                    shared.lock_pending().append(&mut batch);
+                }
+                Err(BulkError::Poison { index, .. }) => {
+                    let poison = batch.remove(index);
+                    let s = shared.clone();
+                    singles.spawn(async move {
+                        let end = process(s.target.as_ref(), s.mode, &poison).await;
+                        s.record(end);
+                    });
+                }
+                Err(BulkError::Call(CallError::Auth { message })) => {
+                    shared.abort(format!("credentials refused: {message}"));
+                    break;
+                }
+                Err(BulkError::Call(CallError::Unavailable { .. })) => {
+                    // It may have been accepted: confirm before creating any of them.
+                    next_slot = Instant::now() + interval + interval / 50;
+                    for w in &mut batch {
+                        w.in_doubt = true;
+                    }
+                    shared.lock_pending().append(&mut batch);
+                }
+                Err(BulkError::Call(_)) => {
+                    // Refused without naming a row, or throttled for too long: go single.
+                    for w in batch.drain(..) {
+                        let s = shared.clone();
+                        singles.spawn(async move {
+                            let end = process(s.target.as_ref(), s.mode, &w).await;
+                            s.record(end);
+                        });
+                    }
+                }
+            }
+        }
+    }
+    while singles.join_next().await.is_some() {}
+}
+
+/// The running lanes: the queue they take rows from, and the rows they handed back unsent
+/// after a stop.
+pub(super) struct Lanes {
+    tasks: JoinSet<()>,
+    /// Where the dispatcher puts rows.
+    pub queue: mpsc::Sender<Work>,
+    /// Lines taken off the queue after a stop and not sent.
+    pub unsent: Arc<Mutex<Vec<u64>>>,
+    /// Whether the bulk lane runs (Udesk create).
+    pub bulk: bool,
+    /// Rows the dispatcher journals `sent` and queues at a time.
+    pub chunk: usize,
+}
+
+impl Lanes {
+    /// Starts `max_concurrency` workers and, for bulk targets in create mode, the bulk lane.
+    pub fn spawn<T: Target>(shared: &Arc<Shared<T>>, config: &ImportConfig) -> Lanes {
+        let bulk_rows = shared.target.bulk_rows();
+        let bulk = config.mode == Mode::Create && bulk_rows > 0;
+        let workers = config.max_concurrency.max(1);
+        let (queue_len, chunk) = if bulk {
+            (bulk_rows + workers, bulk_rows)
+        } else {
+            (workers * 2, workers)
+        };
+        let (queue, queue_rx) = mpsc::channel::<Work>(queue_len);
+        let queue_rx: Queue = Arc::new(tokio::sync::Mutex::new(queue_rx));
+        let unsent = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = JoinSet::new();
+        for _ in 0..workers {
+            tasks.spawn(worker(shared.clone(), queue_rx.clone(), unsent.clone()));
+        }
+        if bulk {
+            tasks.spawn(bulk_lane(
+                shared.clone(),
+                queue_rx,
+                config.bulk_interval,
+                unsent.clone(),
+            ));
+        }
+        Lanes {
+            tasks,
+            queue,
+            unsent,
+            bulk,
+            chunk,
+        }
+    }
+
+    /// Waits for the lanes to empty the (closed) queue; after a stop, rows in flight get
+    /// `grace` to finish and are then abandoned (they stay `sent`, in doubt, for a resume).
+    pub async fn finish(mut self, stop: &Stop, grace: Duration) -> Vec<u64> {
+        drop(self.queue);
+        let grace_over = async {
+            stop.wait().await;
+            tokio::time::sleep(grace).await
+        };
+        tokio::pin!(grace_over);
+        loop {
+            tokio::select! {
+                next = self.tasks.join_next() => if next.is_none() { break },
+                _ = &mut grace_over => {
+                    self.tasks.abort_all();
+                    while self.tasks.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+        std::mem::take(&mut *self.unsent.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}

@@ -1,0 +1,244 @@
+//! `deskport validate`: read → map → check (parallel) → de-duplicate (in order) → write.
+//!
+//! Three threads and a rayon pool, joined by bounded channels so memory stays flat whatever
+//! the file size: the reader cuts batches, the calling thread checks each batch on the pool
+//! (output order = input order) and runs the duplicate index, the writer thread writes the
+//! clean and rejects files and keeps the tally.
+
+use crate::error::{Error, Exit};
+use crate::input::{self, InputOptions, RowReader};
+use crate::mapping::{Mapping, ResolvedMapping};
+use crate::output::{CleanWriter, OutputError, RejectsWriter};
+use crate::pipeline::{check_batches, CheckOptions, CheckedBatch};
+use crate::progress::Progress;
+use crate::report::{Tally, ValidateReport};
+use crate::validate::Rules;
+use crossbeam_channel::bounded;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Rows per batch passed between the stages.
+pub const DEFAULT_BATCH_ROWS: usize = 1024;
+
+/// Batches in flight between the checker and the writer.
+const CHANNEL_BATCHES: usize = 2;
+
+/// Everything `validate` needs, already parsed and checked.
+#[derive(Debug, Clone)]
+pub struct ValidateConfig {
+    /// What to read.
+    pub input: InputOptions,
+    /// How columns map to fields.
+    pub mapping: Mapping,
+    /// Which rules apply.
+    pub rules: Rules,
+    /// Where clean rows go.
+    pub out: Option<PathBuf>,
+    /// Where rejected rows go.
+    pub rejects: Option<PathBuf>,
+    /// Where the JSON report goes.
+    pub report: Option<PathBuf>,
+    /// Worker threads for checking.
+    pub threads: usize,
+    /// Rows per batch.
+    pub batch_rows: usize,
+    /// Whether to show a progress bar (only on a terminal).
+    pub progress: bool,
+}
+
+impl ValidateConfig {
+    /// Defaults for everything but the input.
+    pub fn new(input: InputOptions) -> Self {
+        ValidateConfig {
+            input,
+            mapping: Mapping::builtin(),
+            rules: Rules::default(),
+            out: None,
+            rejects: None,
+            report: None,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            batch_rows: DEFAULT_BATCH_ROWS,
+            progress: false,
+        }
+    }
+}
+
+/// The exit code for a finished run.
+pub fn exit_for(report: &ValidateReport) -> Exit {
+    if report.tally.rejected > 0 {
+        Exit::RowsRejected
+    } else {
+        Exit::Ok
+    }
+}
+
+/// Reads just enough of the input to know its columns and renders the mapping table.
+pub fn print_mapping(input: &InputOptions, mapping: &Mapping) -> Result<String, Error> {
+    let mut opened = input::open(input)?;
+    let columns = match &mut opened.reader {
+        RowReader::Csv(_) => opened.reader.columns(),
+        RowReader::Jsonl(_) => match opened.reader.next_batch(DEFAULT_BATCH_ROWS)? {
+            Some(batch) => batch.columns,
+            None => opened.reader.columns(),
+        },
+    };
+    Ok(mapping.resolve(&columns).render())
+}
+
+/// Runs a validation and returns its report (already written to `--report` if asked).
+pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
+    let started = Instant::now();
+    let opened = input::open(&config.input)?;
+    let source_info = opened.info.clone();
+    let bytes_read = opened.bytes_read.clone();
+    let progress = Progress::new(opened.total_bytes, config.progress);
+    let reader = opened.reader;
+    let initial_columns = reader.columns();
+    let columns_can_grow = matches!(reader, RowReader::Jsonl(_));
+    let source_format = source_info.format;
+    let (checked_tx, checked_rx) = bounded::<CheckedBatch>(CHANNEL_BATCHES);
+
+    let (tally, checked) = std::thread::scope(|scope| {
+        let writer_initial = initial_columns.clone();
+        let progress = &progress;
+        let bytes_read = &bytes_read;
+        let writer = scope.spawn(move || {
+            write_all(
+                config,
+                checked_rx,
+                &writer_initial,
+                columns_can_grow,
+                source_format,
+                |tally| {
+                    let secs = started.elapsed().as_secs_f64().max(1e-9);
+                    progress.update(
+                        bytes_read.load(Ordering::Relaxed),
+                        tally.rows_read,
+                        tally.rows_read as f64 / secs,
+                    );
+                },
+            )
+        });
+        let options = CheckOptions {
+            mapping: &config.mapping,
+            rules: &config.rules,
+            threads: config.threads,
+            batch_rows: config.batch_rows,
+        };
+        // A send fails only when the writer failed; its error is reported below.
+        let checked = check_batches(reader, options, |batch| checked_tx.send(batch).is_ok());
+        drop(checked_tx);
+        let written = writer
+            .join()
+            .map_err(|_| Error::Internal("writer thread panicked".into()));
+        (written, checked)
+    });
+    progress.finish();
+    let tally = tally??;
+    let checked = checked?;
+
+    let mapping = match checked.last_mapping {
+        Some(m) => m,
+        None => Arc::new(config.mapping.resolve(&initial_columns)),
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut outputs = BTreeMap::new();
+    for (what, path) in [
+        ("clean", &config.out),
+        ("rejects", &config.rejects),
+        ("report", &config.report),
+    ] {
+        if let Some(p) = path {
+            outputs.insert(what, p.display().to_string());
+        }
+    }
+    let report = ValidateReport {
+        deskport_version: env!("CARGO_PKG_VERSION"),
+        source: source_info,
+        target: config.rules.platform.map(|p| p.name()),
+        default_region: config
+            .rules
+            .default_region
+            .map(|r| r.as_region_str().to_string()),
+        mapping: mapping.entries(),
+        unmapped_columns: mapping.unmapped(),
+        mapping_notes: mapping.notes.clone(),
+        elapsed_seconds: elapsed,
+        rows_per_second: if elapsed > 0.0 {
+            tally.rows_read as f64 / elapsed
+        } else {
+            0.0
+        },
+        outputs,
+        duplicate_index: checked.duplicate_index,
+        tally,
+    };
+    if let Some(path) = &config.report {
+        write_report(path, &report)?;
+    }
+    Ok(report)
+}
+
+/// The writer stage: creates the output files on the first batch, writes every row to
+/// exactly one of them, and counts.
+fn write_all(
+    config: &ValidateConfig,
+    batches: crossbeam_channel::Receiver<CheckedBatch>,
+    initial_columns: &Arc<Vec<String>>,
+    columns_can_grow: bool,
+    source_format: input::Format,
+    on_batch: impl Fn(&Tally),
+) -> Result<Tally, Error> {
+    let mut tally = Tally::default();
+    let mut clean: Option<CleanWriter> = None;
+    let mut rejects: Option<RejectsWriter> = None;
+    let open = |mapping: &ResolvedMapping,
+                columns: &[String],
+                clean: &mut Option<CleanWriter>,
+                rejects: &mut Option<RejectsWriter>|
+     -> Result<(), OutputError> {
+        if let (Some(path), None) = (&config.out, &clean) {
+            *clean = Some(CleanWriter::create(path, mapping, columns_can_grow)?);
+        }
+        if let (Some(path), None) = (&config.rejects, &rejects) {
+            *rejects = Some(RejectsWriter::create(path, columns, source_format)?);
+        }
+        Ok(())
+    };
+    for batch in batches.iter() {
+        open(&batch.mapping, &batch.columns, &mut clean, &mut rejects)?;
+        for row in &batch.rows {
+            tally.add(row);
+            if row.is_clean() {
+                if let (Some(w), Some(c)) = (clean.as_mut(), row.customer.as_ref()) {
+                    w.write(c)?;
+                }
+            } else if let Some(w) = rejects.as_mut() {
+                w.write(row, &batch.columns)?;
+            }
+        }
+        on_batch(&tally);
+    }
+    let mapping = config.mapping.resolve(initial_columns);
+    open(&mapping, initial_columns, &mut clean, &mut rejects)?;
+    if let Some(w) = clean {
+        w.finish()?;
+    }
+    if let Some(w) = rejects {
+        w.finish()?;
+    }
+    Ok(tally)
+}
+
+fn write_report(path: &Path, report: &ValidateReport) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(report).map_err(|e| Error::Internal(e.to_string()))?;
+    std::fs::write(path, text + "\n").map_err(|source| {
+        Error::Output(OutputError {
+            path: path.to_path_buf(),
+            source,
+        })
+    })
+}
