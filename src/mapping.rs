@@ -172,6 +172,19 @@ pub struct Mapping {
 }
 
 impl Mapping {
+    /// `builtin`, or a hash of the overrides, which a journal keeps so a resume with
+    /// another mapping is refused.
+    pub fn identity(&self) -> String {
+        if self.overrides.is_empty() {
+            return "builtin".to_string();
+        }
+        let text = format!("{:?}", self.overrides);
+        format!(
+            "map xxh3:{:016x}",
+            xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+        )
+    }
+
     /// Only the built-in synonyms.
     pub fn builtin() -> Self {
         Mapping::default()

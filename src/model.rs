@@ -97,6 +97,10 @@ pub enum IssueCode {
     JsonInvalid,
     /// A JSONL line that is valid JSON but not an object.
     JsonNotObject,
+    /// A JSONL line whose keys would take the file past the distinct-key limit.
+    JsonTooManyKeys,
+    /// Text that looks like UTF-8 read as a single-byte encoding (a file mixing encodings).
+    EncodingMixed,
     /// A field larger than `--max-field-bytes`.
     FieldTooLarge,
     /// No external id.
@@ -105,6 +109,8 @@ pub enum IssueCode {
     IdDuplicate,
     /// The external id is longer than the platform allows.
     IdTooLong,
+    /// The external id holds control characters (NUL, escape sequences, line breaks).
+    IdChars,
     /// A phone number that is not a valid number for its region.
     PhoneInvalid,
     /// A phone number with too few digits.
@@ -155,10 +161,13 @@ impl IssueCode {
         IssueCode::EncodingInvalid,
         IssueCode::JsonInvalid,
         IssueCode::JsonNotObject,
+        IssueCode::JsonTooManyKeys,
+        IssueCode::EncodingMixed,
         IssueCode::FieldTooLarge,
         IssueCode::IdMissing,
         IssueCode::IdDuplicate,
         IssueCode::IdTooLong,
+        IssueCode::IdChars,
         IssueCode::PhoneInvalid,
         IssueCode::PhoneTooShort,
         IssueCode::PhoneTooLong,
@@ -189,10 +198,13 @@ impl IssueCode {
             IssueCode::EncodingInvalid => "encoding.invalid",
             IssueCode::JsonInvalid => "json.invalid",
             IssueCode::JsonNotObject => "json.not_object",
+            IssueCode::JsonTooManyKeys => "json.too_many_keys",
+            IssueCode::EncodingMixed => "encoding.mixed",
             IssueCode::FieldTooLarge => "field.too_large",
             IssueCode::IdMissing => "id.missing",
             IssueCode::IdDuplicate => "id.duplicate",
             IssueCode::IdTooLong => "id.too_long",
+            IssueCode::IdChars => "id.chars",
             IssueCode::PhoneInvalid => "phone.invalid",
             IssueCode::PhoneTooShort => "phone.too_short",
             IssueCode::PhoneTooLong => "phone.too_long",

@@ -2,10 +2,10 @@
 //! shared by `import`, `export` and `reconcile`; the credentials they read; the clients and
 //! the Ctrl-C handling those commands share.
 
-use super::{seconds, usage, Ui};
+use super::{seconds, usage, LogFormat, Ui};
 use crate::import::Stop;
 use crate::platform::omnidesk::Omnidesk;
-use crate::platform::transport::{Transport, TransportConfig};
+use crate::platform::transport::{PauseNotice, Transport, TransportConfig};
 use crate::platform::udesk::{Udesk, UdeskAuth};
 use crate::platform::{BaseUrl, Secret};
 use crate::validate::Platform;
@@ -56,6 +56,10 @@ pub struct ConnectArgs {
     /// Seconds allowed for one request.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub timeout: f64,
+    /// Stop the run (exit 3, safe to resume) when the platform asks to wait longer than
+    /// this (Retry-After), or has not answered successfully for this long.
+    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+    pub give_up_after: f64,
     /// Attempts per request before giving up on it.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub max_attempts: u32,
@@ -158,7 +162,7 @@ impl ConnectArgs {
     }
 
     /// The transport these flags ask for.
-    pub fn transport(&self, minute: Duration) -> anyhow::Result<Transport> {
+    pub fn transport(&self, minute: Duration, ui: Ui) -> anyhow::Result<Transport> {
         let rate =
             match self.target {
                 Platform::Omnidesk => self.rate,
@@ -172,9 +176,13 @@ impl ConnectArgs {
             max_concurrency: self.max_concurrency,
             rate_per_second: rate,
             adaptive: !self.fixed_concurrency,
+            give_up_after: seconds("--give-up-after", self.give_up_after)?
+                .max(Duration::from_secs(1)),
             ..TransportConfig::default()
         };
-        Transport::new(config).context("building the HTTP client")
+        let mut transport = Transport::new(config).context("building the HTTP client")?;
+        transport.on_pause(Arc::new(move |notice: &PauseNotice| log_pause(ui, notice)));
+        Ok(transport)
     }
 
     /// Starts the sandbox when asked, and gathers origin and credentials.
@@ -266,6 +274,26 @@ impl ConnectArgs {
     }
 }
 
+/// Says that every worker pauses, and why, in the log format (not with `--quiet`), so a run
+/// that waits for the platform never looks hung.
+fn log_pause(ui: Ui, notice: &PauseNotice) {
+    if ui.quiet {
+        return;
+    }
+    let why = if notice.asked_by_platform {
+        "the platform asked to wait (Retry-After)"
+    } else {
+        "the platform refused requests (rate limit or overload)"
+    };
+    match ui.log_format {
+        LogFormat::Text => eprintln!("pausing {:.0} s: {why}", notice.seconds),
+        LogFormat::Json => eprintln!(
+            "{}",
+            serde_json::json!({"level": "warn", "event": "pause", "seconds": notice.seconds, "asked_by_platform": notice.asked_by_platform, "message": why})
+        ),
+    }
+}
+
 /// The Omnidesk client for these settings.
 pub fn omnidesk_client(
     settings: &PlatformSettings,
@@ -316,23 +344,42 @@ pub fn spawn_ctrl_c(
     });
 }
 
-/// The command line that continues this run: the same arguments with `--resume`.
-pub fn rerun_hint() -> String {
-    let mut words: Vec<String> = std::env::args()
+/// The command line that continues this run: the same arguments (never credentials: they
+/// are not flags) without `--restart`, with `--resume`, and with each of `implied` that was
+/// not given (a flag whose default the run derived, such as the journal directory).
+pub fn rerun_hint(implied: &[(&str, String)]) -> String {
+    let given: Vec<String> = std::env::args_os()
         .skip(1)
-        .filter(|a| a != "--restart")
-        .map(|a| {
-            if a.is_empty()
-                || a.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>*?".contains(c))
-            {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            } else {
-                a
-            }
-        })
+        .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    let mut words: Vec<String> = given
+        .iter()
+        .filter(|a| *a != "--restart")
+        .cloned()
+        .collect();
+    for (flag, value) in implied {
+        let present = given
+            .iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+        if !present {
+            words.push((*flag).to_string());
+            words.push(value.clone());
+        }
+    }
     if !words.iter().any(|w| w == "--resume") {
         words.push("--resume".into());
     }
-    format!("deskport {}", words.join(" "))
+    let quoted: Vec<String> = words.into_iter().map(shell_quoted).collect();
+    format!("deskport {}", quoted.join(" "))
+}
+
+/// A word as a POSIX shell reads it back.
+fn shell_quoted(word: String) -> String {
+    if word.is_empty()
+        || word.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>*?()#~".contains(c))
+    {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    } else {
+        word
+    }
 }

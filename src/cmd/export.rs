@@ -97,7 +97,7 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
         .format
         .unwrap_or_else(|| OutFormat::from_path(&args.out));
     let minute = connect.minute()?;
-    let transport = connect.transport(minute)?;
+    let transport = connect.transport(minute, ui)?;
     let ttl = match args.udesk_scroll_ttl {
         Some(t) => seconds("--udesk-scroll-ttl", t)?,
         None => minute,
@@ -148,7 +148,7 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
             Platform::Udesk => export_cmd::Client::Udesk(udesk_client(settings, base, transport)),
         };
         let stop = Arc::new(Stop::default());
-        let hint = rerun_hint();
+        let hint = rerun_hint(&[]);
         spawn_ctrl_c(
             stop.clone(),
             hint.clone(),

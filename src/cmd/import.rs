@@ -1,7 +1,7 @@
 //! `deskport import`: flags → [`ImportConfig`] → [`import::run`](crate::import::run) (or the
 //! dry run) against the chosen platform → summary and the command that resumes.
 
-use super::connect::{omnidesk_client, spawn_ctrl_c, udesk_client, ConnectArgs};
+use super::connect::{omnidesk_client, rerun_hint, spawn_ctrl_c, udesk_client, ConnectArgs};
 use super::read::ReadArgs;
 use super::{usage, Ui};
 use crate::import::{self as import_cmd, ImportConfig, Mode, Stop};
@@ -83,7 +83,7 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
     let minute = connect.minute()?;
     config.bulk_interval = minute;
     config.bulk_settle = minute.mul_f64(2.0 / 60.0).max(Duration::from_millis(20));
-    let transport = connect.transport(minute)?;
+    let transport = connect.transport(minute, ui)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let connection = connect.connect(ui).await?;
@@ -98,8 +98,14 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
         if !connect.has_credentials(settings) && !args.dry_run {
             return Err(connect.no_credentials());
         }
+        let mut config = config;
+        config.origin = if connect.sandbox {
+            "sandbox".to_string()
+        } else {
+            base.join("")
+        };
         let stop = Arc::new(Stop::default());
-        let hint = resume_hint(&args, &config);
+        let hint = rerun_hint(&[("--journal", config.journal_dir.display().to_string())]);
         spawn_ctrl_c(stop.clone(), hint.clone(), ui.quiet, "no new rows; finishing requests in flight", "the journal");
         let exit = match connect.target {
             Platform::Omnidesk => {
@@ -111,6 +117,7 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
                         return Err(usage("--brand-id is required for Omnidesk (rows with a brand_id column use their own)"))
                     }
                 };
+                config.brand_id = Some(brand);
                 let client = omnidesk_client(settings, base, brand, transport);
                 drive(client, &config, &args, lookups, stop, &hint, ui).await
             }
@@ -122,24 +129,6 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
         connection.close().await;
         exit
     })
-}
-
-/// The command that continues this run.
-fn resume_hint(args: &ImportArgs, config: &ImportConfig) -> String {
-    let mut hint = format!(
-        "deskport import {} --target {} --mode {} --journal {} --resume",
-        args.input,
-        args.connect.target.name(),
-        args.mode.as_str(),
-        config.journal_dir.display()
-    );
-    if let Some(b) = args.brand_id {
-        hint.push_str(&format!(" --brand-id {b}"));
-    }
-    if args.connect.sandbox {
-        hint.push_str(" --sandbox");
-    }
-    hint
 }
 
 async fn drive<T: Target>(

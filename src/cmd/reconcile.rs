@@ -71,7 +71,7 @@ pub fn run(args: ReconcileArgs, ui: Ui) -> anyhow::Result<Exit> {
         concurrency: connect.max_concurrency,
     };
     let minute = connect.minute()?;
-    let transport = connect.transport(minute)?;
+    let transport = connect.transport(minute, ui)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let connection = connect.connect(ui).await?;

@@ -5,6 +5,7 @@
 use super::journal::{JournalState, Record};
 use super::row::{invalid_record, Work};
 use super::settle::confirm_doubtful;
+use super::start::InputWatch;
 use super::workers::{Lanes, Shared};
 use crate::error::Error;
 use crate::pipeline::CheckedBatch;
@@ -30,6 +31,7 @@ pub(super) async fn dispatch<T: Target>(
     rows: &mut mpsc::Receiver<Result<CheckedBatch, Error>>,
     state: &JournalState,
     lanes: &Lanes,
+    watch: &InputWatch,
     jsonl: bool,
     skipped: &AtomicU64,
 ) -> Dispatched {
@@ -50,6 +52,11 @@ pub(super) async fn dispatch<T: Target>(
             }
             None => break,
         };
+        // Rows read after the file changed are not the rows the journal is for.
+        if watch.changed() {
+            shared.abort(watch.reason());
+            break;
+        }
         for row in batch.rows {
             rows_read += 1;
             let line = row.raw.line;
@@ -77,7 +84,10 @@ pub(super) async fn dispatch<T: Target>(
             if w.in_doubt && lanes.bulk {
                 doubtful.push(w);
                 if doubtful.len() >= CONFIRM_BATCH {
-                    ready.extend(confirm_doubtful(shared, std::mem::take(&mut doubtful)).await);
+                    ready.extend(
+                        confirm_doubtful(shared, std::mem::take(&mut doubtful), &state.pending)
+                            .await,
+                    );
                 }
             } else {
                 ready.push(w);
@@ -90,7 +100,7 @@ pub(super) async fn dispatch<T: Target>(
         }
     }
     if !shared.stopping() {
-        ready.extend(confirm_doubtful(shared, std::mem::take(&mut doubtful)).await);
+        ready.extend(confirm_doubtful(shared, std::mem::take(&mut doubtful), &state.pending).await);
         send_chunk(shared, &lanes.queue, std::mem::take(&mut ready)).await;
     }
     Dispatched {

@@ -115,10 +115,8 @@ pub async fn run<T: Target>(
             } else {
                 let lookup = slot.into_inner().unwrap_or_else(|e| e.into_inner());
                 match (config.mode, lookup) {
-                    (_, Some(Err(CallError::Auth { message }))) => {
-                        return Err(ImportError::Usage(format!(
-                            "credentials refused: {message}"
-                        )))
+                    (_, Some(Err(e))) if e.stops_run() => {
+                        return Err(ImportError::Usage(e.to_string()))
                     }
                     (_, Some(Err(e))) => {
                         report.undecided += 1;

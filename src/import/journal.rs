@@ -4,8 +4,11 @@
 //! back: rows with `done` are skipped, rows `sent` or `pending` without `done` are *in doubt*
 //! and are looked up on the platform before anything is created again.
 //!
-//! A torn last line (the process died mid-write) is ignored; a broken line elsewhere means
-//! the file is not ours and the run refuses it. The journal never holds credentials.
+//! A torn line (the process died mid-write) is ignored where a crash leaves one: last in the
+//! file, or just before the `run` record a resume starts with. A broken line anywhere else,
+//! a journal whose first record is not a `run` header, or a record naming a line beyond
+//! the input means the file is damaged or not ours, and the run refuses it. The journal
+//! never holds credentials.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -33,6 +36,19 @@ pub struct RunHeader {
     pub format: String,
     /// The CSV header (empty for JSONL).
     pub columns: Vec<String>,
+    /// Where rows go: the platform's origin, or `sandbox`. (Absent in journals of older
+    /// versions, which are then not checked for it.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The Omnidesk brand for rows without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand_id: Option<u64>,
+    /// How rows are judged: platform rules, default region, duplicate policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<String>,
+    /// The column mapping: `builtin`, or a hash of the `--map` file's rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<String>,
 }
 
 /// The final outcome of a row.
@@ -187,17 +203,76 @@ pub enum JournalError {
         source: io::Error,
     },
     /// A line of the file is not a journal record (nor a torn one).
-    #[error("journal {path} line {line} is not a deskport journal record; is this the right --journal directory?")]
+    #[error("journal {path} line {line} is not a deskport journal record (damaged, or not a deskport journal); check the --journal directory, or --restart to set it aside and start over")]
     Corrupt {
         /// The file.
         path: PathBuf,
         /// The 1-based line.
         line: usize,
     },
+    /// The first record is not the run header that fixes the journal's input and settings.
+    #[error("journal {path} has no run header (its first line is damaged or missing), so it cannot be checked against this input; --restart to set it aside and start over")]
+    NoHeader {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A record names an input line the input does not have.
+    #[error("journal {path} line {line} names input line {input_line}, but the input has only {input_lines} lines: the journal is damaged or for another file; --restart to set it aside")]
+    BeyondInput {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based journal line.
+        line: usize,
+        /// The input line it names.
+        input_line: u64,
+        /// Lines in the input.
+        input_lines: u64,
+    },
 }
 
-/// Reads a journal; `None` when there is none (or it is empty).
-pub fn load(path: &Path) -> Result<Option<JournalState>, JournalError> {
+impl Record {
+    /// The input lines a record names.
+    fn lines(&self) -> &[u64] {
+        match self {
+            Record::Run(_) => &[],
+            Record::Sent { lines } | Record::Unsent { lines } | Record::Pending { lines } => lines,
+            Record::Done(d) => std::slice::from_ref(&d.line),
+        }
+    }
+}
+
+/// The header of a journal's first run, read alone (before [`load`], so a journal for
+/// another input is named as such rather than by the first line number it lacks).
+pub fn first_header(path: &Path) -> Result<Option<RunHeader>, JournalError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(JournalError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    for line in BufReader::new(file).split(b'\n') {
+        let line = line.map_err(|source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        return Ok(match serde_json::from_slice(&line) {
+            Ok(Record::Run(h)) => Some(h),
+            _ => None,
+        });
+    }
+    Ok(None)
+}
+
+/// Reads a journal; `None` when there is none (or it holds nothing but a torn first
+/// record). `input_lines` bounds the line numbers records may name.
+pub fn load(path: &Path, input_lines: u64) -> Result<Option<JournalState>, JournalError> {
     let io_err = |source| JournalError::Io {
         path: path.to_path_buf(),
         source,
@@ -207,8 +282,15 @@ pub fn load(path: &Path) -> Result<Option<JournalState>, JournalError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(e)),
     };
+    let corrupt = |line: usize| JournalError::Corrupt {
+        path: path.to_path_buf(),
+        line,
+    };
     let mut state = JournalState::default();
     let mut any = false;
+    // A line that did not parse but looks like the start of one of ours: torn by a crash
+    // if it is the last line, or if the next record is a resumed run's header.
+    let mut torn: Option<usize> = None;
     for (n, line) in BufReader::new(file).split(b'\n').enumerate() {
         let line = line.map_err(io_err)?;
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -216,15 +298,30 @@ pub fn load(path: &Path) -> Result<Option<JournalState>, JournalError> {
         }
         let record: Record = match serde_json::from_slice(&line) {
             Ok(r) => r,
-            // A record torn by a crash mid-write: its event never completed.
-            Err(_) if line.starts_with(b"{\"t\":\"") => continue,
-            Err(_) => {
-                return Err(JournalError::Corrupt {
-                    path: path.to_path_buf(),
-                    line: n + 1,
-                })
+            Err(_) if torn.is_none() && line.starts_with(b"{\"t\":\"") => {
+                torn = Some(n + 1);
+                continue;
             }
+            Err(_) => return Err(corrupt(torn.unwrap_or(n + 1))),
         };
+        if let Some(at) = torn.take() {
+            if !matches!(record, Record::Run(_)) {
+                return Err(corrupt(at));
+            }
+        }
+        if !any && !matches!(record, Record::Run(_)) {
+            return Err(JournalError::NoHeader {
+                path: path.to_path_buf(),
+            });
+        }
+        if let Some(&beyond) = record.lines().iter().find(|&&l| l == 0 || l > input_lines) {
+            return Err(JournalError::BeyondInput {
+                path: path.to_path_buf(),
+                line: n + 1,
+                input_line: beyond,
+                input_lines,
+            });
+        }
         any = true;
         apply(&mut state, record);
     }
@@ -451,31 +548,103 @@ mod tests {
         assert!(!st.pending.contains(3) && !st.in_doubt.contains(3));
     }
 
+    fn header() -> Record {
+        Record::Run(RunHeader {
+            v: VERSION,
+            fingerprint: "xxh3-128:0:1".into(),
+            input: "in.csv".into(),
+            target: "omnidesk".into(),
+            mode: "create".into(),
+            format: "csv".into(),
+            columns: vec![],
+            origin: Some("sandbox".into()),
+            brand_id: Some(1),
+            rules: None,
+            mapping: None,
+        })
+    }
+
+    fn write(path: &Path, records: Vec<Record>) {
+        let w = JournalWriter::open(path).unwrap();
+        w.append(records);
+        w.close().unwrap();
+    }
+
     #[test]
-    fn torn_last_line_is_ignored_but_a_broken_middle_is_refused() {
+    fn a_torn_line_is_ignored_where_a_crash_leaves_one_and_refused_elsewhere() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.jsonl");
-        let w = JournalWriter::open(&path).unwrap();
-        w.append(vec![
-            Record::Sent { lines: vec![7] },
-            done(7, Outcome::Exists),
-        ]);
-        w.close().unwrap();
+        write(
+            &path,
+            vec![
+                header(),
+                Record::Sent { lines: vec![7] },
+                done(7, Outcome::Exists),
+            ],
+        );
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str("{\"t\":\"done\",\"li");
         std::fs::write(&path, &text).unwrap();
-        let st = load(&path).unwrap().unwrap();
-        assert!(st.finals.contains(7));
-        // Appending after a torn line starts on a fresh line.
-        let w = JournalWriter::open(&path).unwrap();
-        w.append(vec![done(8, Outcome::Created)]);
-        w.close().unwrap();
-        let st = load(&path).unwrap().unwrap();
+        let st = load(&path, 100).unwrap().unwrap();
+        assert!(st.finals.contains(7), "a torn last line is ignored");
+        // A resume appends its header after the torn line: still fine.
+        write(&path, vec![header(), done(8, Outcome::Created)]);
+        let st = load(&path, 100).unwrap().unwrap();
         assert!(st.finals.contains(8));
+        // The same broken line before anything but a run header is damage.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"t\":\"sent\",\"lines\":[1\n{\"t\":\"sent\",\"lines\":[2]}\n");
+        std::fs::write(&path, &text).unwrap();
+        let lines = text.lines().count();
+        assert!(matches!(
+            load(&path, 100),
+            Err(JournalError::Corrupt { line, .. }) if line == lines - 1
+        ));
         std::fs::write(&path, "garbage\n{\"t\":\"sent\",\"lines\":[1]}\n").unwrap();
         assert!(matches!(
-            load(&path),
+            load(&path, 100),
             Err(JournalError::Corrupt { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn a_journal_without_its_header_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        write(
+            &path,
+            vec![Record::Sent { lines: vec![2] }, done(2, Outcome::Created)],
+        );
+        assert!(matches!(
+            load(&path, 100),
+            Err(JournalError::NoHeader { .. })
+        ));
+        // A header torn by a crash before anything else was written: no journal at all.
+        std::fs::write(&path, "{\"t\":\"run\",\"v\":1,\"finger").unwrap();
+        assert!(load(&path, 100).unwrap().is_none());
+    }
+
+    #[test]
+    fn line_numbers_beyond_the_input_are_refused_before_anything_is_allocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        write(
+            &path,
+            vec![header(), done(99_999_999_999_999, Outcome::Created)],
+        );
+        let err = load(&path, 1_000).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                JournalError::BeyondInput {
+                    input_line: 99_999_999_999_999,
+                    input_lines: 1_000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        write(&path, vec![Record::Sent { lines: vec![0] }]);
+        assert!(load(&path, 1_000).is_err(), "line 0 does not exist either");
     }
 }

@@ -126,6 +126,11 @@ pub struct ImportConfig {
     pub mode: Mode,
     /// Where the journal and results go.
     pub journal_dir: PathBuf,
+    /// Where rows go: the platform's origin (`sandbox` for the in-process one). A resume to
+    /// another origin is refused.
+    pub origin: String,
+    /// The Omnidesk brand for rows without one. A resume with another is refused.
+    pub brand_id: Option<u64>,
     /// Continue the journal's run.
     pub resume: bool,
     /// Set the journal aside and start over.
@@ -155,6 +160,8 @@ impl ImportConfig {
             rules: Rules::default(),
             mode,
             journal_dir,
+            origin: String::new(),
+            brand_id: None,
             resume: false,
             restart: false,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -330,9 +337,8 @@ pub async fn run<T: Target>(
         stop.clone(),
     ));
     let lanes = Lanes::spawn(&shared, config);
-    // Gzip input has no useful line count: a spinner then.
-    let estimate =
-        (!run.opened.info.gzip).then_some(run.line_breaks.saturating_sub(u64::from(!run.jsonl)));
+    // Line feeds of the decompressed content, less a CSV header.
+    let estimate = Some(run.print.line_feeds.saturating_sub(u64::from(!run.jsonl)));
     let progress = Arc::new(Progress::rows(estimate, config.progress));
     let skipped = Arc::new(AtomicU64::new(0));
     let ticker = spawn_ticker(progress.clone(), shared.clone(), skipped.clone(), started);
@@ -343,7 +349,10 @@ pub async fn run<T: Target>(
         config.threads,
         256,
     );
-    let dispatched = dispatch(&shared, &mut rows, &run.state, &lanes, run.jsonl, &skipped).await;
+    let dispatched = dispatch(
+        &shared, &mut rows, &run.state, &lanes, &run.watch, run.jsonl, &skipped,
+    )
+    .await;
     drop(rows);
     pipeline.join().ok();
     let bulk = lanes.bulk;
@@ -358,6 +367,18 @@ pub async fn run<T: Target>(
         shared
             .journal
             .append(vec![Record::Unsent { lines: unsent }]);
+    }
+    // The file was read to its end: its content must still be what was fingerprinted.
+    if !stop.requested() && dispatched.input_error.is_none() {
+        let unchanged = match &config.input.path {
+            crate::input::InputPath::File(p) => {
+                !run.watch.changed() && start::fingerprint(p).is_ok_and(|f| f.id == run.print.id)
+            }
+            crate::input::InputPath::Stdin => true,
+        };
+        if !unchanged {
+            shared.abort(run.watch.reason());
+        }
     }
     let files = ResultFiles::in_dir(&run.dir, run.jsonl);
     let ran = Ran {

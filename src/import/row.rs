@@ -77,7 +77,7 @@ pub(super) enum RowEnd {
     Done(Done),
     /// Retries ran out; stays in doubt for a resume.
     Unfinished(Done),
-    /// The credentials were refused: stop the run.
+    /// The credentials were refused or the platform is unusable: stop the run (why).
     Abort(String),
 }
 
@@ -110,7 +110,7 @@ fn failed(w: &Work, e: CallError) -> RowEnd {
         row: Some(row_value(&w.raw, &w.columns, w.jsonl)),
     };
     match e {
-        CallError::Auth { message } => RowEnd::Abort(message),
+        e @ (CallError::Auth { .. } | CallError::Unusable { .. }) => RowEnd::Abort(e.to_string()),
         CallError::NotFound => RowEnd::Done(record(
             "not_found",
             "no customer with this external id (update mode never creates)".into(),
@@ -171,6 +171,25 @@ async fn create_row<T: Target>(t: &T, w: &Work, mut in_doubt: bool) -> RowEnd {
                 platform_id,
                 message,
             }) => return done(w, Outcome::Exists, platform_id, Some(message)),
+            // A row in doubt may collide with itself on any unique field (Udesk: "Email
+            // duplicate"): an earlier attempt may have been applied in the meantime.
+            Err(CallError::Rejected { message }) if in_doubt => {
+                return match t.lookup(c).await {
+                    Ok(Some(id)) => match t.complete(c, &id).await {
+                        Ok(()) => done(
+                            w,
+                            Outcome::Created,
+                            Some(id),
+                            Some(format!(
+                                "an earlier unanswered attempt had created it (a second create was refused: {message})"
+                            )),
+                        ),
+                        Err(e) => failed(w, e),
+                    },
+                    Ok(None) => failed(w, CallError::Rejected { message }),
+                    Err(e) => failed(w, e),
+                };
+            }
             Err(e @ CallError::Unavailable { .. }) => {
                 failures += 1;
                 if failures >= t.transport().max_attempts() {

@@ -2,11 +2,11 @@
 //! (*pending* until the platform applies the import) and rows in doubt from an earlier run —
 //! are confirmed by one lookup or export pass before anything is sent again.
 
-use super::journal::Outcome;
+use super::journal::{LineSet, Outcome};
 use super::row::{done, process, Work};
 use super::workers::Shared;
 use crate::model::Customer;
-use crate::platform::{CallError, Target};
+use crate::platform::Target;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,9 +45,9 @@ pub(super) async fn settle_pending<T: Target>(
                 }
                 shared.lock_pending().extend(missing);
             }
-            Err(CallError::Auth { message }) => {
+            Err(e) if e.stops_run() => {
                 shared.lock_pending().extend(rows);
-                shared.abort(format!("credentials refused: {message}"));
+                shared.abort(e.to_string());
                 return;
             }
             Err(_) => shared.lock_pending().extend(rows),
@@ -65,10 +65,13 @@ pub(super) async fn settle_pending<T: Target>(
 }
 
 /// Rows in doubt from an earlier run (bulk targets): confirmed in one pass; those found are
-/// done, the others go on as ordinary rows.
+/// done. A row an earlier bulk import accepted (`pending`) may still be applied by the
+/// platform, so one not found yet waits with this run's pending rows for the settling
+/// rounds; the others surely never reached the platform and go on as ordinary rows.
 pub(super) async fn confirm_doubtful<T: Target>(
     shared: &Arc<Shared<T>>,
     rows: Vec<Work>,
+    pending: &LineSet,
 ) -> Vec<Work> {
     if rows.is_empty() {
         return rows;
@@ -85,6 +88,7 @@ pub(super) async fn confirm_doubtful<T: Target>(
                         Some(id.clone()),
                         Some("found on the platform after an interrupted run".into()),
                     )),
+                    None if pending.contains(w.line) => shared.lock_pending().push(w),
                     None => {
                         w.in_doubt = false;
                         rest.push(w);
@@ -93,8 +97,8 @@ pub(super) async fn confirm_doubtful<T: Target>(
             }
             rest
         }
-        Err(CallError::Auth { message }) => {
-            shared.abort(format!("credentials refused: {message}"));
+        Err(e) if e.stops_run() => {
+            shared.abort(e.to_string());
             Vec::new()
         }
         // Could not confirm in one pass: each row is looked up on its own.

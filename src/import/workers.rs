@@ -73,7 +73,7 @@ impl<T: Target> Shared<T> {
                     ));
                 }
             }
-            RowEnd::Abort(message) => self.abort(format!("credentials refused: {message}")),
+            RowEnd::Abort(why) => self.abort(why),
         }
     }
 
@@ -191,13 +191,17 @@ async fn bulk_lane<T: Target>(
                         s.record(end);
                     });
                 }
-                Err(BulkError::Call(CallError::Auth { message })) => {
-                    shared.abort(format!("credentials refused: {message}"));
+                Err(BulkError::Call(e)) if e.stops_run() => {
+                    shared.abort(e.to_string());
                     break;
                 }
                 Err(BulkError::Call(CallError::Unavailable { .. })) => {
-                    // It may have been accepted: confirm before creating any of them.
+                    // It may have been accepted: confirm before creating any of them, also
+                    // after a crash (journaled as pending, like an accepted import).
                     next_slot = Instant::now() + interval + interval / 50;
+                    shared.journal.append(vec![Record::Pending {
+                        lines: batch.iter().map(|w| w.line).collect(),
+                    }]);
                     for w in &mut batch {
                         w.in_doubt = true;
                     }

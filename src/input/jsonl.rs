@@ -16,6 +16,10 @@ use std::sync::Arc;
 /// A line may hold this many times the field limit before it is refused unread.
 const LINE_LIMIT_FACTOR: usize = 64;
 
+/// Most distinct keys (columns) one file may bring. Every row holds a value slot per
+/// column, so without a limit a file of rows with ever new keys grows quadratically.
+pub const MAX_KEYS: usize = 2048;
+
 /// Streams the rows of a JSONL source.
 pub struct JsonlRows {
     input: BufReader<Box<dyn Read + Send>>,
@@ -141,6 +145,20 @@ impl JsonlRows {
         };
         let mut flat = Vec::new();
         flatten("", &object, &mut flat);
+        let new_keys = flat
+            .iter()
+            .filter(|(k, _)| !self.index.contains_key(k))
+            .count();
+        if self.columns.len() + new_keys > MAX_KEYS {
+            let issue = Issue::error(
+                IssueCode::JsonTooManyKeys,
+                format!(
+                    "line brings {new_keys} new keys, past the limit of {MAX_KEYS} distinct keys a file may have ({} so far)",
+                    self.columns.len()
+                ),
+            );
+            return Ok(Some(self.broken(line, issue, Some(text.to_string()))));
+        }
         let mut values: Vec<String> = vec![String::new(); self.columns.len()];
         let mut issue = None;
         for (key, value) in flat {

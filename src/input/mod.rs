@@ -194,7 +194,7 @@ impl DelimiterInfo {
 /// A streaming reader of either format.
 pub enum RowReader {
     /// A CSV source.
-    Csv(csv_reader::CsvRows),
+    Csv(Box<csv_reader::CsvRows>),
     /// A JSONL source.
     Jsonl(jsonl::JsonlRows),
 }
@@ -299,7 +299,7 @@ pub fn open_stream(
             let rows =
                 csv_reader::CsvRows::new(decoded.reader, delimiter, options.max_field_bytes)?;
             (
-                RowReader::Csv(rows),
+                RowReader::Csv(Box::new(rows)),
                 Some(DelimiterInfo::new(delimiter, options.delimiter.is_some())),
             )
         }

@@ -21,9 +21,40 @@ use std::future::Future;
 use std::time::Duration;
 
 /// A credential: never printed, logged or serialized (it can be read from a config file).
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
+
+/// Read from a config file as a string, or as a number or boolean written without quotes:
+/// a type error would otherwise echo the value in its message.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a credential (a quoted string)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret::new(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+                Err(E::custom(
+                    "a credential written as a decimal number loses digits; put it in quotes",
+                ))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
 
 impl Secret {
     /// Wraps a credential.
@@ -82,6 +113,14 @@ pub enum CallError {
         /// The platform's message.
         message: String,
     },
+    /// The platform cannot be worked with now, whatever the row: a redirect (API calls are
+    /// never redirected), a page that is not an API reply, a `Retry-After` or a silence
+    /// longer than the run may wait. The run stops, safe to resume.
+    #[error("platform unusable: {message}")]
+    Unusable {
+        /// What was seen, without URLs' queries or credentials.
+        message: String,
+    },
     /// No usable reply (5xx, cut connection, timeout): retryable; the request may or may
     /// not have been applied.
     #[error("no usable reply: {message}")]
@@ -91,6 +130,14 @@ pub enum CallError {
         /// Whether the request may have been applied (false only when it never left).
         maybe_applied: bool,
     },
+}
+
+impl CallError {
+    /// Whether this failure ends the whole run rather than one row (refused credentials, an
+    /// unusable platform): no other row can do better.
+    pub fn stops_run(&self) -> bool {
+        matches!(self, CallError::Auth { .. } | CallError::Unusable { .. })
+    }
 }
 
 /// A bulk import the platform refused as a whole.
@@ -178,6 +225,19 @@ pub trait Target: Send + Sync + 'static {
     fn transport(&self) -> &transport::Transport;
 }
 
+/// `text` with the values of credential-like parameters cut out, wherever a platform's
+/// message may echo a request: `sign=…`, `nonce=…`, `token=…`, `password=…`, `apiKey: …`,
+/// `"open_api_auth_token": "…"` and the like (query strings, headers and JSON alike).
+pub fn redact(text: &str) -> String {
+    static PATTERN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(?i)\b((?:sign|nonce|[a-z_]*token|password|passwd|api_?key|secret|authorization)["']?\s*[=:]\s*["']?)(?:bearer\s+)?[^&\s"',;}]+"#,
+        )
+        .expect("a valid pattern")
+    });
+    PATTERN.replace_all(text, "${1}<redacted>").into_owned()
+}
+
 /// A platform origin as the user knows it (`https://acme.omnidesk.com`), checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrl(reqwest::Url);
@@ -194,13 +254,38 @@ pub enum BaseUrlError {
     /// Plain http to a host that is not this machine.
     #[error("--base-url {0:?}: plain http:// is only allowed to this machine (127.0.0.1, ::1, localhost); use https://")]
     PlainHttp(String),
+    /// `user:password@` in the URL: credentials come from the environment or `--config`.
+    #[error("--base-url {0:?} carries a user name or password; give only the origin (credentials come from the environment or --config)")]
+    Userinfo(String),
+}
+
+/// `raw` as it may be shown in a message: anything between `://` and the last `@` of the
+/// authority (a user name or password) is replaced by `…`.
+fn shown(raw: &str) -> String {
+    let raw = raw.trim();
+    let Some(start) = raw.find("://").map(|i| i + 3) else {
+        return match raw.rfind('@') {
+            Some(at) => format!("…{}", &raw[at..]),
+            None => raw.to_string(),
+        };
+    };
+    let end = raw[start..]
+        .find(['/', '?', '#'])
+        .map_or(raw.len(), |i| start + i);
+    match raw[start..end].rfind('@') {
+        Some(at) => format!("{}…{}", &raw[..start], &raw[start + at..]),
+        None => raw.to_string(),
+    }
 }
 
 impl BaseUrl {
     /// Parses and checks an origin; a trailing `/api/v2` or `/open_api_v1` is tolerated.
     pub fn parse(raw: &str) -> Result<Self, BaseUrlError> {
         let mut url =
-            reqwest::Url::parse(raw.trim()).map_err(|_| BaseUrlError::Invalid(raw.into()))?;
+            reqwest::Url::parse(raw.trim()).map_err(|_| BaseUrlError::Invalid(shown(raw)))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(BaseUrlError::Userinfo(shown(raw)));
+        }
         match url.scheme() {
             "https" => {}
             "http" => {
@@ -211,13 +296,13 @@ impl BaseUrl {
                     None => false,
                 };
                 if !loopback {
-                    return Err(BaseUrlError::PlainHttp(raw.into()));
+                    return Err(BaseUrlError::PlainHttp(shown(raw)));
                 }
             }
-            _ => return Err(BaseUrlError::Scheme(raw.into())),
+            _ => return Err(BaseUrlError::Scheme(shown(raw))),
         }
         if url.host().is_none() {
-            return Err(BaseUrlError::Invalid(raw.into()));
+            return Err(BaseUrlError::Invalid(shown(raw)));
         }
         url.set_query(None);
         url.set_fragment(None);
@@ -241,6 +326,20 @@ impl BaseUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_credential_without_quotes_is_read_and_never_echoed() {
+        #[derive(serde::Deserialize)]
+        struct S {
+            key: Secret,
+        }
+        let s: S = toml::from_str("key = 123456789").unwrap();
+        assert_eq!(s.key.expose(), "123456789");
+        let err = toml::from_str::<S>("key = 1234.5678").err().unwrap();
+        assert!(!err.message().contains("1234"), "{}", err.message());
+        let err = toml::from_str::<S>("key = [7654321]").err().unwrap();
+        assert!(!err.message().contains("7654321"), "{}", err.message());
+    }
 
     #[test]
     fn secrets_never_show_in_debug() {
@@ -275,5 +374,45 @@ mod tests {
             Err(BaseUrlError::Scheme(_))
         ));
         assert!(BaseUrl::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn redact_cuts_credential_values_out_of_echoed_requests() {
+        let echoed = "bad request GET /open_api_v1/customers?email=admin@acme.cn&timestamp=1494474404&sign=6892f1b7&nonce=2d93-15&sign_version=v2";
+        let clean = redact(echoed);
+        assert!(
+            !clean.contains("6892f1b7") && !clean.contains("2d93-15"),
+            "{clean}"
+        );
+        assert!(clean.contains("sign_version=v2"), "{clean}");
+        for text in [
+            r#"{"open_api_auth_token": "tok-123456"}"#,
+            "apiKey: key-123456",
+            "password=pw-123456&x=1",
+            "Authorization: Bearer abc-123456",
+        ] {
+            let clean = redact(text);
+            assert!(!clean.contains("123456"), "{text} → {clean}");
+        }
+        assert_eq!(redact("Email is invalid"), "Email is invalid");
+    }
+
+    #[test]
+    fn base_url_with_credentials_is_refused_without_echoing_them() {
+        for raw in [
+            "https://admin:hunter2@acme.omnidesk.com",
+            "https://hunter2@acme.omnidesk.com/api/v2",
+            "http://admin:hunter2@127.0.0.1:8080",
+        ] {
+            let err = BaseUrl::parse(raw).unwrap_err();
+            assert!(matches!(err, BaseUrlError::Userinfo(_)), "{raw}: {err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        let err = BaseUrl::parse("htp:/admin:hunter2@x y").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert_eq!(
+            shown("https://a:b@h.example/p@q"),
+            "https://…@h.example/p@q"
+        );
     }
 }

@@ -134,12 +134,122 @@ pub fn update_fields(c: &Customer, default_brand: u64) -> Fields {
     form
 }
 
+/// Keys that mark an object as a customer record.
+const RECORD_KEYS: [&str; 5] = [
+    "id",
+    "customer_id",
+    "external_primary_id",
+    "primary_id",
+    "channels",
+];
+
+/// Keys a record may carry its external id under.
+const EXTERNAL_ID_KEYS: [&str; 4] = [
+    "external_primary_id",
+    "primary_id",
+    "externalPrimaryID",
+    "external_id",
+];
+
+fn is_record(v: &Value) -> bool {
+    v.as_object()
+        .is_some_and(|m| RECORD_KEYS.iter().any(|k| m.contains_key(*k)))
+}
+
+/// The customer record in a reply, wherever a plausible shape puts it: under `message`,
+/// `customer`, `item`, `data` or `result` (or the first of a list there or under `items`),
+/// or the reply itself. The documents show these replies only as "No content".
+pub fn record_of(body: &Value) -> Option<&Value> {
+    for key in ["message", "customer", "item", "data", "result", "items"] {
+        match body.get(key) {
+            Some(v) if is_record(v) => return Some(v),
+            Some(Value::Array(list)) => {
+                if let Some(first) = list.first().filter(|v| is_record(v)) {
+                    return Some(first);
+                }
+            }
+            _ => {}
+        }
+    }
+    is_record(body).then_some(body)
+}
+
+/// Whether a 200 reply says plainly that nothing was found: no record, and the places a
+/// record would be hold a text, nothing, or an empty list.
+fn says_empty(body: &Value) -> bool {
+    let empty = |v: &Value| match v {
+        Value::Null | Value::String(_) => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
+    };
+    match body {
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => {
+            let mut places = ["message", "customer", "item", "data", "result", "items"]
+                .iter()
+                .filter_map(|k| m.get(*k))
+                .peekable();
+            places.peek().is_some() && places.all(empty)
+        }
+        _ => false,
+    }
+}
+
+/// The external id a record carries, if it carries one.
+fn external_id_of(record: &Value) -> Option<String> {
+    EXTERNAL_ID_KEYS
+        .iter()
+        .find_map(|k| record.get(*k))
+        .and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+}
+
+/// The keys of a reply, for messages about replies deskport could not read.
+fn keys_of(body: &Value) -> String {
+    match body.as_object() {
+        Some(m) if !m.is_empty() => m.keys().cloned().collect::<Vec<_>>().join(", "),
+        _ => "none".into(),
+    }
+}
+
+/// What a search by external id found: the record when it is this customer's, `None` when
+/// the reply says nothing was found, and an error for a reply that shows neither (never
+/// "found" on a 200 alone).
+pub fn searched(body: &Value, external_id: &str) -> Result<Option<Value>, CallError> {
+    match record_of(body) {
+        Some(record) => Ok(match external_id_of(record) {
+            Some(found) if found != external_id => None,
+            _ => Some(record.clone()),
+        }),
+        None if says_empty(body) => Ok(None),
+        None => Err(CallError::Rejected {
+            message: format!(
+                "the search answered 200 without a customer record deskport can read (keys: {})",
+                keys_of(body)
+            ),
+        }),
+    }
+}
+
 /// The id in a reply's `customer_id`, or `message.id`.
 fn platform_id(body: &Value) -> Option<String> {
     let id = body
         .get("customer_id")
         .or_else(|| body.get("message").and_then(|m| m.get("id")))?;
     match id {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// A record's own id (`id` or `customer_id`).
+fn record_id(record: &Value) -> Option<String> {
+    match record.get("id").or_else(|| record.get("customer_id"))? {
         Value::Number(n) => Some(n.to_string()),
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         _ => None,
@@ -204,6 +314,7 @@ pub struct Omnidesk {
 impl Omnidesk {
     /// A client for `base` with this key; rows without a `brand_id` go to `default_brand`.
     pub fn new(base: BaseUrl, api_key: Secret, default_brand: u64, transport: Transport) -> Self {
+        transport.hide(api_key.expose());
         Omnidesk {
             base,
             api_key,
@@ -310,10 +421,7 @@ impl Omnidesk {
             )
             .await
         {
-            Ok(mut body) => Ok(body
-                .get_mut("message")
-                .map(Value::take)
-                .filter(Value::is_object)),
+            Ok(body) => searched(&body, external_id),
             Err(CallError::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
@@ -331,11 +439,14 @@ impl Omnidesk {
             .map(|b| ("brandID", b.to_string()))
             .into_iter()
             .collect();
-        let mut reply = self.get(&format!("/api/v2/customer/{id}"), &params).await?;
-        match reply.get_mut("message").map(Value::take) {
-            Some(record @ Value::Object(_)) => Ok(record),
-            _ => Err(CallError::Unavailable {
-                message: format!("customer {id}: the reply has no record"),
+        let reply = self.get(&format!("/api/v2/customer/{id}"), &params).await?;
+        match record_of(&reply) {
+            Some(record) => Ok(record.clone()),
+            None => Err(CallError::Unavailable {
+                message: format!(
+                    "customer {id}: the reply has no record deskport can read (keys: {})",
+                    keys_of(&reply)
+                ),
                 maybe_applied: false,
             }),
         }
@@ -360,7 +471,8 @@ impl Target for Omnidesk {
             )
             .await
         {
-            Ok(body) => Ok(Some(platform_id(&body).unwrap_or_default())),
+            Ok(body) => Ok(searched(&body, &c.external_id)?
+                .map(|record| record_id(&record).unwrap_or_default())),
             Err(CallError::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
@@ -431,7 +543,39 @@ impl Target for Omnidesk {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_search_finds_a_record_in_every_plausible_shape_and_never_on_a_bare_200() {
+        let record = json!({"id": 7, "external_primary_id": "C-1", "firstname": "Anna"});
+        for body in [
+            json!({"type": "result", "message": record}),
+            json!({"customer": record}),
+            json!({"item": record}),
+            json!({"data": [record]}),
+            json!({"items": [record]}),
+            record.clone(),
+        ] {
+            let found = searched(&body, "C-1").unwrap().expect("found");
+            assert_eq!(record_id(&found).as_deref(), Some("7"), "{body}");
+        }
+        for empty in [
+            json!({"type": "result", "message": "Customer not found"}),
+            json!({"items": []}),
+            json!({"message": null}),
+            json!([]),
+        ] {
+            assert_eq!(searched(&empty, "C-1").unwrap(), None, "{empty}");
+        }
+        // Another customer's record is not this one.
+        let other = json!({"message": {"id": 8, "external_primary_id": "C-2"}});
+        assert_eq!(searched(&other, "C-1").unwrap(), None);
+        // A 200 that shows no record and no emptiness is not "found".
+        let odd = json!({"type": "result", "status": "ok"});
+        let err = searched(&odd, "C-1").unwrap_err();
+        assert!(err.to_string().contains("keys: status, type"), "{err}");
+    }
 
     fn customer() -> Customer {
         Customer {

@@ -3,6 +3,12 @@
 //! (HTTP 429, Udesk code 429, 503, `Retry-After`), a per-platform rate limit (governor), and
 //! concurrency that adapts between 1 and a maximum (AIMD on latency and refusals).
 //!
+//! It also decides when the platform cannot be worked with at all ([`CallError::Unusable`]):
+//! a redirect (never followed: credentials go to the origin given and nowhere else), an
+//! HTML 404, a `Retry-After` longer than `give_up_after`, no successful reply for that long,
+//! or no reply at all for a while. Messages the platform sends back are scrubbed of
+//! signatures, nonces and the run's own credentials before anyone sees them.
+//!
 //! Platform clients give [`Transport::call`] a closure that builds a fresh request for every
 //! attempt (so Udesk requests are signed anew, retries included) and a decoder that turns
 //! the reply into a value or a [`CallError`].
@@ -15,7 +21,7 @@ use reqwest::StatusCode;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -36,6 +42,12 @@ pub struct TransportConfig {
     pub rate_per_second: Option<f64>,
     /// Adapt concurrency (AIMD); when false it stays at `max_concurrency`.
     pub adaptive: bool,
+    /// The longest the run waits for the platform: a longer `Retry-After`, or this long
+    /// without a successful reply, makes the platform [`CallError::Unusable`].
+    pub give_up_after: Duration,
+    /// Requests in a row that got no reply at all (timeouts, refused or cut connections)
+    /// after which, with no reply for twice the timeout, the platform is unreachable.
+    pub max_silent_failures: u32,
 }
 
 impl Default for TransportConfig {
@@ -48,6 +60,8 @@ impl Default for TransportConfig {
             max_concurrency: 16,
             rate_per_second: None,
             adaptive: true,
+            give_up_after: Duration::from_secs(300),
+            max_silent_failures: 10,
         }
     }
 }
@@ -76,6 +90,21 @@ pub enum Retry {
     NotIdempotent,
 }
 
+/// A shared pause long enough to be worth telling the operator about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PauseNotice {
+    /// How long nobody sends.
+    pub seconds: f64,
+    /// Whether the platform said how long (`Retry-After`) or the pause is a backoff.
+    pub asked_by_platform: bool,
+}
+
+/// Pauses shorter than this are not reported to the observer.
+pub const NOTICE_PAUSES_FROM: Duration = Duration::from_secs(2);
+
+/// Called when a shared pause of [`NOTICE_PAUSES_FROM`] or more starts.
+pub type PauseObserver = Arc<dyn Fn(&PauseNotice) + Send + Sync>;
+
 /// The HTTP transport shared by every worker of one run.
 pub struct Transport {
     client: reqwest::Client,
@@ -84,8 +113,19 @@ pub struct Transport {
     pause: Pause,
     concurrency: Aimd,
     priority_waiting: AtomicUsize,
+    health: Mutex<Health>,
+    hidden: RwLock<Vec<String>>,
+    on_pause: Option<PauseObserver>,
     /// Counters.
     pub stats: TransportStats,
+}
+
+/// When the platform last answered, and how many requests since got nothing back.
+#[derive(Debug)]
+struct Health {
+    last_success: Instant,
+    last_reply: Instant,
+    silent_failures: u32,
 }
 
 impl std::fmt::Debug for Transport {
@@ -102,6 +142,10 @@ impl Transport {
     pub fn new(config: TransportConfig) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .use_rustls_tls()
+            // An API call is never redirected; following one would send the credentials to
+            // wherever the platform (or something in between) points.
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(30))
@@ -119,9 +163,43 @@ impl Transport {
                 Aimd::fixed(max)
             },
             priority_waiting: AtomicUsize::new(0),
+            health: Mutex::new(Health {
+                last_success: Instant::now(),
+                last_reply: Instant::now(),
+                silent_failures: 0,
+            }),
+            hidden: RwLock::new(Vec::new()),
+            on_pause: None,
             config,
             stats: TransportStats::default(),
         })
+    }
+
+    /// Tells the transport a credential, so it is cut out of every message the platform
+    /// sends back (a reply that echoes the request).
+    pub fn hide(&self, secret: &str) {
+        if secret.len() >= 4 {
+            self.hidden
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(secret.to_string());
+        }
+    }
+
+    /// Calls `observer` whenever a shared pause of [`NOTICE_PAUSES_FROM`] or more starts.
+    pub fn on_pause(&mut self, observer: PauseObserver) {
+        self.on_pause = Some(observer);
+    }
+
+    /// `message` without signatures, nonces, tokens or this run's credentials.
+    pub fn scrub(&self, message: &str) -> String {
+        let mut text = super::redact(message);
+        for secret in self.hidden.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "<redacted>");
+            }
+        }
+        text
     }
 
     /// The concurrency the controller allows now.
@@ -190,21 +268,35 @@ impl Transport {
         self.pause.wait().await;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
+        let mut replied = false;
         let result = match build(&self.client).send().await {
             Ok(response) => {
+                replied = true;
                 let status = response.status();
                 let headers = response.headers().clone();
-                match response.bytes().await {
-                    Ok(body) => decode(status, &headers, &body).map_err(|e| match e {
-                        CallError::Throttled { retry_after: None } => CallError::Throttled {
-                            retry_after: retry_after(&headers),
+                if status.is_redirection() {
+                    Err(redirected(status, &headers))
+                } else {
+                    match response.bytes().await {
+                        Ok(body) => match not_an_api_reply(status, &headers, &body) {
+                            Some(e) => Err(e),
+                            None => decode(status, &headers, &body).map_err(|e| match e {
+                                CallError::Throttled { retry_after: None } => {
+                                    CallError::Throttled {
+                                        retry_after: retry_after(&headers),
+                                    }
+                                }
+                                other => other,
+                            }),
                         },
-                        other => other,
-                    }),
-                    Err(e) => Err(CallError::Unavailable {
-                        message: format!("reply cut off: {}", e.without_url()),
-                        maybe_applied: true,
-                    }),
+                        Err(e) => {
+                            replied = false;
+                            Err(CallError::Unavailable {
+                                message: format!("reply cut off: {}", e.without_url()),
+                                maybe_applied: true,
+                            })
+                        }
+                    }
                 }
             }
             Err(e) => Err(CallError::Unavailable {
@@ -213,28 +305,140 @@ impl Transport {
             }),
         };
         let latency = started.elapsed();
-        match &result {
+        let result = match result {
             Err(CallError::Throttled { retry_after }) => {
                 self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                 self.concurrency.on_refused();
-                let wait = retry_after.unwrap_or_else(|| {
-                    self.backoff(self.pause.consecutive().saturating_add(1))
-                        .max(self.config.backoff_base)
-                });
-                if self.pause.extend(wait) {
-                    self.stats.pauses.fetch_add(1, Ordering::Relaxed);
-                }
+                self.throttled(retry_after)
             }
-            Err(CallError::Unavailable { .. }) => {
+            Err(e @ CallError::Unavailable { .. }) => {
                 self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
                 self.concurrency.on_refused();
+                Err(e)
             }
-            _ => {
+            other => {
                 self.pause.reset_consecutive();
-                self.concurrency.on_success(latency);
+                if other.as_ref().is_err_and(|e| e.stops_run()) {
+                    other
+                } else {
+                    self.concurrency.on_success(latency);
+                    self.lock_health().last_success = Instant::now();
+                    other
+                }
+            }
+        };
+        let result = self.watch(replied, result);
+        result.map_err(|e| self.scrubbed(e))
+    }
+
+    fn lock_health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A throttle: starts (or extends) the shared pause, or gives up on a platform that asks
+    /// for a longer wait than the run allows.
+    fn throttled<T>(&self, asked: Option<Duration>) -> Result<T, CallError> {
+        let wait = match asked {
+            // `Retry-After: 0` still waits a little: an immediate retry hammers the platform.
+            Some(d) => d.max(self.config.backoff_base),
+            None => self
+                .backoff(self.pause.consecutive().saturating_add(1))
+                .max(self.config.backoff_base),
+        };
+        if wait > self.config.give_up_after {
+            return Err(CallError::Unusable {
+                message: format!(
+                    "the platform asked to wait {:.0} s before the next request (Retry-After), longer than the {:.0} s a run waits (--give-up-after); try again later",
+                    wait.as_secs_f64(),
+                    self.config.give_up_after.as_secs_f64()
+                ),
+            });
+        }
+        if self.pause.extend(wait) {
+            self.stats.pauses.fetch_add(1, Ordering::Relaxed);
+            if wait >= NOTICE_PAUSES_FROM {
+                if let Some(observer) = &self.on_pause {
+                    observer(&PauseNotice {
+                        seconds: wait.as_secs_f64(),
+                        asked_by_platform: asked.is_some(),
+                    });
+                }
             }
         }
+        Err(CallError::Throttled { retry_after: asked })
+    }
+
+    /// Keeps track of replies and successes; a platform that has not answered for a while,
+    /// or not successfully for `give_up_after`, becomes [`CallError::Unusable`].
+    fn watch<T>(&self, replied: bool, result: Result<T, CallError>) -> Result<T, CallError> {
+        let mut h = self.lock_health();
+        if replied {
+            h.last_reply = Instant::now();
+            h.silent_failures = 0;
+        } else if result.is_err() {
+            h.silent_failures = h.silent_failures.saturating_add(1);
+        }
+        let retryable = matches!(
+            result,
+            Err(CallError::Throttled { .. } | CallError::Unavailable { .. })
+        );
+        if !retryable {
+            return result;
+        }
+        let silence = (self.config.timeout * 2).max(Duration::from_secs(10));
+        if h.silent_failures >= self.config.max_silent_failures.max(1)
+            && h.last_reply.elapsed() >= silence
+        {
+            return Err(CallError::Unusable {
+                message: format!(
+                    "{} requests in a row got no reply (timeouts, refused or cut connections) and nothing has answered for {:.0} s: the platform seems unreachable",
+                    h.silent_failures,
+                    h.last_reply.elapsed().as_secs_f64()
+                ),
+            });
+        }
+        if h.last_success.elapsed() >= self.config.give_up_after {
+            return Err(CallError::Unusable {
+                message: format!(
+                    "no request has succeeded for {:.0} s (--give-up-after): the platform seems unavailable",
+                    h.last_success.elapsed().as_secs_f64()
+                ),
+            });
+        }
         result
+    }
+
+    /// The error with its message scrubbed ([`Transport::scrub`]).
+    fn scrubbed(&self, e: CallError) -> CallError {
+        match e {
+            CallError::Conflict {
+                platform_id,
+                message,
+            } => CallError::Conflict {
+                platform_id,
+                message: self.scrub(&message),
+            },
+            CallError::Rejected { message } => CallError::Rejected {
+                message: self.scrub(&message),
+            },
+            CallError::Auth { message } => CallError::Auth {
+                message: self.scrub(&message),
+            },
+            CallError::Expired { message } => CallError::Expired {
+                message: self.scrub(&message),
+            },
+            CallError::Unusable { message } => CallError::Unusable {
+                message: self.scrub(&message),
+            },
+            CallError::Unavailable {
+                message,
+                maybe_applied,
+            } => CallError::Unavailable {
+                message: self.scrub(&message),
+                maybe_applied,
+            },
+            other @ (CallError::NotFound | CallError::Throttled { .. }) => other,
+        }
     }
 
     /// A call with retries: throttles are always retried after the shared pause; other
@@ -284,6 +488,38 @@ impl Transport {
     }
 }
 
+/// A 3xx reply: never followed. Names the host it points to (never its path or query).
+fn redirected(status: StatusCode, headers: &HeaderMap) -> CallError {
+    let target = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|location| match reqwest::Url::parse(location) {
+            Ok(url) => format!("{}://{}", url.scheme(), url.host_str().unwrap_or("?")),
+            Err(_) => "another path on the same host".to_string(),
+        })
+        .unwrap_or_else(|| "nowhere (no Location)".to_string());
+    CallError::Unusable {
+        message: format!(
+            "the platform answered {status} redirecting to {target}; API calls are never redirected and nothing was followed: check --base-url"
+        ),
+    }
+}
+
+/// A reply that no API sends: an HTML page for a 404 (a wrong path, a proxy, a login page).
+fn not_an_api_reply(status: StatusCode, headers: &HeaderMap, body: &Bytes) -> Option<CallError> {
+    if status != StatusCode::NOT_FOUND {
+        return None;
+    }
+    let html_type = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.to_ascii_lowercase().contains("html"));
+    let html_body = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
+    (html_type || html_body).then(|| CallError::Unusable {
+        message: "the platform answered 404 with a web page, not an API reply: the path does not exist there; check --base-url".into(),
+    })
+}
+
 /// A reqwest error without its URL (Udesk URLs carry the signature and email).
 fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
@@ -317,7 +553,6 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     read("retry-after-ms")
         .map(|ms| Duration::from_secs_f64(ms / 1000.0))
         .or_else(|| read("retry-after").map(Duration::from_secs_f64))
-        .map(|d| d.min(Duration::from_secs(600)))
 }
 
 /// Full-jitter exponential backoff: `unit` in `[0, 1)` picks the point in the window.

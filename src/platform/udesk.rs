@@ -250,6 +250,9 @@ impl Udesk {
             UdeskAuth::Token(t) => Some(t.clone()),
             UdeskAuth::Password(_) => None,
         };
+        match &auth {
+            UdeskAuth::Token(t) | UdeskAuth::Password(t) => transport.hide(t.expose()),
+        }
         Udesk {
             base,
             email,
@@ -284,6 +287,7 @@ impl Udesk {
             .ok_or_else(|| CallError::Auth {
                 message: "log_in gave no open_api_auth_token".into(),
             })?;
+        self.transport.hide(token);
         *self.token.write().unwrap_or_else(|e| e.into_inner()) = Some(Secret::new(token));
         Ok(())
     }

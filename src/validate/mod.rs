@@ -67,6 +67,20 @@ pub struct Rules {
     pub duplicate_limits: Limits,
 }
 
+impl Rules {
+    /// What decides how rows are judged, as text a journal keeps so a resume under other
+    /// rules is refused (the duplicate check's memory limits change nothing and are left out).
+    pub fn identity(&self) -> String {
+        format!(
+            "platform={} region={} duplicates={:?}",
+            self.platform.map_or("none", Platform::name),
+            self.default_region
+                .map_or_else(|| "none".to_string(), |r| format!("{r:?}")),
+            self.duplicates
+        )
+    }
+}
+
 impl Default for Rules {
     fn default() -> Self {
         Rules {
@@ -176,6 +190,16 @@ pub fn normalize(raw: &RawRow, mapping: &ResolvedMapping, rules: &Rules) -> (Cus
     match get(Field::ExternalId) {
         Some(p) => {
             customer.external_id = p.value.to_string();
+            if p.value.chars().any(char::is_control) {
+                issues.push(
+                    Issue::error(
+                        IssueCode::IdChars,
+                        "the external id holds control characters (NUL, escape, tab or line break): it would be stored as given and could not be found again reliably",
+                    )
+                    .in_column(p.column)
+                    .with_value(&p.value.escape_default().to_string()),
+                );
+            }
             if rules.platform == Some(Platform::Udesk) && p.value.chars().count() > UDESK_MAX_CHARS
             {
                 issues.push(too_long(IssueCode::IdTooLong, p, "open_api_token"));
@@ -515,6 +539,20 @@ mod tests {
             default_region: phone::region_from_code("NL"),
             ..Rules::default()
         }
+    }
+
+    #[test]
+    fn external_ids_with_control_characters_are_refused() {
+        for id in ["C-1\u{0}", "C-1\u{1b}[31m", "C-\n1", "C\t1"] {
+            let (_, issues) = row(&["external_id", "Email"], &[id, "a@example.com"], &nl());
+            assert_eq!(codes(&issues), vec!["id.chars"], "{id:?}");
+        }
+        let (_, issues) = row(
+            &["external_id", "Email"],
+            &["C-1 ü", "a@example.com"],
+            &nl(),
+        );
+        assert!(issues.is_empty());
     }
 
     #[test]

@@ -784,7 +784,7 @@ async fn ctrl_c_stops_cleanly_and_says_how_to_resume() {
     assert!(r["not_processed"].as_u64().unwrap() > 0, "{r:#}");
     // A clean stop leaves nothing in doubt: in-flight rows finished, queued ones were
     // journaled as not sent, so the resume needs no lookups.
-    let state = deskport::import::journal::load(&rig.journal_file("journal.jsonl"))
+    let state = deskport::import::journal::load(&rig.journal_file("journal.jsonl"), u64::MAX)
         .unwrap()
         .unwrap();
     assert_eq!(
