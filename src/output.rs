@@ -84,7 +84,7 @@ pub enum CleanWriter {
         /// The file.
         path: PathBuf,
         /// The CSV writer.
-        writer: Box<csv::Writer<BufWriter<File>>>,
+        writer: Box<csv::Writer<BufWriter<OutputFile>>>,
         /// Custom field keys with their own column.
         custom: Vec<String>,
         /// Whether the `custom_fields_json` column exists.
@@ -95,12 +95,78 @@ pub enum CleanWriter {
         /// The file.
         path: PathBuf,
         /// The buffered file.
-        writer: BufWriter<File>,
+        writer: BufWriter<OutputFile>,
     },
 }
 
-fn create(path: &Path) -> Result<BufWriter<File>, OutputError> {
-    File::create(path)
+/// An output file that appears under its name only when complete: rows go to a hidden
+/// temporary file beside it, renamed over the name by [`OutputFile::commit`] and removed
+/// if the run fails (a full disk never leaves a truncated file that looks finished). A
+/// path that exists and is not a regular file (`/dev/stdout`, a pipe) is written directly.
+#[derive(Debug)]
+pub struct OutputFile {
+    file: File,
+    staged: Option<(tempfile::TempPath, PathBuf)>,
+}
+
+impl OutputFile {
+    /// Opens the staging file for `path` (or `path` itself, when it is a device or pipe).
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+        if special {
+            return Ok(OutputFile {
+                file: File::create(path)?,
+                staged: None,
+            });
+        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = path
+            .file_name()
+            .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".partial");
+        // As `File::create` would: readable by others unless the umask says otherwise.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let (file, temp) = builder.tempfile_in(dir)?.into_parts();
+        Ok(OutputFile {
+            file,
+            staged: Some((temp, path.to_path_buf())),
+        })
+    }
+
+    /// Gives the complete file its name.
+    pub fn commit(self) -> io::Result<()> {
+        match self.staged {
+            Some((temp, path)) => temp.persist(path).map_err(|e| e.error),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Write for OutputFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Writes a whole small file (the report) the same way: complete under its name, or not at all.
+pub fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = OutputFile::create(path)?;
+    file.write_all(bytes)?;
+    file.commit()
+}
+
+fn create(path: &Path) -> Result<BufWriter<OutputFile>, OutputError> {
+    OutputFile::create(path)
         .map(|f| BufWriter::with_capacity(256 * 1024, f))
         .map_err(|source| OutputError {
             path: path.to_path_buf(),
@@ -208,10 +274,13 @@ impl CleanWriter {
     }
 }
 
-/// Flushes the buffer. No fsync: these files are regenerable, and syncing 100 MB of output
-/// made wall time depend on the disk rather than on our work.
-fn sync(writer: BufWriter<File>) -> io::Result<()> {
-    writer.into_inner().map(drop).map_err(|e| e.into_error())
+/// Flushes the buffer and gives the file its name. No fsync: these files are regenerable,
+/// and syncing 100 MB of output made wall time depend on the disk rather than on our work.
+fn sync(writer: BufWriter<OutputFile>) -> io::Result<()> {
+    writer
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(OutputFile::commit)
 }
 
 /// One line of text per issue: `column: message (value "…")`.
@@ -238,7 +307,7 @@ pub enum RejectsWriter {
         /// The file.
         path: PathBuf,
         /// The CSV writer (flexible: ragged rows keep all their fields).
-        writer: Box<csv::Writer<BufWriter<File>>>,
+        writer: Box<csv::Writer<BufWriter<OutputFile>>>,
         /// Whether the source is JSONL (rows written as one JSON cell).
         json_rows: bool,
     },
@@ -247,7 +316,7 @@ pub enum RejectsWriter {
         /// The file.
         path: PathBuf,
         /// The buffered file.
-        writer: BufWriter<File>,
+        writer: BufWriter<OutputFile>,
     },
 }
 

@@ -21,6 +21,7 @@ at the end. --resume continues from the checkpoint (a fresh export when there is
 
 Exit codes:
   0  the export is complete
+  1  finished, but the file has fewer customers than the platform reported
   2  usage or configuration error, or the checkpoint is for another export
   3  aborted (credentials refused, platform down, interrupted); safe to --resume";
 
@@ -183,6 +184,8 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
         );
         Ok(if report.stopped.is_some() {
             Exit::Aborted
+        } else if report.short.is_some() {
+            Exit::RowsRejected
         } else {
             Exit::Ok
         })

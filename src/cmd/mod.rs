@@ -131,14 +131,28 @@ pub fn report_error(err: &anyhow::Error, log_format: LogFormat) -> Exit {
     let exit = err
         .downcast_ref::<Error>()
         .map_or(Exit::Aborted, Error::exit);
+    let message = message_of(err);
     match log_format {
-        LogFormat::Text => eprintln!("error: {err:#}"),
+        LogFormat::Text => eprintln!("error: {message}"),
         LogFormat::Json => eprintln!(
             "{}",
-            serde_json::json!({"level": "error", "message": format!("{err:#}"), "exit_code": exit as u8})
+            serde_json::json!({"level": "error", "message": message, "exit_code": exit as u8})
         ),
     }
     exit
+}
+
+/// The error and its causes, each said once (many of our errors already name their cause).
+fn message_of(err: &anyhow::Error) -> String {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -167,6 +181,21 @@ fn command() -> clap::Command {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_error_names_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let err = anyhow::Error::from(crate::Error::Input(crate::input::InputError::Open {
+            path: "x.csv".into(),
+            source: io,
+        }));
+        assert_eq!(
+            super::message_of(&err),
+            "cannot open input x.csv: No such file"
+        );
+        let err = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::message_of(&err), "outer: inner");
+    }
+
     #[test]
     fn the_command_line_is_consistent() {
         super::command().debug_assert();

@@ -245,6 +245,12 @@ pub struct ExportReport {
     pub bytes: u64,
     /// Set when the export stopped before the end (Ctrl-C or an error): why.
     pub stopped: Option<String>,
+    /// How many customers the platform said the listing has (its last `itemTotal` or
+    /// `total`), when it said.
+    pub platform_total: Option<u64>,
+    /// Set when the finished file has fewer customers than the platform reported (less
+    /// those that vanished or were filtered out): the export is not to be trusted whole.
+    pub short: Option<String>,
 }
 
 impl ExportReport {
@@ -252,9 +258,12 @@ impl ExportReport {
     pub fn summary(&self) -> String {
         match &self.stopped {
             None => format!(
-                "exported {} customers to {} ({} pages, {} retries, {} throttled, {:.1} s{})\n",
+                "exported {} customers to {} ({}{} pages, {} retries, {} throttled, {:.1} s{})\n{}",
                 self.rows,
                 self.out.display(),
+                self.platform_total
+                    .map(|t| format!("the platform reports {t}; "))
+                    .unwrap_or_default(),
                 self.pages,
                 self.retries,
                 self.throttled,
@@ -263,7 +272,11 @@ impl ExportReport {
                     format!(", {} from earlier runs", self.rows_before)
                 } else {
                     String::new()
-                }
+                },
+                self.short
+                    .as_ref()
+                    .map(|s| format!("incomplete: {s}\n"))
+                    .unwrap_or_default()
             ),
             Some(why) => format!(
                 "export stopped ({why}) after {} customers ({} pages, {} retries, {:.1} s); the checkpoint is written\n",
@@ -692,6 +705,8 @@ pub async fn run(
         elapsed_seconds: 0.0,
         bytes: writer.bytes,
         stopped: None,
+        platform_total: None,
+        short: None,
     };
     let progress = Progress::rows(None, config.progress);
     let mut last_cursor = cursor;
@@ -733,6 +748,7 @@ pub async fn run(
         report.vanished += page.vanished;
         report.filtered_out += page.filtered;
         report.scroll_restarts += u64::from(page.restarted);
+        report.platform_total = page.total.or(report.platform_total);
         last_cursor = Some(page.cursor);
         writer.flush()?;
         if last_checkpoint.is_none_or(|t| t.elapsed() >= config.checkpoint_every) {
@@ -765,6 +781,9 @@ pub async fn run(
     }
     report.rows = writer.rows;
     report.bytes = writer.bytes;
+    if finished {
+        report.short = shortfall(&report);
+    }
     report.requests = stats.requests.load(std::sync::atomic::Ordering::Relaxed);
     report.retries = stats.retries.load(std::sync::atomic::Ordering::Relaxed);
     report.throttled = stats.throttled.load(std::sync::atomic::Ordering::Relaxed);
@@ -773,6 +792,26 @@ pub async fn run(
         Some(e) => Err(e),
         None => Ok(report),
     }
+}
+
+/// What is missing from a finished export, compared with the platform's own count.
+fn shortfall(report: &ExportReport) -> Option<String> {
+    let total = report.platform_total?;
+    let expected = total.saturating_sub(report.vanished + report.filtered_out);
+    (report.rows < expected).then(|| {
+        format!(
+            "the file has {} customers but the platform reported {total}{}; customers were skipped (a listing that repeated pages, or a cursor that moved on): run the export again, or reconcile",
+            report.rows,
+            if report.vanished + report.filtered_out > 0 {
+                format!(
+                    " ({} vanished and {} filtered out)",
+                    report.vanished, report.filtered_out
+                )
+            } else {
+                String::new()
+            }
+        )
+    })
 }
 
 fn save_checkpoint(

@@ -286,6 +286,8 @@ pub struct CsvRows {
     /// they were in cut bytes (added to the lines of every later row).
     truncations: Truncations,
     line_shift: u64,
+    /// Reject rows that look like UTF-8 read as the detected single-byte encoding.
+    pub check_misread_utf8: Option<&'static encoding_rs::Encoding>,
 }
 
 impl CsvRows {
@@ -311,6 +313,7 @@ impl CsvRows {
             finished: false,
             truncations,
             line_shift: 0,
+            check_misread_utf8: None,
         };
         if rows.read_record()? {
             rows.place(rows.record.position().map_or(1, |p| p.line()));
@@ -475,12 +478,32 @@ impl CsvRows {
                     .collect()
             }
         };
+        if let (None, Some(encoding)) = (&issue, self.check_misread_utf8) {
+            if let Some(i) = record
+                .iter()
+                .position(|f| super::decode::looks_like_misread_utf8(f, encoding))
+            {
+                issue = Some(misread_utf8(self.columns.get(i).map(String::as_str)));
+            }
+        }
         RawRow {
             line,
             record,
             read_issue: issue,
             raw_text: None,
         }
+    }
+}
+
+/// The issue of a field that looks like UTF-8 read as a single-byte encoding.
+pub fn misread_utf8(column: Option<&str>) -> Issue {
+    let issue = Issue::error(
+        IssueCode::EncodingMixed,
+        "looks like UTF-8 read as the encoding detected from the start of the file (\"Ã©\" for \"é\"): the file mixes encodings; pass --encoding utf-8 if it is UTF-8, or fix these rows",
+    );
+    match column {
+        Some(c) => issue.in_column(c),
+        None => issue,
     }
 }
 

@@ -31,6 +31,21 @@ pub struct Decoded {
     pub info: EncodingInfo,
     /// The first bytes decoded to text (lossy), for sniffing.
     pub prefix_text: String,
+    /// The encoding rows should be checked against for UTF-8 read byte by byte: set when
+    /// a single-byte encoding was detected (not given).
+    pub check_misread_utf8: Option<&'static Encoding>,
+}
+
+/// Whether `text`, decoded from `encoding` (a single-byte one), was really UTF-8 read byte
+/// by byte — `RenÃ©e` for `Renée` — the sign of a file that turns UTF-8 after the prefix the
+/// encoding was detected from. The text is encoded back to its bytes, which then hold a
+/// valid non-ASCII UTF-8 sequence.
+pub fn looks_like_misread_utf8(text: &str, encoding: &'static Encoding) -> bool {
+    if text.is_ascii() {
+        return false;
+    }
+    let (bytes, _, _) = encoding.encode(text);
+    bytes.utf8_chunks().any(|chunk| !chunk.valid().is_ascii())
 }
 
 /// Reads the prefix, detects (or takes the forced) encoding and builds the decoding stream.
@@ -82,6 +97,10 @@ pub fn open(
             bom: strip > 0,
         },
         prefix_text,
+        check_misread_utf8: (source == "detected"
+            && encoding.is_single_byte()
+            && encoding != UTF_8)
+            .then_some(encoding),
     })
 }
 
@@ -129,6 +148,20 @@ fn looks_like_utf16(prefix: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utf8_read_as_a_single_byte_encoding_is_recognised() {
+        let w1252 = encoding_rs::WINDOWS_1252;
+        let misread = w1252
+            .decode_without_bom_handling("Renée Müller".as_bytes())
+            .0;
+        assert!(looks_like_misread_utf8(&misread, w1252), "{misread}");
+        assert!(!looks_like_misread_utf8("Renée Müller", w1252));
+        assert!(!looks_like_misread_utf8("plain ascii", w1252));
+        let w1250 = encoding_rs::WINDOWS_1250;
+        let misread = w1250.decode_without_bom_handling("Łódź".as_bytes()).0;
+        assert!(looks_like_misread_utf8(&misread, w1250), "{misread}");
+    }
 
     fn decode_all(bytes: &[u8], forced: Option<&'static Encoding>) -> (String, EncodingInfo) {
         let mut d = open(Box::new(Cursor::new(bytes.to_vec())), forced).unwrap();

@@ -30,6 +30,8 @@ pub struct JsonlRows {
     max_field_bytes: usize,
     buf: Vec<u8>,
     finished: bool,
+    /// Reject rows that look like UTF-8 read as the detected single-byte encoding.
+    pub check_misread_utf8: Option<&'static encoding_rs::Encoding>,
 }
 
 impl JsonlRows {
@@ -44,6 +46,7 @@ impl JsonlRows {
             max_field_bytes,
             buf: Vec::new(),
             finished: false,
+            check_misread_utf8: None,
         }
     }
 
@@ -185,6 +188,16 @@ impl JsonlRows {
                 }
             };
             values[i] = value;
+        }
+        if let (None, Some(encoding)) = (&issue, self.check_misread_utf8) {
+            if let Some(i) = values
+                .iter()
+                .position(|v| super::decode::looks_like_misread_utf8(v, encoding))
+            {
+                issue = Some(super::csv_reader::misread_utf8(
+                    self.columns.get(i).map(String::as_str),
+                ));
+            }
         }
         Ok(Some(RawRow {
             line,

@@ -254,7 +254,14 @@ pub fn open(options: &InputOptions) -> Result<OpenedInput, InputError> {
                 path: path.clone(),
                 source,
             })?;
-            let len = file.metadata().ok().map(|m| m.len());
+            let meta = file.metadata().ok();
+            if meta.as_ref().is_some_and(std::fs::Metadata::is_dir) {
+                return Err(InputError::Open {
+                    path: path.clone(),
+                    source: io::Error::new(io::ErrorKind::IsADirectory, "it is a directory"),
+                });
+            }
+            let len = meta.map(|m| m.len());
             (Box::new(file), len)
         }
     };
@@ -296,18 +303,20 @@ pub fn open_stream(
             let delimiter = options
                 .delimiter
                 .unwrap_or_else(|| sniff::sniff_delimiter(&decoded.prefix_text));
-            let rows =
+            let mut rows =
                 csv_reader::CsvRows::new(decoded.reader, delimiter, options.max_field_bytes)?;
+            rows.check_misread_utf8 = decoded.check_misread_utf8;
             (
                 RowReader::Csv(Box::new(rows)),
                 Some(DelimiterInfo::new(delimiter, options.delimiter.is_some())),
             )
         }
         Format::Jsonl => (
-            RowReader::Jsonl(jsonl::JsonlRows::new(
-                decoded.reader,
-                options.max_field_bytes,
-            )),
+            RowReader::Jsonl({
+                let mut rows = jsonl::JsonlRows::new(decoded.reader, options.max_field_bytes);
+                rows.check_misread_utf8 = decoded.check_misread_utf8;
+                rows
+            }),
             None,
         ),
     };

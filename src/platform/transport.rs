@@ -825,6 +825,31 @@ mod tests {
         assert_eq!(a.limit(), 8);
     }
 
+    #[test]
+    fn retry_after_zero_still_pauses_and_an_absurd_one_gives_up() {
+        let t = Transport::new(TransportConfig::default()).unwrap();
+        assert!(matches!(
+            t.throttled::<()>(Some(Duration::ZERO)),
+            Err(CallError::Throttled { .. })
+        ));
+        assert!(t.paused(), "Retry-After: 0 still waits the base backoff");
+        let e = t
+            .throttled::<()>(Some(Duration::from_secs(100_000)))
+            .unwrap_err();
+        assert!(matches!(e, CallError::Unusable { .. }), "{e}");
+        assert!(e.stops_run());
+    }
+
+    #[test]
+    fn credentials_are_cut_out_of_messages() {
+        let t = Transport::new(TransportConfig::default()).unwrap();
+        t.hide("s3cr3t-value");
+        assert_eq!(
+            t.scrub("refused key s3cr3t-value for /x?sign=abcdef&page=2"),
+            "refused key <redacted> for /x?sign=<redacted>&page=2"
+        );
+    }
+
     #[tokio::test]
     async fn pause_is_shared_and_waited_for() {
         let p = Pause::default();

@@ -737,7 +737,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(control_get_faults).put(control_put_faults),
         )
         .route("/__sandbox/apply_imports", post(control_apply_imports))
-        .route("/__sandbox/save", post(control_save));
+        .route("/__sandbox/save", post(control_save))
+        .route_layer(middleware::from_fn(same_origin_only));
     Router::new()
         .merge(omnidesk::routes())
         .merge(udesk::routes())
@@ -745,6 +746,30 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), gate))
         .with_state(shared)
+}
+
+/// The control endpoints change the whole store: a web page the operator happens to have
+/// open must not reach them with a "simple" cross-origin request (a form POST needs no
+/// preflight). Browsers mark such requests with `Origin` or `Sec-Fetch-Site`; tools do not.
+async fn same_origin_only(request: Request, next: middleware::Next) -> Response {
+    let headers = request.headers();
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !matches!(v, "same-origin" | "none"));
+    let foreign_origin = headers.get("origin").is_some_and(|origin| {
+        let host = headers.get("host").and_then(|h| h.to_str().ok());
+        let origin = origin.to_str().unwrap_or("");
+        host.is_none_or(|h| origin != format!("http://{h}"))
+    });
+    if cross_site || foreign_origin {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"type": "error", "message": "the sandbox's control endpoints take no cross-origin requests"})),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 async fn not_found(request: Request) -> Response {
@@ -801,6 +826,50 @@ impl Sandbox {
     }
 }
 
+/// How long a client may take to send a request's headers: a client that trickles them
+/// (slowloris) is cut off instead of holding a connection for ever.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections until `stop`, serving each over HTTP/1 with a header-read timeout;
+/// then lets the open connections finish.
+async fn serve<S>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) where
+    S: tower::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let connection = http.serve_connection(
+                    hyper_util::rt::TokioIo::new(stream),
+                    hyper_util::service::TowerToHyperService::new(service.clone()),
+                );
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            _ = &mut stop => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
 /// Starts the sandbox on `addr` (port 0 for an ephemeral one) in the current tokio runtime.
 pub async fn spawn(config: SandboxConfig, addr: SocketAddr) -> std::io::Result<Sandbox> {
     let shared = Arc::new(Shared::new(config)?);
@@ -810,15 +879,11 @@ pub async fn spawn(config: SandboxConfig, addr: SocketAddr) -> std::io::Result<S
         &tower::util::MapRequestLayer::new(lowercase_path),
         router(shared.clone()),
     );
-    let service = axum::ServiceExt::<Request>::into_make_service(app);
+    let service = tower::ServiceBuilder::new()
+        .map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new))
+        .service(app);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, service)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await;
-    });
+    let task = tokio::spawn(serve(listener, service, rx));
     Ok(Sandbox {
         addr,
         shared,

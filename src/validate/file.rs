@@ -235,7 +235,7 @@ fn write_all(
 
 fn write_report(path: &Path, report: &ValidateReport) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(report).map_err(|e| Error::Internal(e.to_string()))?;
-    std::fs::write(path, text + "\n").map_err(|source| {
+    crate::output::write_whole(path, (text + "\n").as_bytes()).map_err(|source| {
         Error::Output(OutputError {
             path: path.to_path_buf(),
             source,

@@ -555,7 +555,7 @@ async fn crash_resume(target: &str, faults: Value, kills: &[(usize, u64)], limit
         seed: 11,
         // Per platform second: 2 × the time scale of 60 = 120 requests a real second.
         omnidesk_rate_per_second: limits.then_some(2.0),
-        udesk_calls_per_minute: if limits { 40 } else { 60 },
+        udesk_calls_per_minute: if limits { 30 } else { 60 },
         ..SandboxConfig::default()
     })
     .await;
@@ -631,7 +631,7 @@ async fn kill_9_and_resume_omnidesk_with_faults_is_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_and_resume_udesk_during_bulk_calls_and_pauses_is_exactly_once() {
-    // The sandbox allows 40 calls a (sped-up) minute where the importer expects 60: kills
+    // The sandbox allows 30 calls a (sped-up) minute where the importer expects 60: kills
     // land during shared pauses, between a bulk import being accepted and confirmed, and
     // during bulk calls (latency 40 ms).
     crash_resume(
@@ -1043,4 +1043,49 @@ fn the_quickstart_import_runs_into_the_built_in_sandbox() {
         "{err}"
     );
     assert!(work.file("customers.import/results.csv").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udesk_rows_pending_at_a_kill_are_confirmed_not_failed_on_resume() {
+    // The platform applies accepted bulk imports two (real) seconds later: the resume
+    // starts while the rows the killed run had sent in bulk are still being applied.
+    let rig = Rig::start(SandboxConfig {
+        time_scale: 60.0,
+        bulk_import_delay: Duration::from_secs(120),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let input = fixture("customers.csv");
+    let mut child = rig
+        .command(&input, "udesk", &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let journal = rig.journal_file("journal.jsonl");
+    while !std::fs::read_to_string(&journal).is_ok_and(|t| t.contains("\"t\":\"pending\"")) {
+        assert!(started.elapsed() < Duration::from_secs(30), "no bulk call");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = rig.run(&input, "udesk", &["--resume"]).await;
+    assert_exit(&out, 1);
+    assert_accounting(&rig, &out, FIXTURE_ROWS);
+    let r = report(&out);
+    assert_eq!(
+        count(&r, "failed"),
+        0,
+        "pending rows journaled as failures: {r:#}"
+    );
+    let expected = rig.clean_rows(&input, "udesk");
+    assert_eq!(count(&r, "created") as usize, expected.len(), "{r:#}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    rig.http
+        .post(format!("{}/__sandbox/apply_imports", rig.base()))
+        .send()
+        .await
+        .unwrap();
+    assert_udesk_holds(&rig.state().await, &expected);
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod export;
+mod hostile;
 mod import;
 mod properties;
 mod sandbox;
