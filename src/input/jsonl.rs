@@ -18,7 +18,7 @@ const LINE_LIMIT_FACTOR: usize = 64;
 
 /// Most distinct keys (columns) one file may bring. Every row holds a value slot per
 /// column, so without a limit a file of rows with ever new keys grows quadratically.
-pub const MAX_KEYS: usize = 2048;
+pub const MAX_KEYS: usize = 1024;
 
 /// Streams the rows of a JSONL source.
 pub struct JsonlRows {
@@ -290,6 +290,28 @@ mod tests {
             }
         }
         all
+    }
+
+    #[test]
+    fn a_file_brings_at_most_max_keys_distinct_keys() {
+        let wide = |from: usize, n: usize| {
+            let fields: Vec<String> = (from..from + n)
+                .map(|k| format!("\"k{k}\":\"v\""))
+                .collect();
+            format!("{{{}}}\n", fields.join(","))
+        };
+        let text = format!("{}{}{}", wide(0, MAX_KEYS - 1), wide(10_000, 5), wide(0, 3));
+        let rows = read_all(&text);
+        assert_eq!(rows.len(), 3);
+        assert!(rows[0].1.read_issue.is_none());
+        let issue = rows[1].1.read_issue.as_ref().expect("past the limit");
+        assert_eq!(issue.code, IssueCode::JsonTooManyKeys);
+        assert!(
+            rows[1].1.raw_text.is_some(),
+            "the rejects file keeps the line"
+        );
+        assert!(rows[2].1.read_issue.is_none(), "known keys are still fine");
+        assert_eq!(rows[2].0.len(), MAX_KEYS - 1);
     }
 
     #[test]
