@@ -11,6 +11,9 @@
 //!   with `--rate 200` and with adaptation alone;
 //! - `capacity`: 20 ms latency, 16 requests in flight at most (more queue): a sweep of fixed
 //!   concurrencies against the adaptive controller;
+//! - `realistic`: servers nobody tuned for us: 16 workers with 20 ms ± 50% service time
+//!   (writes twice as slow), the same with 5% 500s, 5% applied-then-500 and 2% cut
+//!   connections, and a 200 requests/s limit: fixed 4–64 against adaptive, as a ratio;
 //! - `udesk`: Udesk's budget (60 calls and one bulk import of 100 rows a minute) with the
 //!   minute shortened to a second: rows per window against the ceiling of 159;
 //! - `rss`: peak RSS importing DESKPORT_BENCH_RSS_ROWS rows (default 1,000,000).
@@ -196,6 +199,90 @@ fn capacity(b: &Bench) {
     b.runtime.block_on(server.shutdown());
 }
 
+/// A sweep of fixed concurrencies 4–64 against the adaptive controller on one server
+/// behaviour; prints the table row and returns adaptive / best fixed.
+fn sweep(b: &Bench, name: &str, config: SandboxConfig, extra: &[&str]) -> f64 {
+    let server = b.sandbox(config);
+    let base = server.base_url();
+    let input = ensure_input(&b.dir, env_number("DESKPORT_BENCH_SWEEP_ROWS", 2000), 7);
+    let mut best: (f64, usize) = (0.0, 0);
+    let mut cells = Vec::new();
+    for c in [4usize, 8, 16, 32, 64] {
+        let cs = c.to_string();
+        let mut args = vec!["--fixed-concurrency", "--max-concurrency", &cs];
+        args.extend_from_slice(extra);
+        let (rows_per_sec, _, _) = b.median_import(&input, &base, &args);
+        cells.push(format!("{rows_per_sec:.0}"));
+        if rows_per_sec > best.0 {
+            best = (rows_per_sec, c);
+        }
+    }
+    let mut args = vec!["--max-concurrency", "64"];
+    args.extend_from_slice(extra);
+    let (adaptive, run, delta) = b.median_import(&input, &base, &args);
+    let refused = n(&delta["rate_limited"]) / n(&delta["requests"]).max(1.0);
+    let ratio = adaptive / best.0;
+    println!(
+        "| {name} | {} | {adaptive:.0} (ended at {}) | {:.2} | {:.2}% |",
+        cells.join(" / "),
+        run.report["concurrency"],
+        ratio,
+        100.0 * refused
+    );
+    b.runtime.block_on(server.shutdown());
+    ratio
+}
+
+/// Servers that behave like real ones: service time on 16 workers (more wait), ±50%
+/// jitter, writes twice as slow as reads, random failures, a rate limit.
+fn realistic(b: &Bench) {
+    let workers = |faults: Faults| SandboxConfig {
+        faults: Faults {
+            latency_ms: 10,
+            jitter_ms: 20,
+            write_latency_factor: 2.0,
+            capacity: Some(16),
+            over_capacity: OverCapacity::Queue,
+            ..faults
+        },
+        ..SandboxConfig::default()
+    };
+    println!("| server | fixed 4 / 8 / 16 / 32 / 64 (rows/s) | adaptive (max 64) | adaptive / best | refused |");
+    println!("|---|---|---|---|---|");
+    sweep(
+        b,
+        "16 workers, 20 ms ± 50%, writes 2×",
+        workers(Faults::default()),
+        &[],
+    );
+    sweep(
+        b,
+        "same, 5% 500s, 5% applied-then-500, 2% cut connections",
+        workers(Faults {
+            error_rate: 0.05,
+            apply_then_error_rate: 0.05,
+            drop_rate: 0.02,
+            ..Faults::default()
+        }),
+        &["--max-attempts", "12"],
+    );
+    sweep(
+        b,
+        "200 requests/s limit, 20 ms ± 50%, `--rate 200`",
+        SandboxConfig {
+            omnidesk_rate_per_second: Some(200.0),
+            faults: Faults {
+                latency_ms: 10,
+                jitter_ms: 20,
+                write_latency_factor: 2.0,
+                ..Faults::default()
+            },
+            ..SandboxConfig::default()
+        },
+        &["--rate", "200"],
+    );
+}
+
 fn udesk(b: &Bench) {
     let server = b.sandbox(SandboxConfig {
         time_scale: 60.0,
@@ -269,11 +356,12 @@ fn main() {
         runs: env_number("DESKPORT_BENCH_RUNS", 3),
     };
     let wanted = std::env::var("DESKPORT_BENCH_SCENARIOS")
-        .unwrap_or_else(|_| "rate,capacity,udesk,rss".into());
+        .unwrap_or_else(|_| "rate,capacity,realistic,udesk,rss".into());
     for scenario in wanted.split(',') {
         match scenario.trim() {
             "rate" => rate(&bench),
             "capacity" => capacity(&bench),
+            "realistic" => realistic(&bench),
             "udesk" => udesk(&bench),
             "rss" => rss(&bench),
             other => eprintln!("unknown scenario {other:?}"),

@@ -62,7 +62,12 @@ pub struct SandboxArgs {
     /// Up to this much extra latency, uniformly.
     #[arg(long, default_value_t = 0)]
     jitter_ms: u64,
-    /// Requests in flight beyond which requests queue (or get 503 with --over-capacity reject).
+    /// Writes (POST/PUT/DELETE) take this many times the latency of reads.
+    #[arg(long, default_value_t = 1.0, value_name = "X")]
+    write_latency_factor: f64,
+    /// Requests in flight beyond which requests queue (or get 503 with --over-capacity
+    /// reject). Queued, the latency is service time on this many workers: latency grows
+    /// with load as on a real server.
     #[arg(long)]
     capacity: Option<usize>,
     /// What happens beyond --capacity.
@@ -123,6 +128,7 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<Exit> {
             apply_then_drop_rate: args.apply_then_drop_rate,
             latency_ms: args.latency_ms,
             jitter_ms: args.jitter_ms,
+            write_latency_factor: args.write_latency_factor,
             capacity: args.capacity,
             over_capacity: args.over_capacity,
         },

@@ -8,6 +8,7 @@
 //! rate limit, adaptive concurrency). Replies are decoded into [`CallError`] kinds so the
 //! import driver can tell a refusal from a retryable failure.
 
+pub mod concurrency;
 pub mod documented;
 pub mod omnidesk;
 pub mod transport;

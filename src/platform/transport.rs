@@ -1,7 +1,8 @@
 //! The one place for how requests travel: timeouts, retries with exponential backoff and
 //! full jitter, one pause shared by every worker when the platform says "slow down"
 //! (HTTP 429, Udesk code 429, 503, `Retry-After`), a per-platform rate limit (governor), and
-//! concurrency that adapts between 1 and a maximum (AIMD on latency and refusals).
+//! concurrency that adapts between 1 and a maximum ([`super::concurrency`]: windows of
+//! requests, latency per endpoint class, pushback and load-driven failures).
 //!
 //! It also decides when the platform cannot be worked with at all ([`CallError::Unusable`]):
 //! a redirect (never followed: credentials go to the origin given and nowhere else), an
@@ -13,6 +14,7 @@
 //! attempt (so Udesk requests are signed anew, retries included) and a decoder that turns
 //! the reply into a value or a [`CallError`].
 
+use super::concurrency::{Adaptive, Signal};
 use super::CallError;
 use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -23,7 +25,6 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 
 /// How the transport behaves.
 #[derive(Debug, Clone)]
@@ -111,7 +112,7 @@ pub struct Transport {
     config: TransportConfig,
     limiter: Option<DefaultDirectRateLimiter>,
     pause: Pause,
-    concurrency: Aimd,
+    concurrency: Adaptive,
     priority_waiting: AtomicUsize,
     health: Mutex<Health>,
     hidden: RwLock<Vec<String>>,
@@ -158,9 +159,9 @@ impl Transport {
             limiter,
             pause: Pause::default(),
             concurrency: if config.adaptive {
-                Aimd::new(max)
+                Adaptive::new(max)
             } else {
-                Aimd::fixed(max)
+                Adaptive::fixed(max)
             },
             priority_waiting: AtomicUsize::new(0),
             health: Mutex::new(Health {
@@ -267,9 +268,21 @@ impl Transport {
         }
         self.pause.wait().await;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let request = match build(&self.client).build() {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(CallError::Unavailable {
+                    message: describe(&e),
+                    maybe_applied: false,
+                })
+            }
+        };
+        let class = super::concurrency::class_of(request.url().path());
         let started = Instant::now();
         let mut replied = false;
-        let result = match build(&self.client).send().await {
+        // Set when the request got no reply: whether that was pushback or a failure.
+        let mut silence: Option<Signal> = None;
+        let result = match self.client.execute(request).await {
             Ok(response) => {
                 replied = true;
                 let status = response.status();
@@ -291,6 +304,7 @@ impl Transport {
                         },
                         Err(e) => {
                             replied = false;
+                            silence = Some(Signal::Failed);
                             Err(CallError::Unavailable {
                                 message: format!("reply cut off: {}", e.without_url()),
                                 maybe_applied: true,
@@ -299,21 +313,30 @@ impl Transport {
                     }
                 }
             }
-            Err(e) => Err(CallError::Unavailable {
-                maybe_applied: !e.is_connect(),
-                message: describe(&e),
-            }),
+            Err(e) => {
+                // A timeout or a refused connection is pushback; anything else a failure.
+                silence = Some(if e.is_timeout() || e.is_connect() {
+                    Signal::Congested
+                } else {
+                    Signal::Failed
+                });
+                Err(CallError::Unavailable {
+                    maybe_applied: !e.is_connect(),
+                    message: describe(&e),
+                })
+            }
         };
         let latency = started.elapsed();
         let result = match result {
             Err(CallError::Throttled { retry_after }) => {
                 self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                self.concurrency.on_refused();
+                self.concurrency.record(&class, Signal::Congested);
                 self.throttled(retry_after)
             }
             Err(e @ CallError::Unavailable { .. }) => {
                 self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
-                self.concurrency.on_refused();
+                self.concurrency
+                    .record(&class, silence.unwrap_or(Signal::Failed));
                 Err(e)
             }
             other => {
@@ -321,7 +344,7 @@ impl Transport {
                 if other.as_ref().is_err_and(|e| e.stops_run()) {
                     other
                 } else {
-                    self.concurrency.on_success(latency);
+                    self.concurrency.record(&class, Signal::Reply(latency));
                     self.lock_health().last_success = Instant::now();
                     other
                 }
@@ -628,131 +651,6 @@ impl Pause {
     }
 }
 
-/// Additive-increase / multiplicative-decrease concurrency: slow start (+1 per success)
-/// until the first sign of trouble, then +1 per window of successes while latency stays
-/// near its floor; halved on a refusal or failure, trimmed by 10% when latency grows to
-/// twice its floor; at most one decrease per latency floor.
-#[derive(Debug)]
-struct Aimd {
-    state: Mutex<AimdState>,
-    notify: Notify,
-    max: usize,
-    fixed: bool,
-}
-
-#[derive(Debug)]
-struct AimdState {
-    limit: f64,
-    in_flight: usize,
-    floor: Option<Duration>,
-    slow_start: bool,
-    last_decrease: Instant,
-}
-
-impl Aimd {
-    fn new(max: usize) -> Self {
-        Aimd {
-            state: Mutex::new(AimdState {
-                limit: 2f64.min(max as f64),
-                in_flight: 0,
-                floor: None,
-                slow_start: true,
-                last_decrease: Instant::now(),
-            }),
-            notify: Notify::new(),
-            max,
-            fixed: false,
-        }
-    }
-
-    /// A controller that never moves from `max`.
-    fn fixed(max: usize) -> Self {
-        let a = Aimd::new(max);
-        a.lock().limit = max as f64;
-        Aimd { fixed: true, ..a }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, AimdState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn limit(&self) -> usize {
-        (self.lock().limit as usize).clamp(1, self.max)
-    }
-
-    async fn acquire(&self) -> Slot<'_> {
-        loop {
-            let notified = self.notify.notified();
-            {
-                let mut s = self.lock();
-                if s.in_flight < (s.limit as usize).clamp(1, self.max) {
-                    s.in_flight += 1;
-                    return Slot(self);
-                }
-            }
-            notified.await;
-        }
-    }
-
-    fn release(&self) {
-        let mut s = self.lock();
-        s.in_flight = s.in_flight.saturating_sub(1);
-        drop(s);
-        self.notify.notify_one();
-    }
-
-    fn decrease(&self, s: &mut AimdState, factor: f64) {
-        if self.fixed {
-            return;
-        }
-        let guard = s
-            .floor
-            .unwrap_or(Duration::from_millis(50))
-            .max(Duration::from_millis(20));
-        if s.last_decrease.elapsed() < guard {
-            return;
-        }
-        s.last_decrease = Instant::now();
-        s.slow_start = false;
-        s.limit = (s.limit * factor).max(1.0);
-    }
-
-    fn on_refused(&self) {
-        let mut s = self.lock();
-        self.decrease(&mut s, 0.5);
-    }
-
-    fn on_success(&self, latency: Duration) {
-        let mut s = self.lock();
-        let floor = match s.floor {
-            None => latency,
-            Some(f) if latency < f => latency,
-            // Let the floor drift up slowly so a platform that got slower for good is followed.
-            Some(f) => f + (latency - f) / 64,
-        };
-        s.floor = Some(floor);
-        let grown = latency > floor * 2 + Duration::from_millis(5);
-        let flat = latency <= floor + floor / 2 + Duration::from_millis(2);
-        if grown {
-            self.decrease(&mut s, 0.9);
-        } else if flat && !self.fixed && s.limit < self.max as f64 {
-            let step = if s.slow_start { 1.0 } else { 1.0 / s.limit };
-            s.limit = (s.limit + step).min(self.max as f64);
-            drop(s);
-            self.notify.notify_one();
-        }
-    }
-}
-
-/// A concurrency slot, given back on drop.
-struct Slot<'a>(&'a Aimd);
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
 /// Runs `f` at most `n` at a time over `items` (used for lookups on resume).
 pub async fn for_each_bounded<I, F, Fut>(items: I, n: usize, f: F)
 where
@@ -789,40 +687,6 @@ mod tests {
         h.insert("retry-after-ms", "250".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
         assert_eq!(retry_after(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn aimd_grows_while_flat_and_halves_on_refusal() {
-        let a = Aimd::new(32);
-        for _ in 0..40 {
-            a.on_success(Duration::from_millis(20));
-        }
-        assert_eq!(a.limit(), 32, "slow start reaches the maximum");
-        a.lock().last_decrease = Instant::now() - Duration::from_secs(1);
-        a.on_refused();
-        assert_eq!(a.limit(), 16);
-        a.on_refused(); // within the guard interval: no second halving
-        assert_eq!(a.limit(), 16);
-        for _ in 0..17 {
-            a.on_success(Duration::from_millis(20));
-        }
-        assert_eq!(
-            a.limit(),
-            17,
-            "about +1 per window of successes after a decrease"
-        );
-        a.lock().last_decrease = Instant::now() - Duration::from_secs(1);
-        a.on_success(Duration::from_millis(80));
-        assert_eq!(a.limit(), 15, "latency growth trims by 10%");
-    }
-
-    #[test]
-    fn fixed_concurrency_never_moves() {
-        let a = Aimd::fixed(8);
-        a.on_refused();
-        a.on_success(Duration::from_millis(500));
-        a.on_success(Duration::from_millis(1));
-        assert_eq!(a.limit(), 8);
     }
 
     #[test]

@@ -122,7 +122,12 @@ pub struct Faults {
     pub latency_ms: u64,
     /// Up to this much more, uniformly.
     pub jitter_ms: u64,
-    /// Requests in flight beyond which the capacity rule applies.
+    /// Writes (POST, PUT, DELETE) take this many times the latency of reads, as on a real
+    /// server where a create costs more than a search (0 or 1: the same).
+    pub write_latency_factor: f64,
+    /// Requests in flight beyond which the capacity rule applies. With `Queue`, the latency
+    /// is service time spent holding one of these slots: a server with this many workers,
+    /// where requests beyond them wait and latency grows with load.
     pub capacity: Option<usize>,
     /// Queue or reject beyond capacity.
     pub over_capacity: OverCapacity,
@@ -584,7 +589,21 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
         },
         None => None,
     };
-    let (fault, delay) = decide_fault(&mut shared.fault_state());
+    let (fault, delay, write_factor) = {
+        let mut state = shared.fault_state();
+        let factor = state.faults.write_latency_factor;
+        let (fault, delay) = decide_fault(&mut state);
+        (fault, delay, factor)
+    };
+    let writes = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    let delay = if writes && write_factor > 0.0 && write_factor.is_finite() {
+        delay.mul_f64(write_factor)
+    } else {
+        delay
+    };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
