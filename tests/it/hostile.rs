@@ -146,6 +146,25 @@ fn import_args<'a>(input: &'a str, target: &'a str, base: &'a str) -> Vec<&'a st
     args
 }
 
+/// A reply that is always `response`.
+fn always(response: String) -> Reply {
+    Arc::new(move |_| Some(response.clone()))
+}
+
+/// `deskport import` of the bundled fixture into Omnidesk at a fake answering with `reply`.
+async fn import_against(reply: Reply) -> (Workdir, Output) {
+    let fake = Fake::start("127.0.0.1", reply).await;
+    let work = Workdir::new();
+    let input = fixture("customers.csv");
+    let base = fake.base();
+    let out = run_limited(
+        &work,
+        &import_args(&input, "omnidesk", &base),
+        Duration::from_secs(60),
+    );
+    (work, out)
+}
+
 fn all_text(work: &Workdir, out: &Output) -> String {
     let mut text = describe(out);
     for entry in walk(work.path()) {
@@ -212,25 +231,12 @@ async fn a_redirect_to_another_host_is_never_followed_and_no_credential_leaves()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_absurd_retry_after_ends_the_run_at_once_and_it_resumes_later() {
-    let fake = Fake::start(
-        "127.0.0.1",
-        Arc::new(|_| {
-            Some(http(
-                "429 Too Many Requests",
-                &[("Retry-After", "100000")],
-                "{}",
-            ))
-        }),
-    )
+    let (_, out) = import_against(always(http(
+        "429 Too Many Requests",
+        &[("Retry-After", "100000")],
+        "{}",
+    )))
     .await;
-    let work = Workdir::new();
-    let input = fixture("customers.csv");
-    let base = fake.base();
-    let out = run_limited(
-        &work,
-        &import_args(&input, "omnidesk", &base),
-        Duration::from_secs(60),
-    );
     assert_exit(&out, 3);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -304,25 +310,12 @@ async fn a_platform_that_never_answers_is_given_up_within_a_minute() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_html_404_stops_the_run_instead_of_failing_every_row() {
-    let fake = Fake::start(
-        "127.0.0.1",
-        Arc::new(|_| {
-            Some(http(
-                "404 Not Found",
-                &[("Content-Type", "text/html")],
-                "<html><body>Not Found</body></html>",
-            ))
-        }),
-    )
+    let (work, out) = import_against(always(http(
+        "404 Not Found",
+        &[("Content-Type", "text/html")],
+        "<html><body>Not Found</body></html>",
+    )))
     .await;
-    let work = Workdir::new();
-    let input = fixture("customers.csv");
-    let base = fake.base();
-    let out = run_limited(
-        &work,
-        &import_args(&input, "omnidesk", &base),
-        Duration::from_secs(60),
-    );
     assert_exit(&out, 3);
     assert!(String::from_utf8_lossy(&out.stderr).contains("web page"));
     // Nothing was journaled as failed for good: every valid row is still to do.
