@@ -872,7 +872,11 @@ async fn serve<S>(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, _)) = accepted else {
+                    // Out of file descriptors or the like: do not spin on it.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
                 let connection = http.serve_connection(
                     hyper_util::rt::TokioIo::new(stream),
                     hyper_util::service::TowerToHyperService::new(service.clone()),
