@@ -6,6 +6,7 @@ mod common;
 mod export;
 mod hostile;
 mod import;
+mod platform_docs;
 mod properties;
 mod sandbox;
 mod validate;
