@@ -121,11 +121,14 @@ pub struct Transport {
     pub stats: TransportStats,
 }
 
-/// When the platform last answered, and how many requests since got nothing back.
-#[derive(Debug)]
+/// Whether the platform is failing now: since when requests have kept failing (none
+/// succeeded), since when they have got no reply at all, and how many in a row. Measured from
+/// the first such request's start, never from an idle time before it (a long stretch of
+/// rows that need no request is not a silence).
+#[derive(Debug, Default)]
 struct Health {
-    last_success: Instant,
-    last_reply: Instant,
+    failing_since: Option<Instant>,
+    silent_since: Option<Instant>,
     silent_failures: u32,
 }
 
@@ -164,11 +167,7 @@ impl Transport {
                 Adaptive::fixed(max)
             },
             priority_waiting: AtomicUsize::new(0),
-            health: Mutex::new(Health {
-                last_success: Instant::now(),
-                last_reply: Instant::now(),
-                silent_failures: 0,
-            }),
+            health: Mutex::new(Health::default()),
             hidden: RwLock::new(Vec::new()),
             on_pause: None,
             config,
@@ -345,12 +344,12 @@ impl Transport {
                     other
                 } else {
                     self.concurrency.record(&class, Signal::Reply(latency));
-                    self.lock_health().last_success = Instant::now();
+                    self.lock_health().failing_since = None;
                     other
                 }
             }
         };
-        let result = self.watch(replied, result);
+        let result = self.watch(started, replied, result);
         result.map_err(|e| self.scrubbed(e))
     }
 
@@ -393,13 +392,19 @@ impl Transport {
 
     /// Keeps track of replies and successes; a platform that has not answered for a while,
     /// or not successfully for `give_up_after`, becomes [`CallError::Unusable`].
-    fn watch<T>(&self, replied: bool, result: Result<T, CallError>) -> Result<T, CallError> {
+    fn watch<T>(
+        &self,
+        started: Instant,
+        replied: bool,
+        result: Result<T, CallError>,
+    ) -> Result<T, CallError> {
         let mut h = self.lock_health();
         if replied {
-            h.last_reply = Instant::now();
+            h.silent_since = None;
             h.silent_failures = 0;
         } else if result.is_err() {
             h.silent_failures = h.silent_failures.saturating_add(1);
+            h.silent_since.get_or_insert(started);
         }
         let retryable = matches!(
             result,
@@ -408,23 +413,23 @@ impl Transport {
         if !retryable {
             return result;
         }
+        let failing = h.failing_since.get_or_insert(started).elapsed();
+        let silent = h.silent_since.map_or(Duration::ZERO, |t| t.elapsed());
         let silence = (self.config.timeout * 2).max(Duration::from_secs(10));
-        if h.silent_failures >= self.config.max_silent_failures.max(1)
-            && h.last_reply.elapsed() >= silence
-        {
+        if h.silent_failures >= self.config.max_silent_failures.max(1) && silent >= silence {
             return Err(CallError::Unusable {
                 message: format!(
                     "{} requests in a row got no reply (timeouts, refused or cut connections) and nothing has answered for {:.0} s: the platform seems unreachable",
                     h.silent_failures,
-                    h.last_reply.elapsed().as_secs_f64()
+                    silent.as_secs_f64()
                 ),
             });
         }
-        if h.last_success.elapsed() >= self.config.give_up_after {
+        if failing >= self.config.give_up_after {
             return Err(CallError::Unusable {
                 message: format!(
                     "no request has succeeded for {:.0} s (--give-up-after): the platform seems unavailable",
-                    h.last_success.elapsed().as_secs_f64()
+                    failing.as_secs_f64()
                 ),
             });
         }
@@ -702,6 +707,38 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, CallError::Unusable { .. }), "{e}");
         assert!(e.stops_run());
+    }
+
+    #[test]
+    fn an_idle_stretch_before_a_failure_is_not_a_silence() {
+        let t = Transport::new(TransportConfig {
+            give_up_after: Duration::from_millis(50),
+            ..TransportConfig::default()
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(80));
+        let failed = || -> Result<(), CallError> {
+            Err(CallError::Unavailable {
+                message: "HTTP 500".into(),
+                maybe_applied: true,
+            })
+        };
+        // The first failure after an idle time is an ordinary failure…
+        assert!(matches!(
+            t.watch(Instant::now(), true, failed()),
+            Err(CallError::Unavailable { .. })
+        ));
+        // …failing on for longer than --give-up-after is not.
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(matches!(
+            t.watch(Instant::now(), true, failed()),
+            Err(CallError::Unusable { .. })
+        ));
+        // A success ends the streak.
+        t.lock_health().failing_since = None;
+        assert!(t
+            .watch(Instant::now(), true, failed())
+            .is_err_and(|e| !e.stops_run()));
     }
 
     #[test]
