@@ -407,13 +407,7 @@ async fn by_export(
             },
             tx,
         )),
-        Client::Udesk(c) => tokio::spawn(source::udesk_scroll(
-            c.clone(),
-            ListFilter::default(),
-            None,
-            std::time::Duration::from_secs(60),
-            tx,
-        )),
+        Client::Udesk(c) => tokio::spawn(source::udesk_scroll(c.clone(), ListFilter::default(), tx)),
     };
     let mut extras = Vec::new();
     // Shifted Omnidesk pages and restarted Udesk scrolls repeat customers.

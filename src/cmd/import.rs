@@ -80,6 +80,16 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
     config.restart = args.restart;
     config.max_concurrency = connect.max_concurrency;
     config.progress = ui.progress();
+    if !ui.quiet {
+        let format = ui.log_format;
+        config.notices = import_cmd::Notices::to(move |text| match format {
+            super::LogFormat::Text => eprintln!("{text}"),
+            super::LogFormat::Json => eprintln!(
+                "{}",
+                serde_json::json!({"level": "info", "event": "plan", "message": text})
+            ),
+        });
+    }
     let minute = connect.minute()?;
     config.bulk_interval = minute;
     config.bulk_settle = minute.mul_f64(2.0 / 60.0).max(Duration::from_millis(20));

@@ -662,29 +662,10 @@ pub async fn run(
                     tokio::spawn(source::udesk_list(c.clone(), filter, *next, tx))
                 }
                 (None, "list") => tokio::spawn(source::udesk_list(c.clone(), filter, 1, tx)),
-                (
-                    Some(Cursor::Scroll {
-                        scroll_id,
-                        issued_at_ms,
-                    }),
-                    _,
-                ) => {
-                    let resume = scroll_id.clone().map(|id| (id, *issued_at_ms));
-                    tokio::spawn(source::udesk_scroll(
-                        c.clone(),
-                        filter,
-                        resume,
-                        config.scroll_ttl,
-                        tx,
-                    ))
-                }
-                _ => tokio::spawn(source::udesk_scroll(
-                    c.clone(),
-                    filter,
-                    None,
-                    config.scroll_ttl,
-                    tx,
-                )),
+                // A resumed scroll export starts a new scroll (the writer skips the customers
+                // it has written): the checkpoint's scroll id may have been sent already by
+                // the run that stopped, and a scroll id is never sent twice.
+                _ => tokio::spawn(source::udesk_scroll(c.clone(), filter, tx)),
             }
         }
     };

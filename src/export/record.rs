@@ -99,7 +99,8 @@ fn field(o: &Map<String, Value>, name: &str) -> String {
     text(o.get(name))
 }
 
-/// The items of a list field; objects give their `key` member (or the first that is there).
+/// The items of a list field; objects give their `key` member (or the first that is there),
+/// `[id, value]` pairs (Udesk's other emails, 003:502-505) their value.
 fn list(o: &Map<String, Value>, name: &str, keys: &[&str]) -> Vec<String> {
     let Some(Value::Array(items)) = o.get(name) else {
         return Vec::new();
@@ -112,6 +113,11 @@ fn list(o: &Map<String, Value>, name: &str, keys: &[&str]) -> Vec<String> {
                 .find_map(|k| inner.get(*k))
                 .map(|v| text(Some(v))),
             Value::Null => None,
+            Value::Array(pair) => pair
+                .iter()
+                .rev()
+                .find(|v| v.is_string())
+                .map(|v| text(Some(v))),
             other => Some(text(Some(other))),
         })
         .filter(|s| !s.is_empty())
@@ -312,7 +318,7 @@ mod tests {
     fn udesk_lists_and_custom_fields_flatten() {
         let r = Record::from_udesk(&json!({
             "id": 12, "nick_name": "Anna Berg", "open_api_token": "C-1", "level": "vip",
-            "email": "a@example.com", "other_emails": ["b@example.com"],
+            "email": "a@example.com", "other_emails": [[3, "b@example.com"]],
             "cellphones": [{"id": 1, "content": "+31612345678"}],
             "tags": [{"id": 3, "name": "gold"}, {"id": 4, "name": "nl"}],
             "custom_fields": {"TextField_1": "x", "SelectField_1": ["0", "2"]},

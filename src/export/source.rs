@@ -16,7 +16,6 @@ use crate::platform::CallError;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc::Sender;
 
 /// One page, in order, with what continues after it.
@@ -131,24 +130,22 @@ pub async fn omnidesk(client: Arc<Omnidesk>, paging: OmnideskPaging, tx: Sender<
     }
 }
 
-/// Sends the batches of a Udesk scroll export until it ends (or an error). `resume` is the
-/// scroll id to try first and when it was issued; an id older than `ttl` is not tried.
-pub async fn udesk_scroll(
-    client: Arc<Udesk>,
-    filter: ListFilter,
-    resume: Option<(String, u64)>,
-    ttl: Duration,
-    tx: Sender<Item>,
-) {
-    let mut scroll = resume.and_then(|(id, issued_at)| {
-        (now_ms().saturating_sub(issued_at) < ttl.as_millis() as u64).then_some(id)
-    });
+/// Failed scroll calls (each starting a new scroll) after which a scroll export gives up.
+pub const MAX_FAILED_SCROLL_CALLS: u32 = 20;
+
+/// Sends the batches of a Udesk scroll export until it ends (or an error), from a new
+/// scroll. A scroll id is never sent twice: a scroll call that fails or goes unanswered may
+/// have moved the scroll on (an Elasticsearch scroll id returns the next batch each time),
+/// so a new scroll starts and the writer skips the customers it has written.
+pub async fn udesk_scroll(client: Arc<Udesk>, filter: ListFilter, tx: Sender<Item>) {
+    let mut scroll: Option<String> = None;
     let mut restarted = false;
-    // Customers received in this chain, when it started here (so the total ends it early).
-    let mut counted = scroll.is_none();
+    // Customers received in this chain (so the total ends it early).
+    let mut counted = true;
     let mut received = 0u64;
     let mut pages_in_chain = 0u32;
     let mut quick_restarts = 0u32;
+    let mut restarts = 0u32;
     loop {
         match client.export_page(scroll.as_deref(), &filter).await {
             Ok(page) => {
@@ -179,12 +176,19 @@ pub async fn udesk_scroll(
                 }
                 scroll = page.scroll_id;
             }
-            Err(CallError::Expired { message }) if scroll.is_some() => {
-                quick_restarts = if pages_in_chain <= 1 {
+            Err(e) if scroll.is_some() && !e.stops_run() => {
+                let expired = matches!(e, CallError::Expired { .. });
+                let message = e.to_string();
+                restarts += u32::from(!expired);
+                quick_restarts = if expired && pages_in_chain <= 1 {
                     quick_restarts + 1
                 } else {
                     0
                 };
+                if !expired && restarts > MAX_FAILED_SCROLL_CALLS {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
                 if quick_restarts >= 4 {
                     let _ = tx
                         .send(Err(CallError::Unavailable {

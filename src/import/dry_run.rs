@@ -39,6 +39,8 @@ pub struct DryRunReport {
     pub file: PathBuf,
     /// The first requests that would be sent, secrets redacted.
     pub first_requests: Vec<String>,
+    /// How the run would spend its calls (see [`super::plan`]).
+    pub call_plan: String,
 }
 
 /// Predicts the import row by row; with `lookups`, asks the platform (reads only).
@@ -73,15 +75,36 @@ pub async fn run<T: Target>(
         config.threads,
         256,
     );
+    let rows = match &config.input.path {
+        crate::input::InputPath::File(p) => super::start::fingerprint(p)
+            .map_or(0, |f| f.line_feeds.saturating_sub(1)),
+        crate::input::InputPath::Stdin => 0,
+    };
+    let (known, call_plan) = if lookups {
+        super::plan::survey(target.as_ref(), config.mode, rows).await?
+    } else {
+        (
+            None,
+            "plan: not known without the platform (give credentials and a base URL)".into(),
+        )
+    };
     let mut report = DryRunReport {
         looked_up: lookups,
         file: path.clone(),
+        call_plan,
         ..DryRunReport::default()
     };
     while let Some(batch) = rx.recv().await {
         let batch = batch?;
         let found: Vec<LookupSlot> = batch.rows.iter().map(|_| Mutex::new(None)).collect();
-        if lookups {
+        if let Some(known) = &known {
+            for (row, slot) in batch.rows.iter().zip(&found) {
+                if let Some(c) = row.customer.as_ref().filter(|_| row.is_clean()) {
+                    let id = known.get(&c.external_id).cloned();
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok(id));
+                }
+            }
+        } else if lookups {
             let work = batch
                 .rows
                 .iter()
@@ -196,7 +219,8 @@ impl DryRunReport {
                 }
             ));
         }
-        s.push_str(&format!("plan: {}\n", self.file.display()));
+        s.push_str(&format!("{}\n", self.call_plan));
+        s.push_str(&format!("row by row: {}\n", self.file.display()));
         s
     }
 }

@@ -18,6 +18,7 @@ mod dispatch;
 pub mod dry_run;
 pub mod journal;
 pub mod results;
+pub mod plan;
 mod row;
 mod settle;
 mod start;
@@ -100,6 +101,9 @@ pub enum ImportError {
     /// Something else about the set-up is wrong.
     #[error("{0}")]
     Usage(String),
+    /// The platform refused the run's first calls (credentials, an unusable server).
+    #[error("{0}")]
+    Refused(crate::platform::CallError),
 }
 
 impl ImportError {
@@ -107,7 +111,7 @@ impl ImportError {
     pub fn exit(&self) -> crate::Exit {
         match self {
             ImportError::Run(e) => e.exit(),
-            ImportError::Journal(_) => crate::Exit::Aborted,
+            ImportError::Journal(_) | ImportError::Refused(_) => crate::Exit::Aborted,
             _ => crate::Exit::Usage,
         }
     }
@@ -149,6 +153,32 @@ pub struct ImportConfig {
     pub stop_grace: Duration,
     /// Stop after this many rows in a row could not be finished (the platform is down).
     pub max_consecutive_unfinished: u64,
+    /// Where the run's plan and other start-up notices go.
+    pub notices: Notices,
+}
+
+/// A sink for the notices a run gives before its first row (the call plan).
+#[derive(Clone, Default)]
+pub struct Notices(Option<Arc<dyn Fn(&str) + Send + Sync>>);
+
+impl Notices {
+    /// Notices go to `f`.
+    pub fn to(f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Notices(Some(Arc::new(f)))
+    }
+
+    /// Gives a notice (nothing without a sink).
+    pub fn say(&self, text: &str) {
+        if let Some(f) = &self.0 {
+            f(text);
+        }
+    }
+}
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Notices(on)" } else { "Notices(off)" })
+    }
 }
 
 impl ImportConfig {
@@ -171,6 +201,7 @@ impl ImportConfig {
             bulk_settle: Duration::from_secs(2),
             stop_grace: Duration::from_secs(10),
             max_consecutive_unfinished: 50,
+            notices: Notices::default(),
         }
     }
 }
@@ -330,15 +361,21 @@ pub async fn run<T: Target>(
 ) -> Result<ImportReport, ImportError> {
     let started = Instant::now();
     let run = start::start(config, target.name()).await?;
+    // Line feeds of the decompressed content, less a CSV header.
+    let estimate = Some(run.print.line_feeds.saturating_sub(u64::from(!run.jsonl)));
+    let rows_left = estimate
+        .unwrap_or(0)
+        .saturating_sub(run.state.finals.len() as u64);
+    let (known, plan) = plan::survey(target.as_ref(), config.mode, rows_left).await?;
+    config.notices.say(&plan);
     let shared = Arc::new(Shared::new(
         target.clone(),
         config,
         run.journal,
         stop.clone(),
+        known,
     ));
     let lanes = Lanes::spawn(&shared, config);
-    // Line feeds of the decompressed content, less a CSV header.
-    let estimate = Some(run.print.line_feeds.saturating_sub(u64::from(!run.jsonl)));
     let progress = Arc::new(Progress::rows(estimate, config.progress));
     let skipped = Arc::new(AtomicU64::new(0));
     let ticker = spawn_ticker(progress.clone(), shared.clone(), skipped.clone(), started);

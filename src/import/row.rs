@@ -7,6 +7,7 @@ use crate::model::{CheckedRow, Customer, RawRow};
 use crate::output::describe;
 use crate::platform::{CallError, Target};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A row on its way to the platform. The source fields travel along (moved, not copied)
@@ -203,8 +204,29 @@ async fn create_row<T: Target>(t: &T, w: &Work, mut in_doubt: bool) -> RowEnd {
     }
 }
 
-/// One row in the run's mode.
-pub(super) async fn process<T: Target>(t: &T, mode: Mode, w: &Work) -> RowEnd {
+/// One row in the run's mode. `known` is what a survey found on the platform before the
+/// run (external id → platform id): a customer in it exists, one not in it did not then.
+pub(super) async fn process<T: Target>(
+    t: &T,
+    mode: Mode,
+    w: &Work,
+    known: Option<&HashMap<String, String>>,
+) -> RowEnd {
+    let found = known.map(|k| k.get(&w.customer.external_id));
+    match (mode, found) {
+        // Rows in doubt may have been created by this journal's earlier run: look them up.
+        (Mode::Create, Some(Some(id))) if !w.in_doubt => done(
+            w,
+            Outcome::Exists,
+            Some(id.clone()),
+            Some("already on the platform before this run".into()),
+        ),
+        (Mode::Upsert, Some(None)) if !w.in_doubt => create_row(t, w, false).await,
+        (mode, _) => process_row(t, mode, w).await,
+    }
+}
+
+async fn process_row<T: Target>(t: &T, mode: Mode, w: &Work) -> RowEnd {
     match mode {
         Mode::Create => create_row(t, w, w.in_doubt).await,
         Mode::Update => match t.update(&w.customer).await {

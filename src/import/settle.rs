@@ -3,7 +3,7 @@
 //! are confirmed by one lookup or export pass before anything is sent again.
 
 use super::journal::{LineSet, Outcome};
-use super::row::{done, process, Work};
+use super::row::{done, Work};
 use super::workers::Shared;
 use crate::model::Customer;
 use crate::platform::Target;
@@ -59,7 +59,7 @@ pub(super) async fn settle_pending<T: Target>(
     let rows = std::mem::take(&mut *shared.lock_pending());
     for mut w in rows {
         w.in_doubt = true;
-        let end = process(shared.target.as_ref(), shared.mode, &w).await;
+        let end = shared.process(&w).await;
         shared.record(end);
     }
 }

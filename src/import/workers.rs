@@ -5,6 +5,7 @@
 
 use super::journal::{Done, JournalWriter, Record};
 use super::row::{process, RowEnd, Work};
+use std::collections::HashMap;
 use super::{ImportConfig, Mode, Stop};
 use crate::model::Customer;
 use crate::platform::{BulkError, CallError, Target};
@@ -28,6 +29,9 @@ pub(super) struct Shared<T> {
     pub aborted: Mutex<Option<String>>,
     /// Rows given an outcome in this run.
     pub finished_rows: AtomicU64,
+    /// External id → platform id of the customers a survey found before the run (`None`:
+    /// no survey; rows are looked up or written one by one).
+    pub known: Option<HashMap<String, String>>,
     consecutive_unfinished: AtomicU64,
     max_consecutive_unfinished: u64,
 }
@@ -39,8 +43,10 @@ impl<T: Target> Shared<T> {
         config: &ImportConfig,
         journal: JournalWriter,
         stop: Arc<Stop>,
+        known: Option<HashMap<String, String>>,
     ) -> Self {
         Shared {
+            known,
             target,
             mode: config.mode,
             journal,
@@ -97,6 +103,18 @@ impl<T: Target> Shared<T> {
     pub fn stopping(&self) -> bool {
         self.stop.requested()
     }
+
+    /// One row in the run's mode, with what the survey knows.
+    pub async fn process(&self, w: &Work) -> RowEnd {
+        process(self.target.as_ref(), self.mode, w, self.known.as_ref()).await
+    }
+
+    /// Whether the survey found this row's customer on the platform.
+    fn exists(&self, w: &Work) -> bool {
+        self.known
+            .as_ref()
+            .is_some_and(|k| k.contains_key(&w.customer.external_id))
+    }
 }
 
 pub(super) type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<Work>>>;
@@ -114,7 +132,7 @@ async fn worker<T: Target>(shared: Arc<Shared<T>>, queue: Queue, unsent: Arc<Mut
                 .push(w.line);
             continue;
         }
-        let end = process(shared.target.as_ref(), shared.mode, &w).await;
+        let end = shared.process(&w).await;
         shared.record(end);
     }
 }
@@ -162,13 +180,16 @@ async fn bulk_lane<T: Target>(
                 .extend(rows.iter().map(|w| w.line));
             break;
         }
-        // Rows in doubt need a lookup first: they go the single way.
-        let (doubtful, mut batch): (Vec<Work>, Vec<Work>) =
-            rows.into_iter().partition(|w| w.in_doubt);
+        // Rows in doubt need a lookup first, and customers the survey found are updated or
+        // reported as existing: they go the single way. A bulk import only ever carries
+        // customers the platform did not hold, so none is reported created wrongly.
+        let (doubtful, mut batch): (Vec<Work>, Vec<Work>) = rows
+            .into_iter()
+            .partition(|w| w.in_doubt || shared.exists(w));
         for w in doubtful {
             let s = shared.clone();
             singles.spawn(async move {
-                let end = process(s.target.as_ref(), s.mode, &w).await;
+                let end = s.process(&w).await;
                 s.record(end);
             });
         }
@@ -187,7 +208,7 @@ async fn bulk_lane<T: Target>(
                     let poison = batch.remove(index);
                     let s = shared.clone();
                     singles.spawn(async move {
-                        let end = process(s.target.as_ref(), s.mode, &poison).await;
+                        let end = s.process(&poison).await;
                         s.record(end);
                     });
                 }
@@ -212,7 +233,7 @@ async fn bulk_lane<T: Target>(
                     for w in batch.drain(..) {
                         let s = shared.clone();
                         singles.spawn(async move {
-                            let end = process(s.target.as_ref(), s.mode, &w).await;
+                            let end = s.process(&w).await;
                             s.record(end);
                         });
                     }
@@ -238,10 +259,12 @@ pub(super) struct Lanes {
 }
 
 impl Lanes {
-    /// Starts `max_concurrency` workers and, for bulk targets in create mode, the bulk lane.
+    /// Starts `max_concurrency` workers and, for bulk targets creating or upserting with a
+    /// survey of what exists, the bulk lane.
     pub fn spawn<T: Target>(shared: &Arc<Shared<T>>, config: &ImportConfig) -> Lanes {
         let bulk_rows = shared.target.bulk_rows();
-        let bulk = config.mode == Mode::Create && bulk_rows > 0;
+        let bulk =
+            config.mode != Mode::Update && bulk_rows > 0 && shared.known.is_some();
         let workers = config.max_concurrency.max(1);
         let (queue_len, chunk) = if bulk {
             (bulk_rows + workers, bulk_rows)

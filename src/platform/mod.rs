@@ -155,6 +155,17 @@ pub enum BulkError {
     Call(CallError),
 }
 
+/// What one pass over the platform's customers learned before an import.
+#[derive(Debug, Default, Clone)]
+pub struct Survey {
+    /// External id → platform id of every customer that has an external id.
+    pub existing: HashMap<String, String>,
+    /// Customers the platform holds.
+    pub platform_total: u64,
+    /// Calls the pass cost.
+    pub calls: u64,
+}
+
 /// What one platform can do for an import. Implementations are cheap to share (`Arc`).
 pub trait Target: Send + Sync + 'static {
     /// `omnidesk` or `udesk`.
@@ -201,6 +212,13 @@ pub trait Target: Send + Sync + 'static {
                 message: "this platform has no bulk create".into(),
             }))
         }
+    }
+
+    /// Before writing about `rows` rows: learns in one pass which external ids exist, when that
+    /// costs fewer calls than a lookup or write per row; `None` when it does not (the
+    /// default: the platform has no cheap pass).
+    fn survey(&self, _rows: u64) -> impl Future<Output = Result<Option<Survey>, CallError>> + Send {
+        async { Ok(None) }
     }
 
     /// Which of these customers exist: external id → platform id. The default looks each up.

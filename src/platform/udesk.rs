@@ -10,7 +10,7 @@
 
 use super::transport::{Retry, Transport};
 use super::udesk_sign::{self as auth, sign};
-use super::{BaseUrl, BulkError, CallError, Secret, Target};
+use super::{BaseUrl, BulkError, CallError, Secret, Survey, Target};
 use crate::model::Customer;
 use bytes::Bytes;
 use reqwest::header::HeaderMap;
@@ -103,24 +103,94 @@ fn customer_object(c: &Customer) -> Map<String, Value> {
     if let Some(d) = &c.description {
         o.insert("description".into(), json!(d));
     }
-    if !c.phones.is_empty() {
-        o.insert(
-            "cellphones".into(),
-            Value::Array(c.phones.iter().map(|p| json!([null, p])).collect()),
-        );
-    }
     if !c.custom_fields.is_empty() {
         o.insert("custom_fields".into(), Value::Object(custom_fields(c)));
     }
     o
 }
 
-/// The body of `POST /customers` and `PUT /customers/update_customer`.
-pub fn create_body(c: &Customer) -> Value {
+/// `[id, value]` pairs of a record's list (`other_emails`, `cellphones`), read leniently:
+/// pairs (003:502-505), `{id, content}` objects (003:511-520) or plain strings (no id).
+pub fn held_pairs(record: &Value, key: &str) -> Vec<(Value, String)> {
+    let Some(Value::Array(items)) = record.get(key) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Value::String(s) => Some((Value::Null, s.clone())),
+            Value::Array(pair) => {
+                let value = pair.iter().rev().find_map(Value::as_str)?;
+                let id = pair.iter().find(|v| v.is_number()).cloned();
+                Some((id.unwrap_or(Value::Null), value.to_string()))
+            }
+            Value::Object(o) => {
+                let value = ["content", "email", "phone", "value"]
+                    .iter()
+                    .find_map(|k| o.get(*k).and_then(Value::as_str))?;
+                Some((o.get("id").cloned().unwrap_or(Value::Null), value.to_string()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Digits of a phone number, for matching `+8613100000002` with `13100000002`.
+fn digits(phone: &str) -> String {
+    phone.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// `[id, value]` pairs for `wanted`: the id the platform gave a value the customer already
+/// holds (`held`), null for a new one.
+fn pairs(
+    wanted: &[String],
+    held: &[(Value, String)],
+    same: impl Fn(&str, &str) -> bool,
+) -> Value {
+    Value::Array(
+        wanted
+            .iter()
+            .map(|w| {
+                let id = held
+                    .iter()
+                    .find(|(_, h)| same(w, h))
+                    .map_or(Value::Null, |(id, _)| id.clone());
+                json!([id, w])
+            })
+            .collect(),
+    )
+}
+
+fn same_email(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn same_phone(a: &str, b: &str) -> bool {
+    let (a, b) = (digits(a), digits(b));
+    a == b || (a.len() > b.len() && a.ends_with(&b)) || (b.len() > a.len() && b.ends_with(&a))
+}
+
+/// The body of `POST /customers` (`held` is `None`) and of
+/// `PUT /customers/update_customer` (`held` is the customer's record on the platform):
+/// other emails and phones as `[id, value]` pairs (003:410-413, 441-444, 633-635), with the
+/// ids of the ones the customer keeps and null for new ones.
+pub fn create_body(c: &Customer, held: Option<&Value>) -> Value {
+    let held_emails = held.map(|r| held_pairs(r, "other_emails")).unwrap_or_default();
+    let held_phones = held.map(|r| held_pairs(r, "cellphones")).unwrap_or_default();
+    let mut customer = customer_object(c);
+    if !c.phones.is_empty() {
+        customer.insert(
+            "cellphones".into(),
+            pairs(&c.phones, &held_phones, same_phone),
+        );
+    }
     let mut body = Map::new();
-    body.insert("customer".into(), Value::Object(customer_object(c)));
+    body.insert("customer".into(), Value::Object(customer));
     if !c.other_emails.is_empty() {
-        body.insert("other_emails".into(), json!(c.other_emails));
+        body.insert(
+            "other_emails".into(),
+            pairs(&c.other_emails, &held_emails, same_email),
+        );
     }
     if !c.tags.is_empty() {
         body.insert("tags".into(), json!(c.tags.join(",")));
@@ -241,6 +311,9 @@ pub struct Udesk {
     auth: UdeskAuth,
     token: RwLock<Option<Secret>>,
     transport: Transport,
+    /// External id → `{id, other_emails, cellphones}` of customers a survey found holding
+    /// emails or phones: the ids an update must send back.
+    held: RwLock<HashMap<String, Value>>,
 }
 
 impl Udesk {
@@ -259,7 +332,17 @@ impl Udesk {
             auth,
             token: RwLock::new(token),
             transport,
+            held: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The record a survey kept for this external id.
+    fn held_record(&self, external_id: &str) -> Option<Value> {
+        self.held
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(external_id)
+            .cloned()
     }
 
     fn token(&self) -> Option<Secret> {
@@ -366,51 +449,59 @@ impl Udesk {
         }
     }
 
+    /// Reads the customers the filter matches with the scroll export, handing each to `each`
+    /// until it returns false. A scroll id is never sent twice: after a failed or unanswered
+    /// call (which may have moved the scroll on) a new scroll starts and the customers
+    /// already handed over (by id) are skipped. Returns the calls made.
+    pub async fn scroll_all(
+        &self,
+        filter: &ListFilter,
+        mut each: impl FnMut(&Value) -> bool + Send,
+    ) -> Result<u64, CallError> {
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut scroll: Option<String> = None;
+        let (mut calls, mut restarts) = (0u64, 0u32);
+        loop {
+            calls += 1;
+            let page = match self.export_page(scroll.as_deref(), filter).await {
+                Ok(page) => page,
+                Err(e) if scroll.is_some() && !e.stops_run() && restarts < MAX_SCROLL_RESTARTS => {
+                    restarts += 1;
+                    scroll = None;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if page.customers.is_empty() {
+                return Ok(calls);
+            }
+            for c in &page.customers {
+                if seen.insert(own_id(c)) && !each(c) {
+                    return Ok(calls);
+                }
+            }
+            scroll = page.scroll_id;
+            if scroll.is_none() {
+                return Ok(calls);
+            }
+        }
+    }
+
     async fn export_pass(
         &self,
         wanted: &HashSet<&str>,
     ) -> Result<HashMap<String, String>, CallError> {
         let mut found = HashMap::new();
-        let mut scroll: Option<String> = None;
-        loop {
-            let query: Vec<(&str, String)> =
-                scroll.iter().map(|s| ("scroll_id", s.clone())).collect();
-            let reply = self
-                .signed(
-                    reqwest::Method::GET,
-                    "/open_api_v1/customers/export",
-                    &query,
-                    None,
-                    Retry::NotIdempotent,
-                )
-                .await?;
-            let customers = reply
-                .get("customers")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if customers.is_empty() {
-                return Ok(found);
-            }
-            for c in &customers {
-                if let Some(t) = c.get("open_api_token").and_then(Value::as_str) {
-                    if wanted.contains(t) {
-                        let id = c.get("id").map(Value::to_string).unwrap_or_default();
-                        found.insert(t.to_string(), id);
-                    }
+        self.scroll_all(&ListFilter::default(), |c| {
+            if let Some(t) = c.get("open_api_token").and_then(Value::as_str) {
+                if wanted.contains(t) {
+                    found.insert(t.to_string(), own_id(c));
                 }
             }
-            if found.len() == wanted.len() {
-                return Ok(found);
-            }
-            scroll = reply
-                .get("scroll_id")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            if scroll.is_none() {
-                return Ok(found);
-            }
-        }
+            found.len() < wanted.len()
+        })
+        .await?;
+        Ok(found)
     }
 
     /// One call of the scroll export (`GET /customers/export`): the first call (no
@@ -426,8 +517,23 @@ impl Udesk {
             Some(id) => vec![("scroll_id", id.to_string())],
             None => filter.query(),
         };
-        // Retrying with the same scroll id is safe: it either works or reports Expired.
-        let reply = self.get("/open_api_v1/customers/export", &query).await;
+        // The first call only takes a snapshot: safe to repeat. A call with a scroll id may
+        // move the scroll on even when its reply is lost (an Elasticsearch scroll id returns
+        // the next batch each time): never repeated; the caller starts a new scroll.
+        let retry = if scroll_id.is_some() {
+            Retry::NotIdempotent
+        } else {
+            Retry::Idempotent
+        };
+        let reply = self
+            .signed(
+                reqwest::Method::GET,
+                "/open_api_v1/customers/export",
+                &query,
+                None,
+                retry,
+            )
+            .await;
         let reply = match (reply, scroll_id) {
             (Err(CallError::Expired { message }), None) => {
                 return Err(CallError::Rejected {
@@ -508,6 +614,9 @@ impl Udesk {
     }
 }
 
+/// New scrolls one read may start after failed scroll calls.
+pub const MAX_SCROLL_RESTARTS: u32 = 5;
+
 /// Customers per page of the list (`GET /customers`).
 pub const LIST_PAGE_SIZE: u64 = super::documented::UDESK_LIST_MAX_PAGE_SIZE;
 /// Most rows the list reaches (page × page_size).
@@ -583,7 +692,7 @@ impl Target for Udesk {
     }
 
     async fn create(&self, c: &Customer) -> Result<String, CallError> {
-        let body = create_body(c);
+        let body = create_body(c, None);
         let reply = self
             .signed(
                 reqwest::Method::POST,
@@ -601,7 +710,18 @@ impl Target for Udesk {
             ("type", "token".to_string()),
             ("content", c.external_id.clone()),
         ];
-        let body = create_body(c);
+        // The ids of the emails and phones the customer keeps come from its record: from
+        // the survey when one ran, else from one lookup (which also answers "not found"
+        // without a write).
+        let held = if c.other_emails.is_empty() && c.phones.is_empty() {
+            None
+        } else {
+            match self.held_record(&c.external_id) {
+                Some(record) => Some(record),
+                None => Some(self.find(&c.external_id).await?.ok_or(CallError::NotFound)?),
+            }
+        };
+        let body = create_body(c, held.as_ref());
         let reply = self
             .signed(
                 reqwest::Method::PUT,
@@ -668,12 +788,46 @@ impl Target for Udesk {
         Ok(found)
     }
 
+    async fn survey(&self, rows: u64) -> Result<Option<Survey>, CallError> {
+        let total = self.total_customers().await?;
+        let pass = total.div_ceil(EXPORT_BATCH).max(1);
+        // Worth it when the pass (and the export pass that confirms bulk rows later) costs
+        // fewer calls than one lookup or write a row.
+        if pass.saturating_mul(2) >= rows {
+            return Ok(None);
+        }
+        let mut existing = HashMap::new();
+        let mut held = HashMap::new();
+        let calls = self
+            .scroll_all(&ListFilter::default(), |c| {
+                if let Some(t) = c.get("open_api_token").and_then(Value::as_str) {
+                    existing.insert(t.to_string(), own_id(c));
+                    let emails = c.get("other_emails").and_then(Value::as_array);
+                    let phones = c.get("cellphones").and_then(Value::as_array);
+                    if emails.is_some_and(|e| !e.is_empty()) || phones.is_some_and(|p| !p.is_empty()) {
+                        held.insert(
+                            t.to_string(),
+                            json!({"id": c.get("id"), "other_emails": emails, "cellphones": phones}),
+                        );
+                    }
+                }
+                true
+            })
+            .await?;
+        *self.held.write().unwrap_or_else(|e| e.into_inner()) = held;
+        Ok(Some(Survey {
+            existing,
+            platform_total: total,
+            calls: calls + 1,
+        }))
+    }
+
     fn describe_create(&self, c: &Customer) -> String {
         format!(
             "POST {}?email={}&timestamp=…&nonce=…&sign=<redacted>&sign_version=v2 (application/json)\n  {}\n",
             self.base.join("/open_api_v1/customers"),
             self.email,
-            create_body(c)
+            create_body(c, None)
         )
     }
 
@@ -707,7 +861,7 @@ mod tests {
 
     #[test]
     fn create_body_follows_the_documented_shape() {
-        let body = create_body(&customer());
+        let body = create_body(&customer(), None);
         assert_eq!(body["customer"]["nick_name"], "Li Wei");
         assert_eq!(body["customer"]["open_api_token"], "U-1");
         assert_eq!(
@@ -719,8 +873,38 @@ mod tests {
             json!(["1", "3"])
         );
         assert_eq!(body["customer"]["custom_fields"]["TextField_1"], "x");
-        assert_eq!(body["other_emails"], json!(["wei@example.com"]));
+        assert_eq!(body["other_emails"], json!([[null, "wei@example.com"]]));
         assert_eq!(body["tags"], "a,b");
+    }
+
+    #[test]
+    fn an_update_sends_the_ids_of_the_addresses_the_customer_keeps() {
+        let held = json!({"id": 9, "other_emails": [[3, "WEI@example.com"], [4, "old@example.com"]],
+            "cellphones": [{"id": 7, "content": "13800000000"}]});
+        let mut c = customer();
+        c.other_emails.push("new@example.com".into());
+        let body = create_body(&c, Some(&held));
+        assert_eq!(
+            body["other_emails"],
+            json!([[3, "wei@example.com"], [null, "new@example.com"]])
+        );
+        assert_eq!(
+            body["customer"]["cellphones"],
+            json!([[7, "+8613800000000"]])
+        );
+    }
+
+    #[test]
+    fn held_lists_are_read_in_every_documented_shape() {
+        let record = json!({"other_emails": [[3, "a@x.cn"], "b@x.cn", {"id": 5, "email": "c@x.cn"}, null]});
+        assert_eq!(
+            held_pairs(&record, "other_emails"),
+            vec![
+                (json!(3), "a@x.cn".to_string()),
+                (Value::Null, "b@x.cn".to_string()),
+                (json!(5), "c@x.cn".to_string())
+            ]
+        );
     }
 
     #[test]

@@ -49,8 +49,9 @@ pub struct UdeskCustomer {
     pub description: Option<String>,
     /// Primary email (unique).
     pub email: Option<String>,
-    /// Further emails.
-    pub other_emails: Vec<String>,
+    /// Further emails as `(email id, address)`, as the documents show them (003:502-505).
+    #[serde(deserialize_with = "pairs_or_strings")]
+    pub other_emails: Vec<(u64, String)>,
     /// Phones as `(phone id, number)`; numbers are unique.
     pub cellphones: Vec<(u64, String)>,
     /// External id (unique).
@@ -61,6 +62,89 @@ pub struct UdeskCustomer {
     pub custom_fields: BTreeMap<String, serde_json::Value>,
     /// How it was created: `api` or `import`.
     pub source_channel: String,
+    /// Responsible agent (`owner_id`).
+    #[serde(default)]
+    pub owner_id: Option<u64>,
+    /// The agent's group (`owner_group_id`).
+    #[serde(default)]
+    pub owner_group_id: Option<u64>,
+    /// Customer company (`organization_id`).
+    #[serde(default)]
+    pub organization_id: Option<u64>,
+    /// Blacklisted (`is_blocked`).
+    #[serde(default)]
+    pub is_blocked: bool,
+    /// Web identifier (`web_token`, unique).
+    #[serde(default)]
+    pub web_token: Option<String>,
+    /// SDK identifier (`sdk_token`).
+    #[serde(default)]
+    pub sdk_token: Option<String>,
+    /// WeChat, Mini Program and Enterprise WeChat bindings, as the documents print them.
+    #[serde(default)]
+    pub weixins: Vec<serde_json::Value>,
+    /// See [`UdeskCustomer::weixins`].
+    #[serde(default)]
+    pub weixin_minis: Vec<serde_json::Value>,
+    /// See [`UdeskCustomer::weixins`].
+    #[serde(default)]
+    pub weixin_works: Vec<serde_json::Value>,
+}
+
+impl UdeskCustomer {
+    /// A customer with nothing but the defaults; `source` is `api` or `import`.
+    pub fn empty(source: &str) -> Self {
+        UdeskCustomer {
+            id: 0,
+            nick_name: String::new(),
+            level: "normal".into(),
+            description: None,
+            email: None,
+            other_emails: Vec::new(),
+            cellphones: Vec::new(),
+            open_api_token: None,
+            tags: Vec::new(),
+            custom_fields: BTreeMap::new(),
+            source_channel: source.into(),
+            owner_id: None,
+            owner_group_id: None,
+            organization_id: None,
+            is_blocked: false,
+            web_token: None,
+            sdk_token: None,
+            weixins: Vec::new(),
+            weixin_minis: Vec::new(),
+            weixin_works: Vec::new(),
+        }
+    }
+
+    /// Every email address: the primary one, then the others.
+    pub fn emails(&self) -> impl Iterator<Item = &String> {
+        self.email
+            .iter()
+            .chain(self.other_emails.iter().map(|(_, e)| e))
+    }
+}
+
+/// State files written before emails carried ids hold plain strings: read both.
+fn pairs_or_strings<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(u64, String)>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Item {
+        Pair(u64, String),
+        Plain(String),
+    }
+    let items = Vec::<Item>::deserialize(d)?;
+    Ok(items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Item::Pair(id, e) => (id, e),
+            Item::Plain(e) => (u64::MAX - i as u64, e),
+        })
+        .collect())
 }
 
 /// The Omnidesk tenant.
@@ -141,10 +225,16 @@ pub struct UdeskStore {
     pub by_phone: HashMap<String, u64>,
     /// open_api_token → id.
     pub by_token: HashMap<String, u64>,
+    /// web_token → id.
+    #[serde(default)]
+    pub by_web_token: HashMap<String, u64>,
     /// Last customer id.
     pub last_id: u64,
     /// Last phone id.
     pub last_phone_id: u64,
+    /// Last id of an other email.
+    #[serde(default)]
+    pub last_email_id: u64,
 }
 
 impl UdeskStore {
@@ -160,6 +250,12 @@ impl UdeskStore {
         self.last_phone_id
     }
 
+    /// Gives out the next id of an other email.
+    pub fn next_email_id(&mut self) -> u64 {
+        self.last_email_id += 1;
+        self.last_email_id
+    }
+
     /// Inserts or replaces a customer and its index entries.
     pub fn put(&mut self, customer: UdeskCustomer) {
         if let Some(old) = self.customers.get(&customer.id).cloned() {
@@ -170,8 +266,11 @@ impl UdeskStore {
         if let Some(e) = &customer.email {
             self.by_email.insert(e.to_lowercase(), customer.id);
         }
-        for e in &customer.other_emails {
+        for (_, e) in &customer.other_emails {
             self.by_email.insert(e.to_lowercase(), customer.id);
+        }
+        if let Some(t) = &customer.web_token {
+            self.by_web_token.insert(t.clone(), customer.id);
         }
         for (_, p) in &customer.cellphones {
             self.by_phone.insert(p.clone(), customer.id);
@@ -183,9 +282,14 @@ impl UdeskStore {
     }
 
     fn unindex(&mut self, c: &UdeskCustomer) {
-        for e in c.email.iter().chain(&c.other_emails) {
+        for e in c.emails() {
             if self.by_email.get(&e.to_lowercase()) == Some(&c.id) {
                 self.by_email.remove(&e.to_lowercase());
+            }
+        }
+        if let Some(t) = &c.web_token {
+            if self.by_web_token.get(t) == Some(&c.id) {
+                self.by_web_token.remove(t);
             }
         }
         for (_, p) in &c.cellphones {
@@ -220,6 +324,12 @@ impl UdeskStore {
             "email" => self.by_email.get(&content.to_lowercase()).copied(),
             "cellphone" => self.by_phone.get(content).copied(),
             "token" | "customer_token" => self.by_token.get(content).copied(),
+            "web_token" => self.by_web_token.get(content).copied(),
+            "sdk_token" => self
+                .order
+                .iter()
+                .copied()
+                .find(|id| self.customers[id].sdk_token.as_deref() == Some(content)),
             _ => None,
         }
     }
@@ -267,9 +377,7 @@ pub fn seed(omni: &mut OmniStore, udesk: &mut UdeskStore, count: u64, brand_id: 
             id,
             nick_name: format!("{first} {last}"),
             level: if rng.percent(10) { "vip" } else { "normal" }.to_string(),
-            description: None,
             email: Some(email),
-            other_emails: Vec::new(),
             cellphones: vec![(phone_id, phone)],
             open_api_token: Some(format!("S{i:08}")),
             tags: vec![tier.to_string()],
@@ -277,7 +385,7 @@ pub fn seed(omni: &mut OmniStore, udesk: &mut UdeskStore, count: u64, brand_id: 
                 "TextField_1".to_string(),
                 serde_json::Value::String(tier.to_string()),
             )]),
-            source_channel: "import".to_string(),
+            ..UdeskCustomer::empty("import")
         });
     }
 }

@@ -201,7 +201,7 @@ pub fn apply_due_imports(data: &mut Data, now: Duration) {
 /// The first uniqueness rule a customer breaks against the store (ignoring `own` id).
 fn collision(store: &UdeskStore, c: &UdeskCustomer, own: Option<u64>) -> Option<String> {
     let other = |id: Option<&u64>| id.copied().filter(|id| Some(*id) != own);
-    for e in c.email.iter().chain(&c.other_emails) {
+    for e in c.emails() {
         if let Some(id) = other(store.by_email.get(&e.to_lowercase())) {
             return Some(format!("Email duplicate: customer id = {id}"));
         }
@@ -211,12 +211,55 @@ fn collision(store: &UdeskStore, c: &UdeskCustomer, own: Option<u64>) -> Option<
             return Some(format!("Verification failed: Phone {p} has been used"));
         }
     }
+    if let Some(t) = &c.web_token {
+        if other(store.by_web_token.get(t)).is_some() {
+            return Some(format!("web_token duplicate: {t}"));
+        }
+    }
+    for (key, what) in [
+        ("weixins", "WeChat information"),
+        ("weixin_minis", "WeChat Mini Program information"),
+    ] {
+        for binding in bindings(c, key) {
+            let holder = store.order.iter().copied().find(|id| {
+                Some(*id) != own
+                    && bindings(&store.customers[id], key)
+                        .any(|b| same_binding(b, binding, key))
+            });
+            if let Some(id) = holder {
+                return Some(format!(
+                    "{what} (appid: {}, openid: {}) already exists in customer (id: {id})",
+                    binding["appid"].as_str().unwrap_or_default(),
+                    binding["openid"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
     if let Some(t) = &c.open_api_token {
         if let Some(id) = other(store.by_token.get(t)) {
             return Some(format!("open_api_token duplicate: customer id = {id}"));
         }
     }
     None
+}
+
+fn bindings<'a>(c: &'a UdeskCustomer, key: &str) -> std::slice::Iter<'a, Value> {
+    match key {
+        "weixins" => c.weixins.iter(),
+        "weixin_minis" => c.weixin_minis.iter(),
+        _ => c.weixin_works.iter(),
+    }
+}
+
+/// Whether two bindings name the same account: (appid, openid) for WeChat and Mini
+/// Programs, (corpid, userid) for Enterprise WeChat.
+fn same_binding(a: &Value, b: &Value, key: &str) -> bool {
+    let keys: [&str; 2] = if key == "weixin_works" {
+        ["corpid", "userid"]
+    } else {
+        ["appid", "openid"]
+    };
+    keys.iter().all(|k| a.get(*k) == b.get(*k))
 }
 
 fn tag_id(name: &str) -> u64 {
@@ -230,26 +273,26 @@ pub fn customer_json(c: &UdeskCustomer) -> Value {
         "nick_name": c.nick_name,
         "level": c.level,
         "description": c.description,
-        "owner_id": null,
-        "owner_group_id": null,
+        "owner_id": c.owner_id,
+        "owner_group_id": c.owner_group_id,
         "custom_fields": c.custom_fields,
         "open_api_token": c.open_api_token,
-        "organization_id": null,
-        "is_blocked": false,
-        "web_token": null,
-        "sdk_token": null,
+        "organization_id": c.organization_id,
+        "is_blocked": c.is_blocked,
+        "web_token": c.web_token,
+        "sdk_token": c.sdk_token,
         "tags": c.tags.iter().map(|t| json!({"id": tag_id(t), "name": t, "company_id": 1})).collect::<Vec<_>>(),
         "rich_tags": [],
         "first_contact_at": null,
         "last_contact_at": null,
         "email": c.email,
-        "other_emails": c.other_emails,
+        "other_emails": c.other_emails.iter().map(|(id, e)| json!([id, e])).collect::<Vec<_>>(),
         "cellphones": c.cellphones.iter().map(|(id, content)| json!({"id": id, "content": content})).collect::<Vec<_>>(),
         "platform": "api",
         "source_channel": c.source_channel,
-        "weixins": [],
-        "weixin_minis": [],
-        "weixin_works": [],
+        "weixins": c.weixins,
+        "weixin_minis": c.weixin_minis,
+        "weixin_works": c.weixin_works,
     })
 }
 
@@ -331,7 +374,7 @@ fn check_custom_fields(value: &Value) -> Result<BTreeMap<String, Value>, String>
     Ok(out)
 }
 
-const CUSTOMER_KEYS: [&str; 15] = [
+const CUSTOMER_KEYS: [&str; 16] = [
     "email",
     "open_api_token",
     "nick_name",
@@ -347,7 +390,77 @@ const CUSTOMER_KEYS: [&str; 15] = [
     "weixin_works",
     "custom_fields",
     "web_token",
+    "sdk_token",
 ];
+
+/// The tenant's agents as (owner_id, owner_group_id): the examples' owner 1 in group 1
+/// (003:395-396), and two more.
+pub const AGENTS: [(u64, u64); 3] = [(1, 1), (2, 1), (3, 2)];
+/// The tenant's customer companies (`organization_id`).
+pub const ORGANIZATIONS: [u64; 2] = [1, 2];
+
+/// `owner_id` and `owner_group_id` as the error table (003:1450-1454) checks them.
+fn check_owner(owner: Option<u64>, group: Option<u64>) -> Result<(), String> {
+    match (owner, group) {
+        (None, None) => Ok(()),
+        (Some(o), _) if !AGENTS.iter().any(|(a, _)| *a == o) => {
+            Err("Cannot find customer service".into())
+        }
+        (_, Some(g)) if !AGENTS.iter().any(|(_, ag)| *ag == g) => {
+            Err("Company does not have this customer service group".into())
+        }
+        (Some(_), None) => Err("Customer service exists but customer service group does not exist".into()),
+        (Some(o), Some(g)) if !AGENTS.contains(&(o, g)) => {
+            Err("Customer service does not belong to this customer service group".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn id_field(value: &Value, field: &str) -> Result<Option<u64>, String> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Number(n) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("Incorrect parameter format: {field}")),
+        Value::String(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("Incorrect parameter format: {field}")),
+        _ => Err(format!("Incorrect parameter format: {field}")),
+    }
+}
+
+/// Applies a list of bindings: `action` `new` (or none, as bulk rows send them) adds one the
+/// customer does not have yet, `delete` removes it (nothing when it is not there).
+fn apply_bindings(list: &mut Vec<Value>, value: &Value, key: &str) -> Result<(), String> {
+    let Value::Array(items) = value else {
+        return Err(format!("Incorrect parameter format: {key} must be an array"));
+    };
+    for item in items {
+        let Value::Object(o) = item else {
+            return Err(format!("Incorrect parameter format: {key}"));
+        };
+        let mut binding = o.clone();
+        let action = binding.remove("action");
+        let binding = Value::Object(binding);
+        match action.as_ref().and_then(Value::as_str).unwrap_or("new") {
+            "new" => {
+                if !list.iter().any(|b| same_binding(b, &binding, key)) {
+                    list.push(binding);
+                }
+            }
+            "delete" => list.retain(|b| !same_binding(b, &binding, key)),
+            other => {
+                return Err(format!(
+                    "Incorrect parameter format: {key} action {other}"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Applies a create/update body onto `c`. `top` holds the top-level `other_emails`/`tags`.
 fn apply_customer(
@@ -363,21 +476,39 @@ fn apply_customer(
             ));
         }
     }
-    for key in ["owner_id", "owner_group_id"] {
-        if body.get(key).is_some_and(|v| !v.is_null()) {
-            return Err("Cannot find customer service".into());
+    let owner = match body.get("owner_id") {
+        Some(v) => id_field(v, "owner_id")?,
+        None => c.owner_id,
+    };
+    let group = match body.get("owner_group_id") {
+        Some(v) => id_field(v, "owner_group_id")?,
+        None => c.owner_group_id,
+    };
+    check_owner(owner, group)?;
+    (c.owner_id, c.owner_group_id) = (owner, group);
+    if let Some(v) = body.get("organization_id") {
+        let org = id_field(v, "organization_id")?;
+        if org.is_some_and(|o| !ORGANIZATIONS.contains(&o)) {
+            return Err("Company id does not exist".into());
         }
+        c.organization_id = org;
     }
-    if body.get("organization_id").is_some_and(|v| !v.is_null()) {
-        return Err("Company id does not exist".into());
+    if let Some(v) = body.get("is_blocked") {
+        c.is_blocked = v
+            .as_bool()
+            .ok_or("Incorrect parameter format: is_blocked is true or false")?;
     }
-    for key in ["weixins", "weixin_minis", "weixin_works"] {
-        if body
-            .get(key)
-            .is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty()))
-        {
-            return Err(format!("{key} are not supported by the sandbox"));
-        }
+    if let Some(v) = body.get("weixins") {
+        apply_bindings(&mut c.weixins, v, "weixins")?;
+    }
+    if let Some(v) = body.get("weixin_minis") {
+        apply_bindings(&mut c.weixin_minis, v, "weixin_minis")?;
+    }
+    if let Some(v) = body.get("weixin_works") {
+        apply_bindings(&mut c.weixin_works, v, "weixin_works")?;
+    }
+    if let Some(v) = body.get("sdk_token") {
+        c.sdk_token = text(v, "sdk_token")?;
     }
     if let Some(v) = body.get("nick_name") {
         match text(v, "nick_name")? {
@@ -395,14 +526,21 @@ fn apply_customer(
         c.description = text(v, "description")?;
     }
     if let Some(v) = body.get("web_token") {
-        if let Some(t) = text(v, "web_token")? {
-            if !t
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || "@.-_".contains(ch))
+        let token = match v {
+            Value::Null => None,
+            Value::String(t) => Some(t.clone()),
+            _ => return Err("web_token must be a string".into()),
+        };
+        if let Some(t) = &token {
+            if t.chars().count() > MAX_CHARS
+                || !t
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "@.-_".contains(ch))
             {
                 return Err(format!("web_token format error: {t}"));
             }
         }
+        c.web_token = token;
     }
     if let Some(v) = body.get("level") {
         let level = v.as_str().unwrap_or_default();
@@ -436,9 +574,13 @@ fn apply_customer(
                 }
                 Value::Number(n) => {
                     let id = n.as_u64().unwrap_or(0);
-                    match c.cellphones.iter_mut().find(|(pid, _)| *pid == id) {
-                        Some(slot) => slot.1 = number,
-                        None => return Err(format!("Incorrect parameter format: phone id {id} does not belong to this customer")),
+                    // An id the customer does not hold is taken as a new phone: the
+                    // documents do not say it is an error.
+                    let held = c.cellphones.iter().position(|(pid, _)| *pid == id);
+                    match held {
+                        Some(i) => c.cellphones[i].1 = number,
+                        None if c.cellphones.iter().any(|(_, p)| *p == number) => {}
+                        None => c.cellphones.push((store.next_phone_id(), number)),
                     }
                 }
                 _ => {
@@ -453,10 +595,38 @@ fn apply_customer(
         let Value::Array(items) = v else {
             return Err("Incorrect parameter format: other_emails must be an array".into());
         };
-        c.other_emails = items
-            .iter()
-            .map(|e| check_email(e.as_str().unwrap_or_default()))
-            .collect::<Result<_, _>>()?;
+        // `[id, email]` pairs (003:441-444, 633-635): null for a new address, the id of one
+        // the customer keeps. The list given is the customer's other emails from now on.
+        let mut emails: Vec<(u64, String)> = Vec::with_capacity(items.len());
+        for item in items {
+            let pair = item.as_array().filter(|p| p.len() == 2);
+            let Some(pair) = pair else {
+                return Err(
+                    "Incorrect parameter format: each of other_emails is [email_id, email]"
+                        .into(),
+                );
+            };
+            let address = match &pair[1] {
+                Value::String(e) => check_email(e)?,
+                _ => return Err("Incorrect parameter format: other_emails".into()),
+            };
+            if emails
+                .iter()
+                .any(|(_, e)| e.eq_ignore_ascii_case(&address))
+            {
+                continue;
+            }
+            let kept = match &pair[0] {
+                Value::Null => None,
+                Value::Number(n) => n
+                    .as_u64()
+                    .filter(|id| c.other_emails.iter().any(|(own, _)| own == id)),
+                _ => return Err("Incorrect parameter format: email_id must be null or a number".into()),
+            };
+            let id = kept.unwrap_or_else(|| store.next_email_id());
+            emails.push((id, address));
+        }
+        c.other_emails = emails;
     }
     if let Some(v) = top.get("tags") {
         let tags = text(v, "tags")?.unwrap_or_default();
@@ -471,19 +641,7 @@ fn apply_customer(
 }
 
 fn empty_customer(source: &str) -> UdeskCustomer {
-    UdeskCustomer {
-        id: 0,
-        nick_name: String::new(),
-        level: "normal".into(),
-        description: None,
-        email: None,
-        other_emails: Vec::new(),
-        cellphones: Vec::new(),
-        open_api_token: None,
-        tags: Vec::new(),
-        custom_fields: BTreeMap::new(),
-        source_channel: source.into(),
-    }
+    UdeskCustomer::empty(source)
 }
 
 /// Auth, JSON parsing and the body's shape, shared by create and update: returns the
@@ -840,7 +998,7 @@ fn import_row(row: &Value, store: &mut UdeskStore) -> Result<UdeskCustomer, Stri
                 }
                 top.insert(
                     "other_emails".into(),
-                    Value::Array(emails.iter().skip(1).cloned().collect()),
+                    Value::Array(emails.iter().skip(1).map(|e| json!([null, e])).collect()),
                 );
             }
             "cellphones" => {
@@ -1030,9 +1188,11 @@ async fn merge(
         return invalid("Couldn't find Customer");
     };
     let mut kept = store.customers[&to].clone();
-    for e in gone.email.iter().chain(&gone.other_emails) {
-        if kept.email.as_ref() != Some(e) && !kept.other_emails.contains(e) {
-            kept.other_emails.push(e.clone());
+    let gone_emails: Vec<String> = gone.emails().cloned().collect();
+    for e in gone_emails {
+        if !kept.emails().any(|k| k.eq_ignore_ascii_case(&e)) {
+            let id = store.next_email_id();
+            kept.other_emails.push((id, e));
         }
     }
     for (id, p) in gone.cellphones {

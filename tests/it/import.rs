@@ -271,11 +271,12 @@ fn assert_udesk_holds(state: &Value, expected: &[BTreeMap<String, String>]) {
             "phones of {}",
             row["external_id"]
         );
+        // Stored as [id, email] pairs, as the documents show them (003:502-505).
         let others: BTreeSet<String> = c["other_emails"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| e.as_str().unwrap().to_string())
+            .map(|e| e[1].as_str().unwrap().to_string())
             .collect();
         assert_eq!(others, list(&row["other_emails"]));
         let level = if row["level"].is_empty() {

@@ -500,7 +500,9 @@ async fn udesk_signature_timestamp_and_nonce_are_checked() {
 async fn udesk_customer_lifecycle_and_errors() {
     let (server, api) = start(fast()).await;
     use reqwest::Method;
-    let doc_example = json!({
+    // Shaped like the create example (003:390-446); the example itself, unedited, is sent
+    // by tests/it/platform_docs.rs.
+    let create = json!({
         "customer": {
             "email": "customer2@sample.com",
             "nick_name": "demo customer 2",
@@ -510,11 +512,11 @@ async fn udesk_customer_lifecycle_and_errors() {
             "cellphones": [[null, "13100000002"], [null, "13200000002"]],
             "custom_fields": {"TextField_1": "Plain text content", "TextField_2": "Multiline 1\r\nMultiline 2", "SelectField_1": ["0"], "SelectField_3": ["0", "3"]}
         },
-        "other_emails": ["customer2@qq.com"],
+        "other_emails": [[null, "customer2@qq.com"]],
         "tags": "tag1,tag2"
     });
     let (_, body) = api
-        .udesk(Method::POST, "/customers", &[], Some(doc_example))
+        .udesk(Method::POST, "/customers", &[], Some(create))
         .await;
     assert_eq!(body["code"], 1000, "{body}");
     let id = body["customer"]["id"].as_u64().unwrap();
