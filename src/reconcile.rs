@@ -407,7 +407,9 @@ async fn by_export(
             },
             tx,
         )),
-        Client::Udesk(c) => tokio::spawn(source::udesk_scroll(c.clone(), ListFilter::default(), tx)),
+        Client::Udesk(c) => {
+            tokio::spawn(source::udesk_scroll(c.clone(), ListFilter::default(), tx))
+        }
     };
     let mut extras = Vec::new();
     // Shifted Omnidesk pages and restarted Udesk scrolls repeat customers.

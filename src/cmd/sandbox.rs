@@ -20,6 +20,12 @@ pub struct SandboxArgs {
     /// Create this many realistic customers on both platforms at start.
     #[arg(long, default_value_t = 0, value_name = "N")]
     seed_customers: u64,
+    /// How to answer where the documents are silent: `convenient` (ids in replies, errors that
+    /// name the row) or `documented` (only what the documents print: no ids, bulk import
+    /// always accepted, replayed scroll ids move on, auth refused as HTTP 200). Finer
+    /// choices: PUT /__sandbox/profile.
+    #[arg(long, value_enum, default_value_t = sandbox::ProfileName::Convenient)]
+    profile: sandbox::ProfileName,
     /// Seed for fault decisions (the same seed gives the same faults to a sequential client).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -135,6 +141,7 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<Exit> {
         seed: args.seed,
         seed_customers: args.seed_customers,
         state_file: args.state_file,
+        profile: args.profile.profile(),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
@@ -147,8 +154,9 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<Exit> {
         println!("  Omnidesk API v2:     {base}/api/v2/customer");
         println!("  Udesk open API v1:   {base}/open_api_v1/customers");
         println!(
-            "  inspect / control:   {base}/__sandbox/state, /__sandbox/reset, /__sandbox/faults"
+            "  inspect / control:   {base}/__sandbox/state, /__sandbox/reset, /__sandbox/faults, /__sandbox/profile"
         );
+        println!("  reply profile:       {}", config.profile.name);
         if custom_credentials {
             println!("  credentials: as given on the command line");
         } else {

@@ -118,6 +118,10 @@ async fn send_chunk<T: Target>(
     if chunk.is_empty() {
         return !shared.stopping();
     }
+    shared.prepare().await;
+    if shared.stopping() {
+        return false;
+    }
     let lines = chunk.iter().map(|w| w.line).collect();
     if let Err(e) = shared
         .journal

@@ -76,8 +76,9 @@ pub async fn run<T: Target>(
         256,
     );
     let rows = match &config.input.path {
-        crate::input::InputPath::File(p) => super::start::fingerprint(p)
-            .map_or(0, |f| f.line_feeds.saturating_sub(1)),
+        crate::input::InputPath::File(p) => {
+            super::start::fingerprint(p).map_or(0, |f| f.line_feeds.saturating_sub(1))
+        }
         crate::input::InputPath::Stdin => 0,
     };
     let (known, call_plan) = if lookups {

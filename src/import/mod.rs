@@ -17,8 +17,8 @@
 mod dispatch;
 pub mod dry_run;
 pub mod journal;
-pub mod results;
 pub mod plan;
+pub mod results;
 mod row;
 mod settle;
 mod start;
@@ -101,7 +101,7 @@ pub enum ImportError {
     /// Something else about the set-up is wrong.
     #[error("{0}")]
     Usage(String),
-    /// The platform refused the run's first calls (credentials, an unusable server).
+    /// The platform refused a call the run cannot do without.
     #[error("{0}")]
     Refused(crate::platform::CallError),
 }
@@ -159,7 +159,9 @@ pub struct ImportConfig {
 
 /// A sink for the notices a run gives before its first row (the call plan).
 #[derive(Clone, Default)]
-pub struct Notices(Option<Arc<dyn Fn(&str) + Send + Sync>>);
+pub struct Notices(Option<Arc<NoticeSink>>);
+
+type NoticeSink = dyn Fn(&str) + Send + Sync;
 
 impl Notices {
     /// Notices go to `f`.
@@ -177,7 +179,11 @@ impl Notices {
 
 impl std::fmt::Debug for Notices {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "Notices(on)" } else { "Notices(off)" })
+        f.write_str(if self.0.is_some() {
+            "Notices(on)"
+        } else {
+            "Notices(off)"
+        })
     }
 }
 
@@ -362,18 +368,16 @@ pub async fn run<T: Target>(
     let started = Instant::now();
     let run = start::start(config, target.name()).await?;
     // Line feeds of the decompressed content, less a CSV header.
-    let estimate = Some(run.print.line_feeds.saturating_sub(u64::from(!run.jsonl)));
-    let rows_left = estimate
-        .unwrap_or(0)
-        .saturating_sub(run.state.finals.len() as u64);
-    let (known, plan) = plan::survey(target.as_ref(), config.mode, rows_left).await?;
-    config.notices.say(&plan);
+    let lines = run.print.line_feeds.saturating_sub(u64::from(!run.jsonl));
+    let estimate = Some(lines);
+    let rows_left = lines.saturating_sub(run.state.finals.len() as u64);
     let shared = Arc::new(Shared::new(
         target.clone(),
         config,
         run.journal,
         stop.clone(),
-        known,
+        rows_left,
+        run.state.finals.is_empty(),
     ));
     let lanes = Lanes::spawn(&shared, config);
     let progress = Arc::new(Progress::rows(estimate, config.progress));
@@ -477,6 +481,7 @@ fn finish<T: Target>(
     shared: Arc<Shared<T>>,
     ran: Ran,
 ) -> Result<ImportReport, ImportError> {
+    shared.release_held();
     let unfinished = std::mem::take(&mut *shared.lock_unfinished());
     let aborted = shared
         .aborted

@@ -3,8 +3,21 @@
 //! does with new and existing customers. Shown at the start and in the dry run.
 
 use super::{ImportError, Mode};
-use crate::platform::{Survey, Target};
+use crate::platform::{CallError, Survey, Target};
 use std::collections::HashMap;
+
+/// One read-only call before any row: refused credentials (whatever code carries the
+/// refusal) stop the run there, as one clear error, instead of failing every row alike.
+/// Returns why the run must stop. Anything else (throttled, unavailable, unusable) is left
+/// to the rows, which meet it with their own retries and stops.
+pub async fn probe<T: Target>(target: &T) -> Result<(), String> {
+    match target.probe().await {
+        Err(e @ (CallError::Auth { .. } | CallError::Rejected { .. })) => Err(format!(
+            "the platform refused a read-only call before any row was sent ({e}); check the credentials and the base URL"
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// Runs the survey when the target has one and it pays off; returns what it found and the
 /// plan in words. A survey that fails for a passing reason leaves the run row by row.
@@ -36,9 +49,13 @@ pub async fn survey<T: Target>(
 pub fn describe(platform: &str, mode: Mode, rows: u64, survey: Option<&Survey>) -> String {
     let Some(s) = survey else {
         let how = match mode {
-            Mode::Create => "each row is created with one call (an existing customer is reported as such)",
+            Mode::Create => {
+                "each row is created with one call (an existing customer is reported as such)"
+            }
             Mode::Update => "each row is updated with one call",
-            Mode::Upsert => "each row is updated, or created when the platform has no such customer",
+            Mode::Upsert => {
+                "each row is updated, or created when the platform has no such customer"
+            }
         };
         return format!("plan: {rows} rows to {platform}, row by row: {how}");
     };
@@ -66,7 +83,10 @@ mod tests {
             calls: 4,
         };
         let text = describe("udesk", Mode::Upsert, 500, Some(&s));
-        assert!(text.contains("3000 customers (4 calls) found 1 external ids"), "{text}");
+        assert!(
+            text.contains("3000 customers (4 calls) found 1 external ids"),
+            "{text}"
+        );
         assert!(text.contains("updated one by one"), "{text}");
         assert!(describe("udesk", Mode::Create, 5, None).contains("row by row"));
     }

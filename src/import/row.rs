@@ -126,6 +126,30 @@ fn failed(w: &Work, e: CallError) -> RowEnd {
     }
 }
 
+/// The end of a row in doubt whose customer the platform holds: created (and completed)
+/// when the record holds what the create sent, else existing — it was there before this
+/// run, and an unanswered attempt of ours cannot have made it.
+async fn found_in_doubt<T: Target>(
+    t: &T,
+    w: &Work,
+    id: String,
+    ours: bool,
+    note: String,
+) -> RowEnd {
+    if !ours {
+        return done(
+            w,
+            Outcome::Exists,
+            Some(id),
+            Some("the platform held this external id with other data before this run".into()),
+        );
+    }
+    match t.complete(&w.customer, &id).await {
+        Ok(()) => done(w, Outcome::Created, Some(id), Some(note)),
+        Err(e) => failed(w, e),
+    }
+}
+
 /// Creates a row exactly once: a row in doubt is looked up first; an unanswered create puts
 /// it in doubt; an existing customer is left alone.
 async fn create_row<T: Target>(t: &T, w: &Work, mut in_doubt: bool) -> RowEnd {
@@ -133,17 +157,16 @@ async fn create_row<T: Target>(t: &T, w: &Work, mut in_doubt: bool) -> RowEnd {
     let mut failures = 0;
     loop {
         if in_doubt {
-            match t.lookup(c).await {
-                Ok(Some(id)) => {
-                    return match t.complete(c, &id).await {
-                        Ok(()) => done(
-                            w,
-                            Outcome::Created,
-                            Some(id),
-                            Some("confirmed by lookup after an unanswered attempt".into()),
-                        ),
-                        Err(e) => failed(w, e),
-                    };
+            match t.resolve(c).await {
+                Ok(Some((id, ours))) => {
+                    return found_in_doubt(
+                        t,
+                        w,
+                        id,
+                        ours,
+                        "confirmed by lookup after an unanswered attempt".into(),
+                    )
+                    .await;
                 }
                 Ok(None) => {}
                 Err(e) => return failed(w, e),
@@ -156,39 +179,47 @@ async fn create_row<T: Target>(t: &T, w: &Work, mut in_doubt: bool) -> RowEnd {
                     Err(e) => failed(w, e),
                 }
             }
-            Err(CallError::Conflict { platform_id, .. }) if in_doubt => {
-                let id = platform_id.unwrap_or_default();
-                return match t.complete(c, &id).await {
-                    Ok(()) => done(
-                        w,
-                        Outcome::Created,
-                        Some(id),
-                        Some("an unanswered attempt had created it".into()),
-                    ),
+            // A row in doubt may collide with itself (Udesk also on any unique field: "Email
+            // duplicate"): an earlier attempt may have been applied in the meantime.
+            Err(CallError::Conflict { message, .. } | CallError::Rejected { message })
+                if in_doubt =>
+            {
+                return match t.resolve(c).await {
+                    Ok(Some((id, ours))) => {
+                        let note = format!(
+                            "an earlier unanswered attempt had created it (a second create was refused: {message})"
+                        );
+                        found_in_doubt(t, w, id, ours, note).await
+                    }
+                    Ok(None) => failed(w, CallError::Rejected { message }),
                     Err(e) => failed(w, e),
                 };
             }
             Err(CallError::Conflict {
                 platform_id,
                 message,
-            }) => return done(w, Outcome::Exists, platform_id, Some(message)),
-            // A row in doubt may collide with itself on any unique field (Udesk: "Email
-            // duplicate"): an earlier attempt may have been applied in the meantime.
-            Err(CallError::Rejected { message }) if in_doubt => {
+            }) => {
+                // A refusal that does not name the holder: one lookup finds its id.
+                let id = match platform_id {
+                    Some(id) => Some(id),
+                    None => t.lookup(c).await.ok().flatten(),
+                };
+                return done(w, Outcome::Exists, id, Some(message));
+            }
+            // A refusal the platform does not word as a duplicate may still be one (Udesk
+            // lists no error for a taken open_api_token): a customer that turns out to
+            // exist is reported as existing, not as refused.
+            Err(CallError::Rejected { message }) => {
                 return match t.lookup(c).await {
-                    Ok(Some(id)) => match t.complete(c, &id).await {
-                        Ok(()) => done(
-                            w,
-                            Outcome::Created,
-                            Some(id),
-                            Some(format!(
-                                "an earlier unanswered attempt had created it (a second create was refused: {message})"
-                            )),
-                        ),
-                        Err(e) => failed(w, e),
-                    },
-                    Ok(None) => failed(w, CallError::Rejected { message }),
-                    Err(e) => failed(w, e),
+                    Ok(Some(id)) => done(
+                        w,
+                        Outcome::Exists,
+                        Some(id),
+                        Some(format!(
+                            "the platform refused a create ({message}) and holds this external id"
+                        )),
+                    ),
+                    _ => failed(w, CallError::Rejected { message }),
                 };
             }
             Err(e @ CallError::Unavailable { .. }) => {

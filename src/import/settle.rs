@@ -76,18 +76,27 @@ pub(super) async fn confirm_doubtful<T: Target>(
     if rows.is_empty() {
         return rows;
     }
+    shared.prepare().await;
+    if shared.stopping() {
+        return Vec::new();
+    }
     let refs: Vec<&Customer> = rows.iter().map(|w| &w.customer).collect();
     match shared.target.confirm(&refs).await {
         Ok(found) => {
             let mut rest = Vec::new();
             for mut w in rows {
                 match found.get(&w.customer.external_id) {
-                    Some(id) => shared.record(done(
+                    // An accepted bulk import carried only customers the platform did not
+                    // hold (the survey saw to it): found, it is ours.
+                    Some(id) if pending.contains(w.line) => shared.record(done(
                         &w,
                         Outcome::Created,
                         Some(id.clone()),
                         Some("found on the platform after an interrupted run".into()),
                     )),
+                    // Sent singly, or not at all: it may have been there before; the single
+                    // way tells by its record.
+                    Some(_) => rest.push(w),
                     None if pending.contains(w.line) => shared.lock_pending().push(w),
                     None => {
                         w.in_doubt = false;

@@ -3,12 +3,12 @@
 //! minute in one asynchronous call). [`Shared`] is the state they, the dispatcher and the
 //! settling stage share.
 
-use super::journal::{Done, JournalWriter, Record};
+use super::journal::{Done, JournalWriter, Outcome, Record};
 use super::row::{process, RowEnd, Work};
-use std::collections::HashMap;
 use super::{ImportConfig, Mode, Stop};
 use crate::model::Customer;
 use crate::platform::{BulkError, CallError, Target};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,12 +29,30 @@ pub(super) struct Shared<T> {
     pub aborted: Mutex<Option<String>>,
     /// Rows given an outcome in this run.
     pub finished_rows: AtomicU64,
-    /// External id → platform id of the customers a survey found before the run (`None`:
-    /// no survey; rows are looked up or written one by one).
-    pub known: Option<HashMap<String, String>>,
+    /// External id → platform id of the customers a survey found before the first row
+    /// (set by [`Shared::prepare`]; `None` inside: no survey, rows are looked up or written
+    /// one by one).
+    known: tokio::sync::OnceCell<Option<HashMap<String, String>>>,
+    /// Rows the run expects to send (for the plan).
+    rows_left: u64,
+    notices: super::Notices,
     consecutive_unfinished: AtomicU64,
     max_consecutive_unfinished: u64,
+    early: Mutex<Early>,
 }
+
+/// Refusals held back at the start of a journal's first run, until a row succeeds: when
+/// the first [`ALIKE`] refusals say the same thing and nothing succeeded, the cause is the
+/// set-up (credentials without write permission, a field the account lacks), not the rows.
+#[derive(Default)]
+struct Early {
+    /// Whether refusals are still held (first run, nothing succeeded yet).
+    holding: bool,
+    held: Vec<Done>,
+}
+
+/// Identical refusals with no success that stop a journal's first run.
+pub(super) const ALIKE: usize = 10;
 
 impl<T: Target> Shared<T> {
     /// Shared state for a run writing to `journal`.
@@ -43,10 +61,17 @@ impl<T: Target> Shared<T> {
         config: &ImportConfig,
         journal: JournalWriter,
         stop: Arc<Stop>,
-        known: Option<HashMap<String, String>>,
+        rows_left: u64,
+        first_run: bool,
     ) -> Self {
         Shared {
-            known,
+            known: tokio::sync::OnceCell::new(),
+            rows_left,
+            notices: config.notices.clone(),
+            early: Mutex::new(Early {
+                holding: first_run,
+                held: Vec::new(),
+            }),
             target,
             mode: config.mode,
             journal,
@@ -67,7 +92,9 @@ impl<T: Target> Shared<T> {
             RowEnd::Done(d) => {
                 self.consecutive_unfinished.store(0, Ordering::Relaxed);
                 self.finished_rows.fetch_add(1, Ordering::Relaxed);
-                self.journal.append(vec![Record::Done(d)]);
+                if let Some(d) = self.hold(d) {
+                    self.journal.append(vec![Record::Done(d)]);
+                }
             }
             RowEnd::Unfinished(d) => {
                 let n = self.consecutive_unfinished.fetch_add(1, Ordering::Relaxed) + 1;
@@ -80,6 +107,60 @@ impl<T: Target> Shared<T> {
                 }
             }
             RowEnd::Abort(why) => self.abort(why),
+        }
+    }
+
+    /// Holds a refusal back while nothing has succeeded in a journal's first run; returns
+    /// the record to journal now, if any. Ten identical refusals stop the run: the held rows
+    /// stay `sent` (in doubt), so a resume looks them up and sends them again.
+    fn hold(&self, d: Done) -> Option<Done> {
+        let mut early = self.early.lock().unwrap_or_else(|e| e.into_inner());
+        if !early.holding {
+            return Some(d);
+        }
+        let refused =
+            d.outcome == Outcome::Failed && d.reason.as_deref() == Some("platform_rejected");
+        if !refused {
+            if d.outcome != Outcome::Failed {
+                early.holding = false;
+            }
+            let held = std::mem::take(&mut early.held);
+            drop(early);
+            self.journal
+                .append(held.into_iter().map(Record::Done).collect());
+            return Some(d);
+        }
+        early.held.push(d);
+        if early.held.len() < ALIKE {
+            return None;
+        }
+        let first = early.held[0].message.clone();
+        if early.held.iter().all(|h| h.message == first) {
+            early.held.clear();
+            early.holding = false;
+            drop(early);
+            self.finished_rows
+                .fetch_sub(ALIKE as u64, Ordering::Relaxed);
+            self.abort(format!(
+                "the first {ALIKE} rows sent were all refused the same way and none succeeded: {}. That is the set-up, not the rows (credentials without write permission, a field the account lacks): fix it and --restart, or resume to record every row as refused",
+                first.unwrap_or_default()
+            ));
+            return None;
+        }
+        early.holding = false;
+        let held = std::mem::take(&mut early.held);
+        drop(early);
+        self.journal
+            .append(held.into_iter().map(Record::Done).collect());
+        None
+    }
+
+    /// Journals the refusals still held (the run ended before ten).
+    pub fn release_held(&self) {
+        let held = std::mem::take(&mut self.early.lock().unwrap_or_else(|e| e.into_inner()).held);
+        if !held.is_empty() {
+            self.journal
+                .append(held.into_iter().map(Record::Done).collect());
         }
     }
 
@@ -104,15 +185,43 @@ impl<T: Target> Shared<T> {
         self.stop.requested()
     }
 
+    /// Before the first row is sent (once; nothing when no row is): one read-only call
+    /// that stops the run when the credentials are refused, whatever code carries the
+    /// refusal, and the survey of existing customers when it pays off, with the plan shown.
+    pub async fn prepare(&self) {
+        self.known
+            .get_or_init(|| async {
+                if let Err(why) = super::plan::probe(self.target.as_ref()).await {
+                    self.abort(why);
+                    return None;
+                }
+                match super::plan::survey(self.target.as_ref(), self.mode, self.rows_left).await {
+                    Ok((known, plan)) => {
+                        self.notices.say(&plan);
+                        known
+                    }
+                    Err(e) => {
+                        self.abort(e.to_string());
+                        None
+                    }
+                }
+            })
+            .await;
+    }
+
+    /// What the survey found, if one ran.
+    fn known(&self) -> Option<&HashMap<String, String>> {
+        self.known.get().and_then(Option::as_ref)
+    }
+
     /// One row in the run's mode, with what the survey knows.
     pub async fn process(&self, w: &Work) -> RowEnd {
-        process(self.target.as_ref(), self.mode, w, self.known.as_ref()).await
+        process(self.target.as_ref(), self.mode, w, self.known()).await
     }
 
     /// Whether the survey found this row's customer on the platform.
     fn exists(&self, w: &Work) -> bool {
-        self.known
-            .as_ref()
+        self.known()
             .is_some_and(|k| k.contains_key(&w.customer.external_id))
     }
 }
@@ -162,6 +271,16 @@ async fn bulk_lane<T: Target>(
                 _ = shared.stop.wait() => None,
             };
             let Some(first) = first else { break };
+            // Without a survey the platform may hold any of these customers: a bulk import
+            // could not tell them apart, so the workers create them one by one.
+            if shared.known().is_none() {
+                let s = shared.clone();
+                singles.spawn(async move {
+                    let end = s.process(&first).await;
+                    s.record(end);
+                });
+                break;
+            }
             rows.push(first);
             // A bulk slot is worth `size` rows: give the dispatcher a moment to fill it.
             let deadline =
@@ -259,12 +378,11 @@ pub(super) struct Lanes {
 }
 
 impl Lanes {
-    /// Starts `max_concurrency` workers and, for bulk targets creating or upserting with a
-    /// survey of what exists, the bulk lane.
+    /// Starts `max_concurrency` workers and, for bulk targets creating or upserting, the
+    /// bulk lane (which stands down when no survey of what exists ran).
     pub fn spawn<T: Target>(shared: &Arc<Shared<T>>, config: &ImportConfig) -> Lanes {
         let bulk_rows = shared.target.bulk_rows();
-        let bulk =
-            config.mode != Mode::Update && bulk_rows > 0 && shared.known.is_some();
+        let bulk = config.mode != Mode::Update && bulk_rows > 0;
         let workers = config.max_concurrency.max(1);
         let (queue_len, chunk) = if bulk {
             (bulk_rows + workers, bulk_rows)

@@ -177,6 +177,16 @@ pub trait Target: Send + Sync + 'static {
         customer: &Customer,
     ) -> impl Future<Output = Result<Option<String>, CallError>> + Send;
 
+    /// After a create that went unanswered: the id of the customer with this external id,
+    /// and whether its record holds what the create sent (else it was there before). The
+    /// default trusts any record found.
+    fn resolve(
+        &self,
+        customer: &Customer,
+    ) -> impl Future<Output = Result<Option<(String, bool)>, CallError>> + Send {
+        async move { Ok(self.lookup(customer).await?.map(|id| (id, true))) }
+    }
+
     /// Creates the customer; `CallError::Conflict` when the external id is taken. Not
     /// idempotent: after an `Unavailable` reply, look up before trying again.
     fn create(&self, customer: &Customer)
@@ -212,6 +222,11 @@ pub trait Target: Send + Sync + 'static {
                 message: "this platform has no bulk create".into(),
             }))
         }
+    }
+
+    /// One read-only call that needs valid credentials, made before the first row is sent.
+    fn probe(&self) -> impl Future<Output = Result<(), CallError>> + Send {
+        async { Ok(()) }
     }
 
     /// Before writing about `rows` rows: learns in one pass which external ids exist, when that

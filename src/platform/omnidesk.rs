@@ -264,7 +264,28 @@ fn message_of(body: &Value, status: StatusCode) -> String {
     }
 }
 
-/// Decodes a reply: success → the body; otherwise the kind of failure.
+/// Whether a message says the customer does not exist (the documents give no not-found
+/// reply: a plausible server says so with 200, 400 or 404). A missing brand or endpoint is
+/// not a missing customer.
+fn says_not_found(message: &str) -> bool {
+    let m = message.to_lowercase();
+    (m.contains("not found") || m.contains("does not exist") || m.contains("no such"))
+        && !m.contains("brand")
+        && !m.contains("endpoint")
+}
+
+/// Whether a message says the primary id is taken (the documents give no duplicate reply).
+fn says_taken(message: &str) -> bool {
+    let m = message.to_lowercase();
+    m.contains("already exist")
+        || m.contains("duplicate")
+        || m.contains("already used")
+        || m.contains("already taken")
+}
+
+/// Decodes a reply: success → the body; otherwise the kind of failure. Not-found and
+/// duplicate are recognised by status (404, 409) or by what the message says, whatever the
+/// status, since the documents show neither.
 pub fn decode(status: StatusCode, _headers: &HeaderMap, body: &Bytes) -> Result<Value, CallError> {
     let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
@@ -277,25 +298,42 @@ pub fn decode(status: StatusCode, _headers: &HeaderMap, body: &Bytes) -> Result<
         });
     }
     let message = message_of(&json, status);
+    let error_type = json.get("type").and_then(Value::as_str) == Some("error");
+    let says_customer = message.to_lowercase().contains("customer");
     match status {
-        s if s.is_success() && json.get("type").and_then(Value::as_str) != Some("error") => {
+        s if s.is_success() && !error_type => {
             if json.is_null() {
                 Err(CallError::Unavailable {
                     message: "the reply is not JSON".into(),
                     maybe_applied: true,
                 })
+            } else if json.get("message").is_some_and(Value::is_string)
+                && says_customer
+                && says_not_found(&message)
+            {
+                // {"type":"result","message":"Customer not found"}
+                Err(CallError::NotFound)
             } else {
                 Ok(json)
             }
         }
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(CallError::Auth { message }),
-        StatusCode::NOT_FOUND if message.to_lowercase().contains("customer") => {
-            Err(CallError::NotFound)
-        }
         StatusCode::CONFLICT => Err(CallError::Conflict {
             platform_id: platform_id(&json),
             message,
         }),
+        _ if says_taken(&message) => Err(CallError::Conflict {
+            platform_id: platform_id(&json),
+            message,
+        }),
+        StatusCode::NOT_FOUND
+            if json.is_object()
+                && !message.to_lowercase().contains("brand")
+                && !message.contains("endpoint") =>
+        {
+            Err(CallError::NotFound)
+        }
+        _ if says_customer && says_not_found(&message) => Err(CallError::NotFound),
         _ => Err(CallError::Rejected {
             message: format!("HTTP {}: {message}", status.as_u16()),
         }),
@@ -478,12 +516,39 @@ impl Target for Omnidesk {
         }
     }
 
+    async fn probe(&self) -> Result<(), CallError> {
+        self.list_page(0, 1, None).await.map(|_| ())
+    }
+
+    async fn resolve(&self, c: &Customer) -> Result<Option<(String, bool)>, CallError> {
+        let Some(record) = self
+            .find(&c.external_id, brand_of(c, self.default_brand))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let (form, _) = create_fields(c, self.default_brand);
+        let sent = |name: &str| {
+            form.iter()
+                .find(|(k, _)| k == name)
+                .map_or("", |(_, v)| v.as_str())
+        };
+        let text = |name: &str| record.get(name).and_then(Value::as_str).unwrap_or("");
+        let ours = text("firstname") == sent("firstname") && text("lastname") == sent("lastname");
+        Ok(Some((record_id(&record).unwrap_or_default(), ours)))
+    }
+
     async fn create(&self, c: &Customer) -> Result<String, CallError> {
         let (form, _) = create_fields(c, self.default_brand);
         let body = self
             .post_multipart("/api/v2/customer", &form, Retry::NotIdempotent)
             .await?;
-        Ok(platform_id(&body).unwrap_or_default())
+        match platform_id(&body) {
+            Some(id) => Ok(id),
+            // The documented reply names no customer (002:27): ask which one it made. A
+            // failed lookup leaves the id unknown; the create itself stands.
+            None => Ok(self.lookup(c).await.ok().flatten().unwrap_or_default()),
+        }
     }
 
     async fn complete(&self, c: &Customer, _platform_id: &str) -> Result<(), CallError> {

@@ -128,7 +128,10 @@ pub fn held_pairs(record: &Value, key: &str) -> Vec<(Value, String)> {
                 let value = ["content", "email", "phone", "value"]
                     .iter()
                     .find_map(|k| o.get(*k).and_then(Value::as_str))?;
-                Some((o.get("id").cloned().unwrap_or(Value::Null), value.to_string()))
+                Some((
+                    o.get("id").cloned().unwrap_or(Value::Null),
+                    value.to_string(),
+                ))
             }
             _ => None,
         })
@@ -142,11 +145,7 @@ fn digits(phone: &str) -> String {
 
 /// `[id, value]` pairs for `wanted`: the id the platform gave a value the customer already
 /// holds (`held`), null for a new one.
-fn pairs(
-    wanted: &[String],
-    held: &[(Value, String)],
-    same: impl Fn(&str, &str) -> bool,
-) -> Value {
+fn pairs(wanted: &[String], held: &[(Value, String)], same: impl Fn(&str, &str) -> bool) -> Value {
     Value::Array(
         wanted
             .iter()
@@ -175,8 +174,12 @@ fn same_phone(a: &str, b: &str) -> bool {
 /// other emails and phones as `[id, value]` pairs (003:410-413, 441-444, 633-635), with the
 /// ids of the ones the customer keeps and null for new ones.
 pub fn create_body(c: &Customer, held: Option<&Value>) -> Value {
-    let held_emails = held.map(|r| held_pairs(r, "other_emails")).unwrap_or_default();
-    let held_phones = held.map(|r| held_pairs(r, "cellphones")).unwrap_or_default();
+    let held_emails = held
+        .map(|r| held_pairs(r, "other_emails"))
+        .unwrap_or_default();
+    let held_phones = held
+        .map(|r| held_pairs(r, "cellphones"))
+        .unwrap_or_default();
     let mut customer = customer_object(c);
     if !c.phones.is_empty() {
         customer.insert(
@@ -718,7 +721,11 @@ impl Target for Udesk {
         } else {
             match self.held_record(&c.external_id) {
                 Some(record) => Some(record),
-                None => Some(self.find(&c.external_id).await?.ok_or(CallError::NotFound)?),
+                None => Some(
+                    self.find(&c.external_id)
+                        .await?
+                        .ok_or(CallError::NotFound)?,
+                ),
             }
         };
         let body = create_body(c, held.as_ref());
@@ -786,6 +793,23 @@ impl Target for Udesk {
             }
         }
         Ok(found)
+    }
+
+    async fn probe(&self) -> Result<(), CallError> {
+        self.total_customers().await.map(|_| ())
+    }
+
+    async fn resolve(&self, c: &Customer) -> Result<Option<(String, bool)>, CallError> {
+        let Some(record) = self.find(&c.external_id).await? else {
+            return Ok(None);
+        };
+        let text = |name: &str| record.get(name).and_then(Value::as_str).unwrap_or("");
+        let same_email = match &c.email {
+            Some(e) => text("email").eq_ignore_ascii_case(e),
+            None => true,
+        };
+        let ours = text("nick_name") == nick_name(c) && same_email;
+        Ok(Some((own_id(&record), ours)))
     }
 
     async fn survey(&self, rows: u64) -> Result<Option<Survey>, CallError> {
@@ -896,7 +920,8 @@ mod tests {
 
     #[test]
     fn held_lists_are_read_in_every_documented_shape() {
-        let record = json!({"other_emails": [[3, "a@x.cn"], "b@x.cn", {"id": 5, "email": "c@x.cn"}, null]});
+        let record =
+            json!({"other_emails": [[3, "a@x.cn"], "b@x.cn", {"id": 5, "email": "c@x.cn"}, null]});
         assert_eq!(
             held_pairs(&record, "other_emails"),
             vec![

@@ -16,6 +16,7 @@
 
 mod form;
 pub mod omnidesk;
+pub mod profile;
 pub mod store;
 pub mod udesk;
 
@@ -27,6 +28,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+pub use profile::{Profile, ProfileName, RecordAt, ScrollReplay};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
@@ -166,6 +168,8 @@ pub struct SandboxConfig {
     pub seed_customers: u64,
     /// Where the store is loaded from at start and saved to on `POST /__sandbox/save`.
     pub state_file: Option<PathBuf>,
+    /// How it answers where the documents are silent, at start.
+    pub profile: Profile,
 }
 
 impl std::fmt::Debug for SandboxConfig {
@@ -186,6 +190,7 @@ impl std::fmt::Debug for SandboxConfig {
             .field("seed", &self.seed)
             .field("seed_customers", &self.seed_customers)
             .field("state_file", &self.state_file)
+            .field("profile", &self.profile)
             .finish()
     }
 }
@@ -217,6 +222,7 @@ impl Default for SandboxConfig {
             seed: 1,
             seed_customers: 0,
             state_file: None,
+            profile: Profile::convenient(),
         }
     }
 }
@@ -353,6 +359,7 @@ pub struct Shared {
     pub clock: Clock,
     data: Mutex<Data>,
     faults: Mutex<FaultState>,
+    profile: Mutex<Profile>,
     /// Counters.
     pub stats: Stats,
 }
@@ -396,6 +403,7 @@ impl Shared {
             rng: Rng(config.seed),
         };
         Ok(Shared {
+            profile: Mutex::new(config.profile.clone()),
             clock: Clock::new(config.time_scale),
             config,
             data: Mutex::new(data),
@@ -416,6 +424,19 @@ impl Shared {
     /// The faults in force.
     pub fn faults(&self) -> Faults {
         self.fault_state().faults.clone()
+    }
+
+    /// The reply profile in force.
+    pub fn profile(&self) -> Profile {
+        self.profile
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the reply profile.
+    pub fn set_profile(&self, profile: Profile) {
+        *self.profile.lock().unwrap_or_else(|e| e.into_inner()) = profile;
     }
 
     /// Replaces the faults.
@@ -713,6 +734,33 @@ async fn control_put_faults(
     Json(faults).into_response()
 }
 
+async fn control_get_profile(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.profile()).into_response()
+}
+
+/// `PUT /__sandbox/profile`: a whole profile (fields left out are the convenient profile's),
+/// or `{"name": "documented"}` for a named one.
+async fn control_put_profile(
+    State(shared): State<Arc<Shared>>,
+    Json(value): Json<serde_json::Value>,
+) -> Response {
+    let named = value
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.get("name"))
+        .and_then(serde_json::Value::as_str)
+        .and_then(Profile::named);
+    let profile = match named {
+        Some(p) => p,
+        None => match serde_json::from_value::<Profile>(value) {
+            Ok(p) => p,
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        },
+    };
+    shared.set_profile(profile.clone());
+    Json(profile).into_response()
+}
+
 async fn control_apply_imports(State(shared): State<Arc<Shared>>) -> Response {
     let mut data = shared.data();
     udesk::apply_due_imports(&mut data, Duration::MAX);
@@ -754,6 +802,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/__sandbox/faults",
             get(control_get_faults).put(control_put_faults),
+        )
+        .route(
+            "/__sandbox/profile",
+            get(control_get_profile).put(control_put_profile),
         )
         .route("/__sandbox/apply_imports", post(control_apply_imports))
         .route("/__sandbox/save", post(control_save))

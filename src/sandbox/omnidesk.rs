@@ -2,7 +2,7 @@
 
 use super::form::Fields;
 use super::store::{OmniChannel, OmniCustomer};
-use super::Shared;
+use super::{RecordAt, Shared};
 use crate::validate::{email, name};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -50,6 +50,40 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         Json(json!({"type": "error", "message": message.into()})),
     )
         .into_response()
+}
+
+/// "No such customer" as the profile answers it: 404 or 400 with `type: error`, or 200
+/// with an empty result in the place the profile puts records.
+fn not_found(shared: &Shared) -> Response {
+    let profile = shared.profile();
+    match profile.omnidesk_not_found_status {
+        200 => {
+            let body = match profile.omnidesk_record_at {
+                RecordAt::Items => json!({"items": []}),
+                RecordAt::Item => json!({"item": null}),
+                RecordAt::Customer => json!({"customer": null}),
+                RecordAt::Data => json!({"data": null}),
+                RecordAt::Message | RecordAt::Top => {
+                    json!({"type": "result", "message": "Customer not found"})
+                }
+            };
+            Json(body).into_response()
+        }
+        status => error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND),
+            "Customer not found",
+        ),
+    }
+}
+
+/// A write's success reply: the sandbox's own words, or with `omnidesk_reply_ids` off the
+/// documents' (002:27, 53, 79; 000:424-427).
+fn written(shared: &Shared, ours: Value, documented: &str) -> Response {
+    if shared.profile().omnidesk_reply_ids {
+        Json(ours).into_response()
+    } else {
+        Json(json!({"type": "result", "message": documented})).into_response()
+    }
 }
 
 fn result(message: Value) -> Response {
@@ -326,10 +360,11 @@ async fn create(
         "extra_telephone",
     ];
     match create_from(&shared, &fields, &known, "brand_id", "primary_id") {
-        Ok(id) => {
-            Json(json!({"type": "result", "message": "Customer created.", "customer_id": id}))
-                .into_response()
-        }
+        Ok(id) => written(
+            &shared,
+            json!({"type": "result", "message": "Customer created.", "customer_id": id}),
+            "User created and channel linked.",
+        ),
         Err(r) => r,
     }
 }
@@ -350,10 +385,11 @@ async fn create_crud(
         "brandID",
         "primaryID",
     ) {
-        Ok(id) => {
-            Json(json!({"type": "result", "message": "Customer created.", "customer_id": id}))
-                .into_response()
-        }
+        Ok(id) => written(
+            &shared,
+            json!({"type": "result", "message": "Customer created.", "customer_id": id}),
+            "User created and channel linked.",
+        ),
         Err(r) => r,
     }
 }
@@ -411,11 +447,16 @@ fn create_from(
     let mut data = shared.data();
     let store = &mut data.omni;
     if let Some(existing) = store.by_primary.get(&(brand_id, primary.to_string())) {
-        return Err((
-            StatusCode::CONFLICT,
-            Json(json!({"type": "error", "message": "Customer with this primary ID already exists", "customer_id": existing})),
-        )
-            .into_response());
+        let message = "Customer with this primary ID already exists";
+        let status = shared.profile().omnidesk_duplicate_status;
+        return Err(match StatusCode::from_u16(status) {
+            Ok(StatusCode::CONFLICT) | Err(_) => (
+                StatusCode::CONFLICT,
+                Json(json!({"type": "error", "message": message, "customer_id": existing})),
+            )
+                .into_response(),
+            Ok(status) => error(status, message),
+        });
     }
     let mut customer = OmniCustomer {
         id: store.next_id(),
@@ -453,7 +494,8 @@ async fn item(
         Ok(id) => id,
         Err(r) => return r,
     };
-    found(shared.data().omni.customers.get(&id))
+    let record = shared.data().omni.customers.get(&id).map(customer_json);
+    found(&shared, record)
 }
 
 async fn delete_item(
@@ -469,9 +511,10 @@ async fn delete_item(
         Ok(id) => id,
         Err(r) => return r,
     };
-    match shared.data().omni.remove(id) {
+    let removed = shared.data().omni.remove(id);
+    match removed {
         Some(_) => result(json!("Customer deleted.")),
-        None => error(StatusCode::NOT_FOUND, "Customer not found"),
+        None => not_found(&shared),
     }
 }
 
@@ -480,7 +523,8 @@ fn update_existing(shared: &Shared, id: u64, fields: &Fields) -> Response {
     let mut data = shared.data();
     let store = &mut data.omni;
     let Some(mut customer) = store.customers.get(&id).cloned() else {
-        return error(StatusCode::NOT_FOUND, "Customer not found");
+        drop(data);
+        return not_found(shared);
     };
     if let Err(r) = apply_names_and_custom(&mut customer, fields) {
         return r;
@@ -504,7 +548,12 @@ fn update_existing(shared: &Shared, id: u64, fields: &Fields) -> Response {
         n += 1;
     }
     store.customers.insert(id, customer);
-    result(json!("Customer updated."))
+    drop(data);
+    written(
+        shared,
+        json!({"type": "result", "message": "Customer updated."}),
+        "Customer updated.",
+    )
 }
 
 async fn update_item(
@@ -564,7 +613,7 @@ async fn update_customer(
         .copied();
     match id {
         Some(id) => update_existing(&shared, id, &fields),
-        None => error(StatusCode::NOT_FOUND, "Customer not found"),
+        None => not_found(&shared),
     }
 }
 
@@ -614,7 +663,7 @@ async fn update_index(
     };
     match id {
         Some(id) => update_existing(&shared, id, &fields),
-        None => error(StatusCode::NOT_FOUND, "Customer not found"),
+        None => not_found(&shared),
     }
 }
 
@@ -641,11 +690,20 @@ fn search_request<'a>(
     Ok((brand, value))
 }
 
-fn found(customer: Option<&OmniCustomer>) -> Response {
-    match customer {
-        Some(c) => result(customer_json(c)),
-        None => error(StatusCode::NOT_FOUND, "Customer not found"),
-    }
+/// A customer record where the profile puts it, or "no such customer".
+fn found(shared: &Shared, customer: Option<Value>) -> Response {
+    let Some(record) = customer else {
+        return not_found(shared);
+    };
+    let body = match shared.profile().omnidesk_record_at {
+        RecordAt::Message => json!({"type": "result", "message": record}),
+        RecordAt::Top => record,
+        RecordAt::Item => json!({"item": record}),
+        RecordAt::Items => json!({"items": [record]}),
+        RecordAt::Customer => json!({"customer": record}),
+        RecordAt::Data => json!({"data": record}),
+    };
+    Json(body).into_response()
 }
 
 async fn search_by_primary(
@@ -658,13 +716,15 @@ async fn search_by_primary(
         Ok(found) => found,
         Err(r) => return r,
     };
-    let data = shared.data();
-    found(
+    let record = {
+        let data = shared.data();
         data.omni
             .by_primary
             .get(&(brand, primary.to_string()))
-            .and_then(|id| data.omni.customers.get(id)),
-    )
+            .and_then(|id| data.omni.customers.get(id))
+            .map(customer_json)
+    };
+    found(&shared, record)
 }
 
 async fn search_by_channel(
@@ -678,7 +738,12 @@ async fn search_by_channel(
             Ok(found) => found,
             Err(r) => return r,
         };
-    found(shared.data().omni.find_by_channel(brand, value))
+    let record = shared
+        .data()
+        .omni
+        .find_by_channel(brand, value)
+        .map(customer_json);
+    found(&shared, record)
 }
 
 async fn add_channel_only(
@@ -759,15 +824,18 @@ async fn add_channel_only(
             )
         }
     };
-    let Some(id) = id else {
-        return error(StatusCode::NOT_FOUND, "Customer not found");
-    };
-    let Some(mut customer) = store.customers.get(&id).cloned() else {
-        return error(StatusCode::NOT_FOUND, "Customer not found");
+    let Some(mut customer) = id.and_then(|id| store.customers.get(&id).cloned()) else {
+        drop(data);
+        return not_found(&shared);
     };
     for (kind, value) in channels {
         add_channel(&mut || store.next_id(), &mut customer, kind, &value);
     }
-    store.customers.insert(id, customer);
-    result(json!("Channel added."))
+    store.customers.insert(customer.id, customer);
+    drop(data);
+    written(
+        &shared,
+        json!({"type": "result", "message": "Channel added."}),
+        "Channel added to the customer.",
+    )
 }

@@ -1090,3 +1090,215 @@ async fn udesk_rows_pending_at_a_kill_are_confirmed_not_failed_on_resume() {
         .unwrap();
     assert_udesk_holds(&rig.state().await, &expected);
 }
+
+/// External ids the sandbox holds for `target`.
+fn held_ids(state: &Value, target: &str) -> BTreeSet<String> {
+    let (platform, key) = match target {
+        "omnidesk" => ("omnidesk", "external_primary_id"),
+        _ => ("udesk", "open_api_token"),
+    };
+    state[platform]["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c[key].as_str().map(str::to_string))
+        .collect()
+}
+
+/// `results.csv` as (external id, outcome) pairs.
+fn outcomes(rig: &Rig) -> Vec<(String, String)> {
+    let (header, rows) = read_csv(&rig.journal_file("results.csv"));
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (id, outcome) = (col("external_id"), col("outcome"));
+    rows.into_iter()
+        .map(|r| (r[id].clone(), r[outcome].clone()))
+        .collect()
+}
+
+/// The import/export suite under one sandbox reply profile: a third of the customers exist
+/// before a create run with faults and two SIGKILLs; every valid row ends created or
+/// existing, none that existed before is reported created, the store holds each row once;
+/// upsert and update then update every row; an export has the platform's total.
+async fn exactly_once_under(profile: sandbox::Profile, target: &str, kills: bool) {
+    let name = profile.name.clone();
+    let rig = Rig::start(SandboxConfig {
+        time_scale: 60.0,
+        seed: 5,
+        profile,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let input = fixture("customers.csv");
+    let text = std::fs::read_to_string(&input).unwrap();
+    // Older versions of the first 170 customers (other first names) are there before.
+    let head: Vec<String> = text
+        .lines()
+        .take(171)
+        .enumerate()
+        .map(|(i, line)| {
+            let parts: Vec<&str> = line.splitn(3, ',').collect();
+            match parts.as_slice() {
+                [id, first, rest] if i > 0 && !first.starts_with('"') => {
+                    format!("{id},Was{first},{rest}")
+                }
+                _ => line.to_string(),
+            }
+        })
+        .collect();
+    let head_file = rig.work.write("head.csv", head.join("\n") + "\n");
+    let head_file = head_file.to_str().unwrap();
+    let out = rig.run(head_file, target, &[]).await;
+    assert!(
+        out.status.code() == Some(1) || out.status.success(),
+        "{}",
+        describe(&out)
+    );
+    let before = held_ids(&rig.state().await, target);
+    assert!(
+        before.len() > 100,
+        "{name}: {} customers before",
+        before.len()
+    );
+
+    rig.faults(json!({"latency_ms": 5, "error_rate": 0.04, "apply_then_error_rate": 0.04, "apply_then_drop_rate": 0.02}))
+        .await;
+    // A journal of its own (the kills watch its final records).
+    std::fs::remove_dir_all(rig.work.file("journal")).unwrap();
+    let args = ["--max-attempts", "12"];
+    if kills {
+        let first = kill_after(&rig, &input, target, &args, 60, Duration::from_secs(60)).await;
+        let resume = ["--resume", "--max-attempts", "12"];
+        let second = kill_after(&rig, &input, target, &resume, 200, Duration::from_secs(60)).await;
+        assert!(
+            first || second,
+            "{name}/{target}: the import was killed mid-run"
+        );
+    }
+    let last: &[&str] = if kills {
+        &["--resume", "--max-attempts", "12"]
+    } else {
+        &args
+    };
+    let out = rig.run(&input, target, last).await;
+    assert_exit(&out, 1);
+    assert_accounting(&rig, &out, FIXTURE_ROWS);
+    let expected = rig.clean_rows(&input, target);
+    for (id, outcome) in outcomes(&rig) {
+        match outcome.as_str() {
+            "created" => assert!(
+                !before.contains(&id),
+                "{name}/{target}: {id} existed before and was reported created"
+            ),
+            "exists" => assert!(
+                before.contains(&id),
+                "{name}/{target}: {id} reported existing"
+            ),
+            _ => {}
+        }
+    }
+    let r = report(&out);
+    assert_eq!(
+        (count(&r, "created") + count(&r, "exists")) as usize,
+        expected.len(),
+        "{name}/{target}: {r:#}"
+    );
+    rig.faults(json!({})).await;
+    let held = held_ids(&rig.state().await, target);
+    for row in &expected {
+        assert!(
+            held.contains(&row["external_id"]),
+            "{name}/{target}: {} missing",
+            row["external_id"]
+        );
+    }
+
+    // Upsert brings the older versions up to date; update changes nothing more.
+    for mode in ["upsert", "update"] {
+        let out = rig
+            .run(&input, target, &["--restart", "--mode", mode])
+            .await;
+        assert_exit(&out, 1);
+        assert_accounting(&rig, &out, FIXTURE_ROWS);
+        let r = report(&out);
+        assert_eq!(
+            count(&r, "updated") as usize,
+            expected.len(),
+            "{name}/{target} {mode}: {r:#}"
+        );
+        assert_eq!(count(&r, "created"), 0, "{name}/{target} {mode}");
+    }
+    let state = rig.state().await;
+    match target {
+        "omnidesk" => assert_omnidesk_holds(&state, &expected),
+        _ => assert_udesk_holds(&state, &expected),
+    }
+
+    // The export, through faults, has what the platform counts.
+    rig.faults(json!({"error_rate": 0.03, "apply_then_drop_rate": 0.02}))
+        .await;
+    let mut export = rig.work.command();
+    export
+        .env("DESKPORT_OMNIDESK_API_KEY", &rig.config.omnidesk_api_key)
+        .env("DESKPORT_UDESK_EMAIL", &rig.config.udesk_email)
+        .env("DESKPORT_UDESK_TOKEN", &rig.config.udesk_token)
+        .args([
+            "--log-format",
+            "json",
+            "export",
+            "--target",
+            target,
+            "--base-url",
+            &rig.base(),
+        ])
+        .args(["--out", "export.csv", "--max-attempts", "12"]);
+    if target == "omnidesk" {
+        export.arg("--details");
+    } else {
+        export.args(["--udesk-minute", "1"]);
+    }
+    let out = tokio::task::spawn_blocking(move || export.output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 0);
+    let (_, rows) = read_csv(&rig.work.file("export.csv"));
+    assert_eq!(
+        rows.len(),
+        held_ids(&state, target).len(),
+        "{name}/{target}: export"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_under_the_documented_profile_omnidesk() {
+    exactly_once_under(sandbox::Profile::documented(), "omnidesk", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_under_the_documented_profile_udesk() {
+    exactly_once_under(sandbox::Profile::documented(), "udesk", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_under_the_convenient_profile_both_platforms() {
+    for target in ["omnidesk", "udesk"] {
+        exactly_once_under(sandbox::Profile::convenient(), target, true).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_whatever_shape_omnidesk_replies_take() {
+    // Each place a record may be, each not-found and duplicate status (no kills: the shapes,
+    // not the crashes, are under test here).
+    let statuses = [(200, 400), (400, 200), (404, 409)];
+    for (i, at) in sandbox::RecordAt::ALL.into_iter().enumerate() {
+        let (not_found, duplicate) = statuses[i % statuses.len()];
+        let profile = sandbox::Profile {
+            name: format!("{at:?}/{not_found}/{duplicate}"),
+            omnidesk_record_at: at,
+            omnidesk_not_found_status: not_found,
+            omnidesk_duplicate_status: duplicate,
+            ..sandbox::Profile::documented()
+        };
+        exactly_once_under(profile, "omnidesk", false).await;
+    }
+}
