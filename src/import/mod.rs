@@ -421,6 +421,12 @@ pub async fn run<T: Target>(
             shared.abort(run.watch.reason());
         }
     }
+    // Tasks aborted after a stop (the bulk lane's single rows) let go of the shared state
+    // as the runtime drops them: give them a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&shared) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let files = ResultFiles::in_dir(&run.dir, run.jsonl);
     let ran = Ran {
         started,

@@ -49,6 +49,8 @@ struct Early {
     /// Whether refusals are still held (first run, nothing succeeded yet).
     holding: bool,
     held: Vec<Done>,
+    /// The run stopped on identical refusals: later ones stay in doubt too.
+    dropping: bool,
 }
 
 /// Identical refusals with no success that stop a journal's first run.
@@ -70,7 +72,7 @@ impl<T: Target> Shared<T> {
             notices: config.notices.clone(),
             early: Mutex::new(Early {
                 holding: first_run,
-                held: Vec::new(),
+                ..Early::default()
             }),
             target,
             mode: config.mode,
@@ -136,8 +138,10 @@ impl<T: Target> Shared<T> {
         }
         let first = early.held[0].message.clone();
         if early.held.iter().all(|h| h.message == first) {
+            // Refusals still arriving are the same set-up's: held (dropped) too.
             early.held.clear();
-            early.holding = false;
+            early.held.shrink_to_fit();
+            early.dropping = true;
             drop(early);
             self.finished_rows
                 .fetch_sub(ALIKE as u64, Ordering::Relaxed);
@@ -313,6 +317,13 @@ async fn bulk_lane<T: Target>(
             });
         }
         while !batch.is_empty() {
+            if shared.stopping() {
+                unsent
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(batch.drain(..).map(|w| w.line));
+                break;
+            }
             let refs: Vec<&Customer> = batch.iter().map(|w| &w.customer).collect();
             let result = shared.target.bulk_create(&refs).await;
             match result {

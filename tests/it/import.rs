@@ -1302,3 +1302,99 @@ async fn exactly_once_whatever_shape_omnidesk_replies_take() {
         exactly_once_under(profile, "omnidesk", false).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_stop_the_run_whatever_code_carries_them() {
+    // The documented profile refuses bad credentials with HTTP 200 and a code the documents
+    // do not list: the read-only probe stops the run before any row (exit 3).
+    for target in ["udesk", "omnidesk"] {
+        let rig = Rig::start(SandboxConfig {
+            time_scale: 60.0,
+            profile: sandbox::Profile::documented(),
+            ..SandboxConfig::default()
+        })
+        .await;
+        let input = fixture("customers.csv");
+        let mut cmd = rig.command(&input, target, &[]);
+        cmd.env("DESKPORT_UDESK_TOKEN", "wrong-token")
+            .env("DESKPORT_OMNIDESK_API_KEY", "wrong-key");
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        assert_exit(&out, 3);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("refused a read-only call before any row"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("wrong-token") && !err.contains("wrong-key"),
+            "{err}"
+        );
+        let r = report(&out);
+        assert_eq!(count(&r, "failed"), 0, "{r:#}");
+        assert_eq!(held_ids(&rig.state().await, target).len(), 0);
+        // Right credentials: the resume does the work.
+        let out = rig.run(&input, target, &["--resume"]).await;
+        assert_exit(&out, 1);
+        assert_accounting(&rig, &out, FIXTURE_ROWS);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_identical_refusals_and_no_success_stop_a_first_run() {
+    // Every row carries a custom field the account does not have: the set-up is wrong, and
+    // the run says so once instead of refusing 400 rows one by one.
+    let rig = Rig::start(SandboxConfig {
+        time_scale: 60.0,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let map = rig.work.write(
+        "bad_map.toml",
+        "[columns]\n\"custom_loyalty\" = \"custom.TextField_99\"\n",
+    );
+    let input = fixture("customers.csv");
+    let command = |resume: bool| {
+        let mut cmd = rig.work.command();
+        cmd.env("DESKPORT_UDESK_EMAIL", &rig.config.udesk_email)
+            .env("DESKPORT_UDESK_TOKEN", &rig.config.udesk_token)
+            .args([
+                "--log-format",
+                "json",
+                "import",
+                &input,
+                "--target",
+                "udesk",
+            ])
+            .args([
+                "--base-url",
+                &rig.base(),
+                "--journal",
+                "journal",
+                "--udesk-minute",
+                "1",
+            ])
+            .args(["--map", map.to_str().unwrap()]);
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd
+    };
+    let mut cmd = command(false);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 3);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused the same way"), "{err}");
+    let r = report(&out);
+    assert!(count(&r, "failed") < 10, "{r:#}");
+    // Resumed, the rows are recorded as refused (the escape hatch the message names).
+    let mut cmd = command(true);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 1);
+    assert_accounting(&rig, &out, FIXTURE_ROWS);
+}

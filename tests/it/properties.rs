@@ -114,3 +114,83 @@ proptest! {
         prop_assert_eq!(&twice, &once, "issues the second time: {:?}", issues);
     }
 }
+
+/// A customer record wrapped the way a plausible server might answer a search or GET item
+/// (the documents show only "No content"), with unrelated keys beside it.
+fn wrapped(record: serde_json::Value, shape: usize, noise: &str) -> serde_json::Value {
+    use serde_json::json;
+    let mut body = match shape {
+        0 => json!({"type": "result", "message": record}),
+        1 => record,
+        2 => json!({"item": record}),
+        3 => json!({"items": [record]}),
+        4 => json!({"customer": record}),
+        _ => json!({"data": record}),
+    };
+    body[noise] = json!("x");
+    body
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn omnidesk_searches_find_the_record_in_every_plausible_shape(
+        id in 1u64..1_000_000,
+        external in "[A-Za-z0-9-]{1,20}",
+        first in "[A-Za-z]{0,12}",
+        shape in 0usize..6,
+        noise in "(status|meta|trace|count)",
+    ) {
+        use deskport::platform::omnidesk;
+        let record = serde_json::json!({"id": id, "external_primary_id": external, "firstname": first, "channels": []});
+        let body = wrapped(record.clone(), shape, &noise);
+        let bytes = bytes::Bytes::from(serde_json::to_vec(&body).unwrap());
+        let decoded = omnidesk::decode(reqwest::StatusCode::OK, &reqwest::header::HeaderMap::new(), &bytes).unwrap();
+        let found = omnidesk::searched(&decoded, &external).unwrap().expect("found");
+        prop_assert_eq!(&found["id"], &record["id"]);
+        // Another customer's record is not this one's.
+        let other = format!("{}-other", external);
+        prop_assert!(omnidesk::searched(&decoded, &other).unwrap().is_none());
+    }
+
+    #[test]
+    fn omnidesk_not_found_is_read_whatever_the_status(status in prop::sample::select(vec![200u16, 400, 404]), shape in 0usize..4) {
+        use deskport::platform::{omnidesk, CallError};
+        let body = match (status, shape) {
+            (200, 0) => serde_json::json!({"items": []}),
+            (200, 1) => serde_json::json!({"item": null}),
+            (200, _) => serde_json::json!({"type": "result", "message": "Customer not found"}),
+            _ => serde_json::json!({"type": "error", "message": "Customer not found"}),
+        };
+        let bytes = bytes::Bytes::from(serde_json::to_vec(&body).unwrap());
+        let status = reqwest::StatusCode::from_u16(status).unwrap();
+        match omnidesk::decode(status, &reqwest::header::HeaderMap::new(), &bytes) {
+            Err(CallError::NotFound) => {}
+            Ok(reply) => prop_assert!(omnidesk::searched(&reply, "X").unwrap().is_none()),
+            Err(e) => prop_assert!(false, "{e}"),
+        }
+    }
+
+    #[test]
+    fn udesk_lists_read_pairs_objects_and_strings_alike(
+        items in prop::collection::vec((prop::option::of(1u64..1000), "[a-z]{1,8}@[a-z]{1,6}\\.cn", 0usize..3), 0..6)
+    ) {
+        use deskport::platform::udesk::held_pairs;
+        let list: Vec<serde_json::Value> = items
+            .iter()
+            .map(|(id, email, shape)| match shape {
+                0 => serde_json::json!([id, email]),
+                1 => serde_json::json!({"id": id, "content": email}),
+                _ => serde_json::json!(email),
+            })
+            .collect();
+        let record = serde_json::json!({"other_emails": list});
+        let read = held_pairs(&record, "other_emails");
+        let values: Vec<&String> = read.iter().map(|(_, v)| v).collect();
+        let expected: Vec<&String> = items.iter().map(|(_, e, _)| e).collect();
+        prop_assert_eq!(values, expected);
+        let exported = deskport::export::record::Record::from_udesk(&record).other_emails;
+        prop_assert_eq!(exported, items.iter().map(|(_, e, _)| e.clone()).collect::<Vec<_>>());
+    }
+}
