@@ -27,6 +27,7 @@
 //! assert_eq!(customer.phones, vec!["+31612345678"]);
 //! ```
 
+pub mod check;
 pub mod cmd;
 pub mod error;
 pub mod export;

@@ -6,6 +6,7 @@
 //! This is the program's edge: the only place that prints and the only user of `anyhow`;
 //! everything it calls returns typed errors.
 
+pub mod check;
 pub mod completions;
 pub mod connect;
 pub mod export;
@@ -62,6 +63,9 @@ enum Command {
     /// Check that every valid row of a file is on the platform with the same values.
     #[command(after_help = reconcile::HELP)]
     Reconcile(reconcile::ReconcileArgs),
+    /// Check an account with read-only calls before a migration: what deskport understood of each reply.
+    #[command(after_help = check::HELP)]
+    Check(check::CheckArgs),
     /// Run the built-in emulated Omnidesk + Udesk server in the foreground.
     #[command(after_long_help = crate::sandbox::DECISIONS)]
     Sandbox(sandbox::SandboxArgs),
@@ -109,6 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Import(args) => import::run(args, ui),
         Command::Export(args) => export::run(args, ui),
         Command::Reconcile(args) => reconcile::run(args, ui),
+        Command::Check(args) => check::run(args, ui),
         Command::Sandbox(args) => sandbox::run(args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),

@@ -465,6 +465,25 @@ impl Omnidesk {
         }
     }
 
+    /// A read-only call as it is answered (for `deskport check`).
+    pub async fn read(&self, path: &str, params: &[(&str, String)]) -> Result<Value, CallError> {
+        self.get(path, params).await
+    }
+
+    /// `SearchByPrimaryExternalID`'s reply as it is (for `deskport check`).
+    pub async fn search_reply(&self, external_id: &str, brand: u64) -> Result<Value, CallError> {
+        let fields = vec![
+            field("primary_id", external_id),
+            field("brand_id", brand.to_string()),
+        ];
+        self.post_multipart(
+            "/api/v2/customer/SearchByPrimaryExternalID",
+            &fields,
+            Retry::Idempotent,
+        )
+        .await
+    }
+
     /// The default brand for customers without one.
     pub fn default_brand(&self) -> u64 {
         self.default_brand

@@ -606,6 +606,11 @@ impl Udesk {
         }
     }
 
+    /// A signed read-only call as it is answered (for `deskport check`).
+    pub async fn read(&self, path: &str, query: &[(&str, String)]) -> Result<Value, CallError> {
+        self.get(path, query).await
+    }
+
     /// How many customers the account holds (one list call).
     pub async fn total_customers(&self) -> Result<u64, CallError> {
         let query = [("page", "1".to_string()), ("page_size", "1".to_string())];

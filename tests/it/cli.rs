@@ -15,6 +15,7 @@ fn completions_name_every_command_for_every_shell() {
             "import",
             "export",
             "reconcile",
+            "check",
             "sandbox",
             "resume",
             "target",
