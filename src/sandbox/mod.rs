@@ -42,35 +42,49 @@ use tokio::sync::Semaphore;
 
 /// Where the documents are silent, what the sandbox does.
 pub const DECISIONS: &str = "\
-Decisions where the platform documents are silent (the sandbox is strict, not lenient):
-Omnidesk
-  - Success replies are {\"type\":\"result\",\"message\":…}; errors {\"type\":\"error\",\"message\":…}
-    with 400 (invalid field), 401 (apiKey missing or wrong; header or ?apiKey=), 404 (no such
-    customer or brand), 409 (primary_id already used in the brand; the reply names the id).
-  - Create replies {\"type\":\"result\",\"message\":\"Customer created.\",\"customer_id\":N}; item and
-    search reply the customer object under \"message\".
-  - primary_id and brand_id are required on create (no brand here searches by channel);
-    brands 1 and 2 exist. Bodies must be multipart/form-data or x-www-form-urlencoded; JSON is 415.
-  - Unknown form fields are refused (400) except custom_<name>; custom names are [A-Za-z0-9_]+.
-  - The list query accepts only letters, digits and spaces (400 otherwise); itemLimit 1..=99.
-Udesk
-  - Every reply is JSON with an integer code; errors add message and exception.message.
-    Auth failures are HTTP 401 (codes 2059, 20621 missing parameters, 20622 timestamp outside
-    300 s, 20623 nonce reused within 15 min, 20624 sign_version not v2); other errors are
-    HTTP 200 with their code, as documented. log_in does not need a signature.
-  - Rate limit: 60 calls per minute per tenant over all endpoints (a token bucket), answered
-    HTTP 429 with code 429, or HTTP 200 with code 429 when so configured; Retry-After (s) and
-    Retry-After-Ms are sent in both cases although the platform documents neither.
-  - Unknown keys inside \"customer\" are refused (2000, Incorrect parameter format); other_emails
-    and tags are read at the top level of the body, as documented.
-  - Custom fields TextField_1..8 and SelectField_1..3 exist; other keys are refused (2000).
-  - batch_import_async validates every row first and refuses the whole call (2000, naming the
-    row index) if any row is invalid or collides; a refused call does not use the once-a-minute
-    slot (it does use the per-minute budget). Accepted rows are applied after a delay (2 s of
-    platform time); a row that collides by then is skipped and listed in /__sandbox/state.
-  - The export scroll keeps a snapshot of the matching ids; each call returns a new scroll_id
-    and the previous one stops working; an id expires 60 s after it was issued (2062).
-  - open_api_token, email and cellphone are unique; a collision is code 2000 naming the holder.
+What the documents state (shared/seeds, file:line) and what the sandbox assumes where they
+are silent. --profile chooses how the silences are answered: convenient (default, below) or
+documented (only what the documents print; PUT /__sandbox/profile for finer choices).
+
+Omnidesk — stated
+  - List: GET /api/v2/customer with itemStart/itemLimit (1..=99), itemTotal, items (000:114-129).
+  - Create replies {\"type\":\"result\",\"message\":\"User created and channel linked.\"} with no id
+    (002:27); updateCustomer \"Customer updated.\" (002:53); addChannelOnly \"Channel added to the
+    customer.\" (002:79); PUT item (000:424-427). The documented profile answers exactly so.
+Omnidesk — assumed
+  - Errors {\"type\":\"error\",\"message\":…}: 400 invalid field, 401 apiKey missing or wrong.
+    Convenient: 404 no such customer, 409 primary_id taken (naming the id), create replies
+    carry customer_id. Documented: not-found 200 with an empty result, duplicate 400 (no id);
+    either can be 200, 400, 404 or 409 through the profile.
+  - GET item and both searches (\"No content\" in 000): the record under \"message\"
+    (convenient) or at the top level (documented), or under item, items[0], customer, data.
+  - primary_id and brand_id are required on create; brands 1 and 2 exist. Bodies must be
+    multipart/form-data or x-www-form-urlencoded; JSON is 415. Unknown form fields are refused
+    (400) except custom_<name>. The list query takes letters, digits and spaces only.
+Udesk — stated
+  - Signature v2: email, timestamp, nonce, sign, sign_version on every call (003 examples).
+  - Create/update body: customer{…}, other_emails as [id, email] pairs (null for new,
+    003:441-444, 633-635), tags as text; cellphones [id, number] (003:398-401); replies give
+    other_emails as pairs and cellphones as {id, content} (003:502-520). The sandbox holds the
+    owner 1 in group 1, WeChat apps, and custom fields TextField_1..8, SelectField_1..3 the
+    examples name (003:390-446), returns web_token, sdk_token, is_blocked, owner and
+    organisation as stored, and refuses only what the error table lists (003:1436-1466).
+  - batch_import_async: at most 100 rows, once a minute; code 1000 only means received
+    (003:1131). Scroll export: a new scroll_id each call, expiring after a minute (003:1228-1231).
+  - Errors are HTTP 200 with their code and exception.message (003:1436-1466); 429 for rate.
+Udesk — assumed
+  - Convenient: bad credentials are HTTP 401 with 2059/20621-20624 (timestamp window 300 s,
+    nonce reuse 15 min); documented: HTTP 200 with code 2099, which the documents do not list.
+  - Rate limit: 60 calls per minute per tenant (token bucket), HTTP 429 with code 429 (or
+    HTTP 200 with code 429); Retry-After (s) and Retry-After-Ms although not documented.
+  - Convenient: batch_import_async checks every row and refuses the call naming the row
+    (customers[i]:), a refused call keeps the once-a-minute slot; documented: always 1000, bad
+    and colliding rows dropped when applied (2 s of platform time later), listed only in
+    /__sandbox/state.
+  - Scroll: convenient: an id works once (2062 after); documented: sent again it returns the
+    next batch, as an Elasticsearch scroll does.
+  - open_api_token, email, cellphone and web_token are unique; a collision is code 2000
+    naming the holder. An other-email or phone id the customer does not hold adds a new one.
 Faults (all platforms)
   - error: 500 without applying; apply_then_error: applied, then 500; drop: connection cut
     before a reply, not applied; apply_then_drop: applied, then cut. Decided per request in
