@@ -16,6 +16,9 @@
 //!   connections, and a 200 requests/s limit: fixed 4–64 against adaptive, as a ratio;
 //! - `udesk`: Udesk's budget (60 calls and one bulk import of 100 rows a minute) with the
 //!   minute shortened to a second: rows per window against the ceiling of 159;
+//! - `udesk-upsert`: the call plan: 3,000 rows upserted into an empty account against the
+//!   same rows created (target ≥ 0.95×), and upserted when all exist against the budget's 60
+//!   updates a minute (target ≥ 0.95×);
 //! - `rss`: peak RSS importing DESKPORT_BENCH_RSS_ROWS rows (default 1,000,000).
 
 mod common;
@@ -328,6 +331,60 @@ fn udesk(b: &Bench) {
     b.runtime.block_on(server.shutdown());
 }
 
+/// Udesk call planning: 3,000 rows upserted into an empty account against the same rows
+/// created, and upserted again when all exist against 60 updates a minute (the budget).
+/// Interleaved trials; medians.
+fn udesk_upsert(b: &Bench) {
+    let server = b.sandbox(SandboxConfig {
+        time_scale: 60.0,
+        ..SandboxConfig::default()
+    });
+    let base = server.base_url();
+    let input = ensure_input(&b.dir, 3000, 11);
+    let map = b.dir.join("udesk_mapping.toml");
+    std::fs::write(
+        &map,
+        "[columns]\n\"custom_loyalty\" = \"custom.TextField_1\"\n",
+    )
+    .unwrap();
+    let map = map.display().to_string();
+    let args = |mode: &'static str| -> Vec<String> {
+        ["--udesk-minute", "1", "--map", &map, "--mode", mode]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut create, mut upsert_new, mut upsert_existing) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..b.runs {
+        for (mode, into) in [("create", &mut create), ("upsert", &mut upsert_new)] {
+            b.reset(&base);
+            let extra = args(mode);
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            let run = b.import(&input, &base, "udesk", &extra);
+            let written = n(&run.report["counts"]["created"]) + n(&run.report["counts"]["updated"]);
+            into.push(written / run.secs);
+        }
+        let extra = args("upsert");
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let run = b.import(&input, &base, "udesk", &extra);
+        upsert_existing.push(n(&run.report["counts"]["updated"]) / run.secs);
+    }
+    let (c, u, e) = (median(create), median(upsert_new), median(upsert_existing));
+    println!(
+        "udesk upsert, 3000 rows, none existing: {u:.1} rows/budget-minute vs create {c:.1} = {:.3}× (target ≥ 0.95)",
+        u / c
+    );
+    println!(
+        "udesk upsert, 3000 rows, all existing: {e:.1} updates/budget-minute vs the budget's 60 = {:.3}× (target ≥ 0.95)",
+        e / 60.0
+    );
+    b.runtime.block_on(server.shutdown());
+}
+
 fn rss(b: &Bench) {
     let rows = env_number("DESKPORT_BENCH_RSS_ROWS", 1_000_000);
     let server = b.sandbox(SandboxConfig::default());
@@ -356,13 +413,14 @@ fn main() {
         runs: env_number("DESKPORT_BENCH_RUNS", 3),
     };
     let wanted = std::env::var("DESKPORT_BENCH_SCENARIOS")
-        .unwrap_or_else(|_| "rate,capacity,realistic,udesk,rss".into());
+        .unwrap_or_else(|_| "rate,capacity,realistic,udesk,udesk-upsert,rss".into());
     for scenario in wanted.split(',') {
         match scenario.trim() {
             "rate" => rate(&bench),
             "capacity" => capacity(&bench),
             "realistic" => realistic(&bench),
             "udesk" => udesk(&bench),
+            "udesk-upsert" => udesk_upsert(&bench),
             "rss" => rss(&bench),
             other => eprintln!("unknown scenario {other:?}"),
         }

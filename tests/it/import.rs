@@ -1232,6 +1232,57 @@ async fn exactly_once_under(profile: sandbox::Profile, target: &str, kills: bool
         "omnidesk" => assert_omnidesk_holds(&state, &expected),
         _ => assert_udesk_holds(&state, &expected),
     }
+    eprintln!(
+        "{name}/{target}: {} valid rows, {} existed before; create: {} created + {} exists; upsert and update: {} updated each",
+        expected.len(),
+        before.len(),
+        expected.len() - before.len(),
+        before.len(),
+        expected.len()
+    );
+
+    // Reconcile finds every row equal.
+    let mut reconcile = rig.work.command();
+    reconcile
+        .env("DESKPORT_OMNIDESK_API_KEY", &rig.config.omnidesk_api_key)
+        .env("DESKPORT_UDESK_EMAIL", &rig.config.udesk_email)
+        .env("DESKPORT_UDESK_TOKEN", &rig.config.udesk_token)
+        .args([
+            "--log-format",
+            "json",
+            "reconcile",
+            &input,
+            "--target",
+            target,
+        ])
+        .args(["--base-url", &rig.base(), "--out", "reconcile.csv"]);
+    if target == "omnidesk" {
+        reconcile.args(["--brand-id", "1"]);
+    } else {
+        reconcile.args([
+            "--udesk-minute",
+            "1",
+            "--map",
+            &fixture("udesk_mapping.toml"),
+        ]);
+    }
+    let out = tokio::task::spawn_blocking(move || reconcile.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(1),
+        "{}",
+        describe(&out)
+    );
+    let (header, rows) = read_csv(&rig.work.file("reconcile.csv"));
+    let status = header.iter().position(|h| h == "status").unwrap();
+    let equal = rows.iter().filter(|r| r[status] == "equal").count();
+    assert_eq!(
+        equal,
+        expected.len(),
+        "{name}/{target}: reconcile\n{}",
+        describe(&out)
+    );
 
     // The export, through faults, has what the platform counts.
     rig.faults(json!({"error_rate": 0.03, "apply_then_drop_rate": 0.02}))
