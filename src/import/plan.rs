@@ -26,12 +26,13 @@ pub async fn survey<T: Target>(
     mode: Mode,
     rows: u64,
 ) -> Result<(Option<HashMap<String, String>>, String), ImportError> {
+    let rate = target.transport().rate_per_second();
     if mode == Mode::Update || target.bulk_rows() == 0 || rows == 0 {
-        return Ok((None, describe(target.name(), mode, rows, None)));
+        return Ok((None, describe(target.name(), mode, rows, None, rate)));
     }
     match target.survey(rows).await {
         Ok(found) => {
-            let plan = describe(target.name(), mode, rows, found.as_ref());
+            let plan = describe(target.name(), mode, rows, found.as_ref(), rate);
             Ok((found.map(|s| s.existing), plan))
         }
         Err(e) if e.stops_run() => Err(ImportError::Refused(e)),
@@ -39,35 +40,68 @@ pub async fn survey<T: Target>(
             None,
             format!(
                 "{} (the survey of existing customers failed: {e})",
-                describe(target.name(), mode, rows, None)
+                describe(target.name(), mode, rows, None, rate)
             ),
         )),
     }
 }
 
-/// The plan in words (pure).
-pub fn describe(platform: &str, mode: Mode, rows: u64, survey: Option<&Survey>) -> String {
+/// The calls a plan needs at most, and the time a rate limit implies for them.
+fn budget(calls: u64, rate: Option<f64>) -> String {
+    match rate {
+        Some(r) if r > 0.0 => {
+            let minutes = calls as f64 / r / 60.0;
+            format!(
+                "; at most {calls} calls, {minutes:.0} min at {:.0} calls a minute",
+                r * 60.0
+            )
+        }
+        _ => format!("; at most {calls} calls"),
+    }
+}
+
+/// The plan in words (pure): what happens to new and existing rows, the calls at most, and
+/// the time the rate limit (`rate` calls a second) implies for them.
+pub fn describe(
+    platform: &str,
+    mode: Mode,
+    rows: u64,
+    survey: Option<&Survey>,
+    rate: Option<f64>,
+) -> String {
     let Some(s) = survey else {
-        let how = match mode {
-            Mode::Create => {
-                "each row is created with one call (an existing customer is reported as such)"
-            }
-            Mode::Update => "each row is updated with one call",
-            Mode::Upsert => {
-                "each row is updated, or created when the platform has no such customer"
-            }
+        let (how, calls) = match mode {
+            Mode::Create => (
+                "each row is created with one call (an existing customer is reported as such)",
+                rows,
+            ),
+            Mode::Update => (
+                "each row is updated with one call (Udesk: and one read for a row with phones or other emails)",
+                rows * 2,
+            ),
+            Mode::Upsert => (
+                "each row is updated, or created when the platform has no such customer",
+                rows * 2,
+            ),
         };
-        return format!("plan: {rows} rows to {platform}, row by row: {how}");
+        return format!(
+            "plan: {rows} rows to {platform}, row by row: {how}{}",
+            budget(calls, rate)
+        );
     };
     let existing = match mode {
         Mode::Create => "rows whose customer exists are reported as existing without a call",
         _ => "rows whose customer exists are updated one by one",
     };
+    // A new row takes a bulk slot or one create, an existing one an update (upsert) or
+    // nothing (create); confirming the bulk rows takes another pass.
+    let calls = s.calls * 2 + rows;
     format!(
-        "plan: {rows} rows to {platform}; one export pass over its {} customers ({} calls) found {} external ids; new customers go in bulk imports (confirmed by export), {existing}",
+        "plan: {rows} rows to {platform}; one export pass over its {} customers ({} calls) found {} external ids; new customers go in bulk imports (confirmed by export), {existing}{}",
         s.platform_total,
         s.calls,
-        s.existing.len()
+        s.existing.len(),
+        budget(calls, rate)
     )
 }
 
@@ -82,12 +116,20 @@ mod tests {
             platform_total: 3000,
             calls: 4,
         };
-        let text = describe("udesk", Mode::Upsert, 500, Some(&s));
+        let text = describe("udesk", Mode::Upsert, 500, Some(&s), Some(1.0));
         assert!(
             text.contains("3000 customers (4 calls) found 1 external ids"),
             "{text}"
         );
         assert!(text.contains("updated one by one"), "{text}");
-        assert!(describe("udesk", Mode::Create, 5, None).contains("row by row"));
+        assert!(
+            text.contains("at most 508 calls, 8 min at 60 calls a minute"),
+            "{text}"
+        );
+        let text = describe("udesk", Mode::Create, 5, None, None);
+        assert!(
+            text.contains("row by row") && text.contains("at most 5 calls"),
+            "{text}"
+        );
     }
 }

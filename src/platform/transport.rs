@@ -202,6 +202,11 @@ impl Transport {
         text
     }
 
+    /// The client-side rate limit (requests a second), if one is set.
+    pub fn rate_per_second(&self) -> Option<f64> {
+        self.config.rate_per_second
+    }
+
     /// The concurrency the controller allows now.
     pub fn concurrency(&self) -> usize {
         self.concurrency.limit()

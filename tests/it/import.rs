@@ -1449,3 +1449,44 @@ async fn ten_identical_refusals_and_no_success_stop_a_first_run() {
     assert_exit(&out, 1);
     assert_accounting(&rig, &out, FIXTURE_ROWS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_udesk_call_plan_is_shown_at_the_start_and_in_the_dry_run() {
+    let rig = Rig::start(SandboxConfig {
+        time_scale: 60.0,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let input = fixture("customers.csv");
+    let out = rig.run(&input, "udesk", &[]).await;
+    assert_exit(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let plan = err
+        .lines()
+        .find(|l| l.contains("\"event\":\"plan\""))
+        .unwrap_or_else(|| panic!("no plan: {err}"));
+    assert!(
+        plan.contains("one export pass") && plan.contains("at most"),
+        "{plan}"
+    );
+    // A dry run of an upsert knows from the same survey which rows exist: no lookups.
+    let before = rig.state().await["stats"]["requests"].as_u64().unwrap();
+    let out = rig
+        .run(
+            &input,
+            "udesk",
+            &["--dry-run", "--mode", "upsert", "--journal", "dry"],
+        )
+        .await;
+    assert_exit(&out, 1);
+    let r = report(&out);
+    let call_plan = r["call_plan"].as_str().unwrap();
+    assert!(call_plan.contains("found 439 external ids"), "{call_plan}");
+    assert_eq!(r["update"], 439, "{r:#}");
+    let after = rig.state().await["stats"]["requests"].as_u64().unwrap();
+    assert!(
+        after - before <= 4,
+        "the survey's calls only: {}",
+        after - before
+    );
+}
