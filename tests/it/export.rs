@@ -80,6 +80,18 @@ impl Rig {
         crate::common::set_faults(&self.http, &self.base(), faults).await
     }
 
+    /// Changes how the sandbox answers where the documents are silent.
+    async fn profile(&self, name: &str) {
+        let r = self
+            .http
+            .put(format!("{}/__sandbox/profile", self.base()))
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.work.file(name)
     }
@@ -288,6 +300,11 @@ async fn udesk_kill_9_and_resume_gives_the_same_bytes_also_with_faults() {
     )
     .await;
     kill_and_resume(&rig, "udesk", "f.csv", &[], 2).await;
+    // Scroll ids that move on when sent again (an Elasticsearch scroll): a call whose reply
+    // is lost must not be repeated, or a batch goes missing.
+    rig.profile("documented").await;
+    kill_and_resume(&rig, "udesk", "d.csv", &[], 2).await;
+    rig.profile("convenient").await;
     let stats = &rig.state().await["stats"];
     let faults: u64 = [
         "injected_errors",

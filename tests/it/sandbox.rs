@@ -1282,3 +1282,91 @@ async fn capacity_queue_makes_latency_grow_with_the_queue() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_documented_profile_moves_a_replayed_scroll_on_and_drops_bad_bulk_rows_silently() {
+    let config = SandboxConfig {
+        seed_customers: 2500,
+        bulk_import_delay: Duration::ZERO,
+        profile: sandbox::Profile::documented(),
+        ..fast()
+    };
+    let (server, api) = start(config).await;
+    use reqwest::Method;
+    let ids = |page: &Value| -> Vec<u64> {
+        page["customers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_u64().unwrap())
+            .collect()
+    };
+    let (_, first) = api.udesk(Method::GET, "/customers/export", &[], None).await;
+    let scroll = first["scroll_id"].as_str().unwrap().to_string();
+    let (_, second) = api
+        .udesk(
+            Method::GET,
+            "/customers/export",
+            &[("scroll_id", &scroll)],
+            None,
+        )
+        .await;
+    // The same id again: not an error, not the same batch — the next one.
+    let (_, replayed) = api
+        .udesk(
+            Method::GET,
+            "/customers/export",
+            &[("scroll_id", &scroll)],
+            None,
+        )
+        .await;
+    assert_eq!(replayed["code"], 1000, "{replayed}");
+    let (a, b, c) = (ids(&first), ids(&second), ids(&replayed));
+    assert_eq!((a.len(), b.len(), c.len()), (1000, 1000, 500));
+    assert!(b.iter().all(|id| !c.contains(id)) && a.iter().all(|id| !b.contains(id)));
+    // Bulk import: code 1000 for a batch with a bad row and a collision; both dropped when
+    // applied, the good row lands, and only the sandbox's state tells.
+    let (_, reply) = api
+        .udesk(
+            Method::POST,
+            "/customers/batch_import_async",
+            &[],
+            Some(json!({"customers": [
+                {"nick_name": "good", "emails": ["good@example.com"]},
+                {"nick_name": "bad", "emails": ["not an email"]},
+                {"nick_name": "taken", "emails": ["seed1@example.com"]},
+            ]})),
+        )
+        .await;
+    assert_eq!(reply["code"], 1000, "{reply}");
+    api.udesk(Method::GET, "/customers/filters", &[], None)
+        .await; // applies due imports
+    let (_, good) = api
+        .udesk(
+            Method::GET,
+            "/customers/get_customer",
+            &[("type", "email"), ("content", "good@example.com")],
+            None,
+        )
+        .await;
+    assert_eq!(good["code"], 1000, "{good}");
+    let skips = api.state().await["udesk"]["import_skips"].clone();
+    assert_eq!(skips.as_array().map(Vec::len), Some(2), "{skips}");
+    // Refused credentials: HTTP 200 with a code the documents do not list.
+    let r = api
+        .http
+        .get(api.url("/open_api_v1/customers"))
+        .query(&[
+            ("email", "x"),
+            ("timestamp", "1"),
+            ("nonce", "n"),
+            ("sign", "s"),
+            ("sign_version", "v2"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], 2099);
+    server.shutdown().await;
+}
