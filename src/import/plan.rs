@@ -85,7 +85,7 @@ pub fn describe(
             ),
         };
         return format!(
-            "plan: {rows} rows to {platform}, row by row: {how}{}",
+            "plan: up to {rows} rows to {platform}, row by row: {how}{}",
             budget(calls, rate)
         );
     };
@@ -97,7 +97,7 @@ pub fn describe(
     // nothing (create); confirming the bulk rows takes another pass.
     let calls = s.calls * 2 + rows;
     format!(
-        "plan: {rows} rows to {platform}; one export pass over its {} customers ({} calls) found {} external ids; new customers go in bulk imports (confirmed by export), {existing}{}",
+        "plan: up to {rows} rows to {platform}; one export pass over its {} customers ({} calls) found {} external ids; new customers go in bulk imports (confirmed by export), {existing}{}",
         s.platform_total,
         s.calls,
         s.existing.len(),
