@@ -1405,7 +1405,11 @@ async fn ten_identical_refusals_and_no_success_stop_a_first_run() {
         "bad_map.toml",
         "[columns]\n\"custom_loyalty\" = \"custom.TextField_99\"\n",
     );
-    let input = fixture("customers.csv");
+    // The first 60 rows are enough (and keep the budget-bound resume short).
+    let text = std::fs::read_to_string(fixture("customers.csv")).unwrap();
+    let head: Vec<&str> = text.lines().take(61).collect();
+    let input = rig.work.write("head.csv", head.join("\n") + "\n");
+    let input = input.to_str().unwrap().to_string();
     let command = |resume: bool| {
         let mut cmd = rig.work.command();
         cmd.env("DESKPORT_UDESK_EMAIL", &rig.config.udesk_email)
@@ -1447,7 +1451,9 @@ async fn ten_identical_refusals_and_no_success_stop_a_first_run() {
         .await
         .unwrap();
     assert_exit(&out, 1);
-    assert_accounting(&rig, &out, FIXTURE_ROWS);
+    let rows = report(&out)["rows_read"].as_u64().unwrap() as usize;
+    assert!(rows > 50, "{rows}");
+    assert_accounting(&rig, &out, rows);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
