@@ -82,7 +82,7 @@ pub async fn run<T: Target>(
         crate::input::InputPath::Stdin => 0,
     };
     let (known, call_plan) = if lookups {
-        super::plan::survey(target.as_ref(), config.mode, rows).await?
+        super::plan::survey(target.as_ref(), config.mode, rows, None).await?
     } else {
         (
             None,

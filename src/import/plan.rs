@@ -8,29 +8,34 @@ use std::collections::HashMap;
 
 /// One read-only call before any row: refused credentials (whatever code carries the
 /// refusal) stop the run there, as one clear error, instead of failing every row alike.
-/// Returns why the run must stop. Anything else (throttled, unavailable, unusable) is left
-/// to the rows, which meet it with their own retries and stops.
-pub async fn probe<T: Target>(target: &T) -> Result<(), String> {
+/// A list answered "not found" means a wrong base URL. Returns the account's size when the
+/// reply says, or why the run must stop. Anything else (throttled, unavailable, unusable)
+/// is left to the rows, which meet it with their own retries and stops.
+pub async fn probe<T: Target>(target: &T) -> Result<Option<u64>, String> {
     match target.probe().await {
-        Err(e @ (CallError::Auth { .. } | CallError::Rejected { .. })) => Err(format!(
-            "the platform refused a read-only call before any row was sent ({e}); check the credentials and the base URL"
-        )),
-        _ => Ok(()),
+        Ok(total) => Ok(total),
+        Err(e @ (CallError::Auth { .. } | CallError::Rejected { .. } | CallError::NotFound)) => {
+            Err(format!(
+                "the platform refused a read-only call before any row was sent ({e}); check the credentials and the base URL"
+            ))
+        }
+        Err(_) => Ok(None),
     }
 }
 
-/// Runs the survey when the target has one and it pays off; returns what it found and the
-/// plan in words. A survey that fails for a passing reason leaves the run row by row.
+/// Runs the survey when the target has one and it pays off (`total`: the account's size, if
+/// the probe read it); returns what it found and the plan in words. A survey that fails for a passing reason leaves the run row by row.
 pub async fn survey<T: Target>(
     target: &T,
     mode: Mode,
     rows: u64,
+    total: Option<u64>,
 ) -> Result<(Option<HashMap<String, String>>, String), ImportError> {
     let rate = target.transport().rate_per_second();
     if mode == Mode::Update || target.bulk_rows() == 0 || rows == 0 {
         return Ok((None, describe(target.name(), mode, rows, None, rate)));
     }
-    match target.survey(rows).await {
+    match target.survey(rows, total).await {
         Ok(found) => {
             let plan = describe(target.name(), mode, rows, found.as_ref(), rate);
             Ok((found.map(|s| s.existing), plan))

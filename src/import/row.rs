@@ -174,10 +174,24 @@ async fn create_row<T: Target>(t: &T, w: &Work, mut in_doubt: bool) -> RowEnd {
         }
         match t.create(c).await {
             Ok(id) => {
+                // The documented Omnidesk reply names no customer and the lookup that
+                // should find it can fail: the results say the id is unknown.
+                let note = id.is_empty().then(|| {
+                    "created; the platform's reply gave no id and a lookup found none".to_string()
+                });
                 return match t.complete(c, &id).await {
-                    Ok(()) => done(w, Outcome::Created, Some(id), None),
+                    Ok(()) => done(w, Outcome::Created, Some(id), note),
                     Err(e) => failed(w, e),
-                }
+                };
+            }
+            // A create is never "not found": the endpoint is (a wrong base URL or path).
+            Err(CallError::NotFound) => {
+                return failed(
+                    w,
+                    CallError::Rejected {
+                        message: "the platform answered \"not found\" to a create".into(),
+                    },
+                )
             }
             // A row in doubt may collide with itself (Udesk also on any unique field: "Email
             // duplicate"): an earlier attempt may have been applied in the meantime.

@@ -195,11 +195,15 @@ impl<T: Target> Shared<T> {
     pub async fn prepare(&self) {
         self.known
             .get_or_init(|| async {
-                if let Err(why) = super::plan::probe(self.target.as_ref()).await {
-                    self.abort(why);
-                    return None;
-                }
-                match super::plan::survey(self.target.as_ref(), self.mode, self.rows_left).await {
+                let total = match super::plan::probe(self.target.as_ref()).await {
+                    Ok(total) => total,
+                    Err(why) => {
+                        self.abort(why);
+                        return None;
+                    }
+                };
+                let target = self.target.as_ref();
+                match super::plan::survey(target, self.mode, self.rows_left, total).await {
                     Ok((known, plan)) => {
                         self.notices.say(&plan);
                         known

@@ -155,6 +155,19 @@ pub enum BulkError {
     Call(CallError),
 }
 
+/// Whether a platform record holds the values a create sent (`field`, `value` pairs), for
+/// telling our own lost create from a customer that was there before. Only the fields the
+/// record carries as text are compared (case and surrounding space aside): a reply that
+/// leaves a field out or names it otherwise does not make our own customer someone else's.
+pub fn holds_what_was_sent(record: &serde_json::Value, sent: &[(&str, &str)]) -> bool {
+    sent.iter().all(
+        |(field, value)| match record.get(*field).and_then(serde_json::Value::as_str) {
+            Some(held) => held.trim().eq_ignore_ascii_case(value.trim()),
+            None => true,
+        },
+    )
+}
+
 /// What one pass over the platform's customers learned before an import.
 #[derive(Debug, Default, Clone)]
 pub struct Survey {
@@ -178,8 +191,8 @@ pub trait Target: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<String>, CallError>> + Send;
 
     /// After a create that went unanswered: the id of the customer with this external id,
-    /// and whether its record holds what the create sent (else it was there before). The
-    /// default trusts any record found.
+    /// and whether its record holds what the create sent (else it was there before; see
+    /// [`holds_what_was_sent`]). The default trusts any record found.
     fn resolve(
         &self,
         customer: &Customer,
@@ -224,15 +237,21 @@ pub trait Target: Send + Sync + 'static {
         }
     }
 
-    /// One read-only call that needs valid credentials, made before the first row is sent.
-    fn probe(&self) -> impl Future<Output = Result<(), CallError>> + Send {
-        async { Ok(()) }
+    /// One read-only call that needs valid credentials, made before the first row is sent;
+    /// the number of customers the account holds when the reply says.
+    fn probe(&self) -> impl Future<Output = Result<Option<u64>, CallError>> + Send {
+        async { Ok(None) }
     }
 
     /// Before writing about `rows` rows: learns in one pass which external ids exist, when that
     /// costs fewer calls than a lookup or write per row; `None` when it does not (the
-    /// default: the platform has no cheap pass).
-    fn survey(&self, _rows: u64) -> impl Future<Output = Result<Option<Survey>, CallError>> + Send {
+    /// default: the platform has no cheap pass). `total` is the account's size when a probe
+    /// just read it.
+    fn survey(
+        &self,
+        _rows: u64,
+        _total: Option<u64>,
+    ) -> impl Future<Output = Result<Option<Survey>, CallError>> + Send {
         async { Ok(None) }
     }
 
@@ -359,6 +378,19 @@ impl BaseUrl {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_record_holds_what_was_sent_only_when_the_fields_it_carries_agree() {
+        let record = serde_json::json!({"firstname": "Anna ", "lastname": "BERG", "id": 3});
+        assert!(holds_what_was_sent(
+            &record,
+            &[("firstname", "Anna"), ("lastname", "Berg")]
+        ));
+        assert!(!holds_what_was_sent(&record, &[("firstname", "Was Anna")]));
+        // A field the reply leaves out is no evidence either way.
+        assert!(holds_what_was_sent(&record, &[("nick_name", "Anna Berg")]));
+    }
+
     use super::*;
 
     #[test]

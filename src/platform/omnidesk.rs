@@ -535,8 +535,8 @@ impl Target for Omnidesk {
         }
     }
 
-    async fn probe(&self) -> Result<(), CallError> {
-        self.list_page(0, 1, None).await.map(|_| ())
+    async fn probe(&self) -> Result<Option<u64>, CallError> {
+        Ok(Some(self.list_page(0, 1, None).await?.total))
     }
 
     async fn resolve(&self, c: &Customer) -> Result<Option<(String, bool)>, CallError> {
@@ -547,13 +547,12 @@ impl Target for Omnidesk {
             return Ok(None);
         };
         let (form, _) = create_fields(c, self.default_brand);
-        let sent = |name: &str| {
-            form.iter()
-                .find(|(k, _)| k == name)
-                .map_or("", |(_, v)| v.as_str())
-        };
-        let text = |name: &str| record.get(name).and_then(Value::as_str).unwrap_or("");
-        let ours = text("firstname") == sent("firstname") && text("lastname") == sent("lastname");
+        let sent: Vec<(&str, &str)> = form
+            .iter()
+            .filter(|(k, _)| k == "firstname" || k == "lastname")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let ours = super::holds_what_was_sent(&record, &sent);
         Ok(Some((record_id(&record).unwrap_or_default(), ours)))
     }
 

@@ -479,7 +479,10 @@ impl Udesk {
                 return Ok(calls);
             }
             for c in &page.customers {
-                if seen.insert(own_id(c)) && !each(c) {
+                // A customer without an id cannot be recognised again: always handed over.
+                let id = own_id(c);
+                let new = id.is_empty() || seen.insert(id);
+                if new && !each(c) {
                     return Ok(calls);
                 }
             }
@@ -800,25 +803,30 @@ impl Target for Udesk {
         Ok(found)
     }
 
-    async fn probe(&self) -> Result<(), CallError> {
-        self.total_customers().await.map(|_| ())
+    async fn probe(&self) -> Result<Option<u64>, CallError> {
+        Ok(Some(self.total_customers().await?).filter(|t| *t != u64::MAX))
     }
 
     async fn resolve(&self, c: &Customer) -> Result<Option<(String, bool)>, CallError> {
         let Some(record) = self.find(&c.external_id).await? else {
             return Ok(None);
         };
-        let text = |name: &str| record.get(name).and_then(Value::as_str).unwrap_or("");
-        let same_email = match &c.email {
-            Some(e) => text("email").eq_ignore_ascii_case(e),
-            None => true,
-        };
-        let ours = text("nick_name") == nick_name(c) && same_email;
-        Ok(Some((own_id(&record), ours)))
+        let name = nick_name(c);
+        let mut sent = vec![("nick_name", name.as_str())];
+        if let Some(e) = &c.email {
+            sent.push(("email", e.as_str()));
+        }
+        Ok(Some((
+            own_id(&record),
+            super::holds_what_was_sent(&record, &sent),
+        )))
     }
 
-    async fn survey(&self, rows: u64) -> Result<Option<Survey>, CallError> {
-        let total = self.total_customers().await?;
+    async fn survey(&self, rows: u64, total: Option<u64>) -> Result<Option<Survey>, CallError> {
+        let (total, counting_call) = match total {
+            Some(t) => (t, 0),
+            None => (self.total_customers().await?, 1),
+        };
         let pass = total.div_ceil(EXPORT_BATCH).max(1);
         // Worth it when the pass (and the export pass that confirms bulk rows later) costs
         // fewer calls than one lookup or write a row.
@@ -847,7 +855,7 @@ impl Target for Udesk {
         Ok(Some(Survey {
             existing,
             platform_total: total,
-            calls: calls + 1,
+            calls: calls + counting_call,
         }))
     }
 

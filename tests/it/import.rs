@@ -39,11 +39,8 @@ impl Rig {
     /// `deskport import INPUT --target T --base-url … --journal journal ARGS` with credentials
     /// in the environment.
     fn command(&self, input: &str, target: &str, args: &[&str]) -> Command {
-        let mut cmd = self.work.command();
-        cmd.env("DESKPORT_OMNIDESK_API_KEY", &self.config.omnidesk_api_key)
-            .env("DESKPORT_UDESK_EMAIL", &self.config.udesk_email)
-            .env("DESKPORT_UDESK_TOKEN", &self.config.udesk_token)
-            .args(["--log-format", "json", "import", input, "--target", target])
+        let mut cmd = self.authed();
+        cmd.args(["--log-format", "json", "import", input, "--target", target])
             .args(["--base-url", &self.base()])
             .args(args);
         if !args.contains(&"--journal") {
@@ -63,11 +60,17 @@ impl Rig {
         cmd
     }
 
+    /// `deskport` in the work directory with the sandbox's credentials in the environment.
+    fn authed(&self) -> Command {
+        let mut cmd = self.work.command();
+        cmd.env("DESKPORT_OMNIDESK_API_KEY", &self.config.omnidesk_api_key)
+            .env("DESKPORT_UDESK_EMAIL", &self.config.udesk_email)
+            .env("DESKPORT_UDESK_TOKEN", &self.config.udesk_token);
+        cmd
+    }
+
     async fn run(&self, input: &str, target: &str, args: &[&str]) -> Output {
-        let mut cmd = self.command(input, target, args);
-        tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap()
+        output(self.command(input, target, args)).await
     }
 
     async fn state(&self) -> Value {
@@ -126,6 +129,13 @@ impl Rig {
 }
 
 use crate::common::report;
+
+/// Runs a command to its end off the async runtime's threads.
+async fn output(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
 
 fn list(cell: &str) -> BTreeSet<String> {
     cell.split(';')
@@ -907,17 +917,13 @@ async fn no_file_or_log_of_a_run_contains_the_credentials() {
     let mut cmd = rig.command(&input, "udesk", &["--journal", "ju"]);
     cmd.env_remove("DESKPORT_UDESK_TOKEN")
         .env("DESKPORT_UDESK_PASSWORD", &config.udesk_password);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    let out = output(cmd).await;
     assert_exit(&out, 1);
     logs.push(out);
     // A refused key: the error message must not quote it either.
     let mut cmd = rig.command(&input, "omnidesk", &["--journal", "jbad"]);
     cmd.env("DESKPORT_OMNIDESK_API_KEY", "WRONG-KEY-0000");
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    let out = output(cmd).await;
     assert_exit(&out, 3);
     logs.push(out);
     let mut texts: Vec<(String, Vec<u8>)> = logs
@@ -1197,9 +1203,14 @@ async fn exactly_once_under(profile: sandbox::Profile, target: &str, kills: bool
         }
     }
     let r = report(&out);
+    let (created, exists) = (count(&r, "created"), count(&r, "exists"));
+    let there_before = expected
+        .iter()
+        .filter(|row| before.contains(&row["external_id"]))
+        .count();
     assert_eq!(
-        (count(&r, "created") + count(&r, "exists")) as usize,
-        expected.len(),
+        (created as usize, exists as usize),
+        (expected.len() - there_before, there_before),
         "{name}/{target}: {r:#}"
     );
     rig.faults(json!({})).await;
@@ -1233,20 +1244,14 @@ async fn exactly_once_under(profile: sandbox::Profile, target: &str, kills: bool
         _ => assert_udesk_holds(&state, &expected),
     }
     eprintln!(
-        "{name}/{target}: {} valid rows, {} existed before; create: {} created + {} exists; upsert and update: {} updated each",
+        "{name}/{target}: {} valid rows, {there_before} of them there before; create: {created} created + {exists} exists; upsert and update: {} updated each",
         expected.len(),
-        before.len(),
-        expected.len() - before.len(),
-        before.len(),
         expected.len()
     );
 
     // Reconcile finds every row equal.
-    let mut reconcile = rig.work.command();
+    let mut reconcile = rig.authed();
     reconcile
-        .env("DESKPORT_OMNIDESK_API_KEY", &rig.config.omnidesk_api_key)
-        .env("DESKPORT_UDESK_EMAIL", &rig.config.udesk_email)
-        .env("DESKPORT_UDESK_TOKEN", &rig.config.udesk_token)
         .args([
             "--log-format",
             "json",
@@ -1266,9 +1271,7 @@ async fn exactly_once_under(profile: sandbox::Profile, target: &str, kills: bool
             &fixture("udesk_mapping.toml"),
         ]);
     }
-    let out = tokio::task::spawn_blocking(move || reconcile.output().unwrap())
-        .await
-        .unwrap();
+    let out = output(reconcile).await;
     assert!(
         out.status.code() == Some(0) || out.status.code() == Some(1),
         "{}",
@@ -1287,11 +1290,8 @@ async fn exactly_once_under(profile: sandbox::Profile, target: &str, kills: bool
     // The export, through faults, has what the platform counts.
     rig.faults(json!({"error_rate": 0.03, "apply_then_drop_rate": 0.02}))
         .await;
-    let mut export = rig.work.command();
+    let mut export = rig.authed();
     export
-        .env("DESKPORT_OMNIDESK_API_KEY", &rig.config.omnidesk_api_key)
-        .env("DESKPORT_UDESK_EMAIL", &rig.config.udesk_email)
-        .env("DESKPORT_UDESK_TOKEN", &rig.config.udesk_token)
         .args([
             "--log-format",
             "json",
@@ -1307,9 +1307,7 @@ async fn exactly_once_under(profile: sandbox::Profile, target: &str, kills: bool
     } else {
         export.args(["--udesk-minute", "1"]);
     }
-    let out = tokio::task::spawn_blocking(move || export.output().unwrap())
-        .await
-        .unwrap();
+    let out = output(export).await;
     assert_exit(&out, 0);
     let (_, rows) = read_csv(&rig.work.file("export.csv"));
     assert_eq!(
@@ -1369,9 +1367,7 @@ async fn refused_credentials_stop_the_run_whatever_code_carries_them() {
         let mut cmd = rig.command(&input, target, &[]);
         cmd.env("DESKPORT_UDESK_TOKEN", "wrong-token")
             .env("DESKPORT_OMNIDESK_API_KEY", "wrong-key");
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
+        let out = output(cmd).await;
         assert_exit(&out, 3);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -1411,45 +1407,37 @@ async fn ten_identical_refusals_and_no_success_stop_a_first_run() {
     let input = rig.work.write("head.csv", head.join("\n") + "\n");
     let input = input.to_str().unwrap().to_string();
     let command = |resume: bool| {
-        let mut cmd = rig.work.command();
-        cmd.env("DESKPORT_UDESK_EMAIL", &rig.config.udesk_email)
-            .env("DESKPORT_UDESK_TOKEN", &rig.config.udesk_token)
-            .args([
-                "--log-format",
-                "json",
-                "import",
-                &input,
-                "--target",
-                "udesk",
-            ])
-            .args([
-                "--base-url",
-                &rig.base(),
-                "--journal",
-                "journal",
-                "--udesk-minute",
-                "1",
-            ])
-            .args(["--map", map.to_str().unwrap()]);
+        let mut cmd = rig.authed();
+        cmd.args([
+            "--log-format",
+            "json",
+            "import",
+            &input,
+            "--target",
+            "udesk",
+        ])
+        .args([
+            "--base-url",
+            &rig.base(),
+            "--journal",
+            "journal",
+            "--udesk-minute",
+            "1",
+        ])
+        .args(["--map", map.to_str().unwrap()]);
         if resume {
             cmd.arg("--resume");
         }
         cmd
     };
-    let mut cmd = command(false);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    let out = output(command(false)).await;
     assert_exit(&out, 3);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refused the same way"), "{err}");
     let r = report(&out);
     assert!(count(&r, "failed") < 10, "{r:#}");
     // Resumed, the rows are recorded as refused (the escape hatch the message names).
-    let mut cmd = command(true);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    let out = output(command(true)).await;
     assert_exit(&out, 1);
     let rows = report(&out)["rows_read"].as_u64().unwrap() as usize;
     assert!(rows > 50, "{rows}");
