@@ -286,19 +286,24 @@ fn realistic(b: &Bench) {
     );
 }
 
-fn udesk(b: &Bench) {
-    let server = b.sandbox(SandboxConfig {
-        time_scale: 60.0,
-        ..SandboxConfig::default()
-    });
-    let base = server.base_url();
+/// The mapping that puts the generated loyalty column in Udesk's first text field.
+fn udesk_map(b: &Bench) -> String {
     let map = b.dir.join("udesk_mapping.toml");
     std::fs::write(
         &map,
         "[columns]\n\"custom_loyalty\" = \"custom.TextField_1\"\n",
     )
     .unwrap();
-    let map = map.display().to_string();
+    map.display().to_string()
+}
+
+fn udesk(b: &Bench) {
+    let server = b.sandbox(SandboxConfig {
+        time_scale: 60.0,
+        ..SandboxConfig::default()
+    });
+    let base = server.base_url();
+    let map = udesk_map(b);
     let ceiling = 100.0 + 59.0;
     // Two sizes: the difference removes start-up and the final confirmation, leaving the
     // steady rate; the larger run alone gives the rate with them.
@@ -341,13 +346,7 @@ fn udesk_upsert(b: &Bench) {
     });
     let base = server.base_url();
     let input = ensure_input(&b.dir, 3000, 11);
-    let map = b.dir.join("udesk_mapping.toml");
-    std::fs::write(
-        &map,
-        "[columns]\n\"custom_loyalty\" = \"custom.TextField_1\"\n",
-    )
-    .unwrap();
-    let map = map.display().to_string();
+    let map = udesk_map(b);
     let args = |mode: &'static str| -> Vec<String> {
         ["--udesk-minute", "1", "--map", &map, "--mode", mode]
             .iter()

@@ -2,7 +2,7 @@
 //! of each reply (keys and shapes, never values) → exit 0 when it can work with it.
 
 use super::connect::{omnidesk_client, udesk_client, ConnectArgs};
-use super::{usage, Ui};
+use super::Ui;
 use crate::check;
 use crate::validate::Platform;
 use crate::Exit;
@@ -42,16 +42,9 @@ pub fn run(args: CheckArgs, ui: Ui) -> anyhow::Result<Exit> {
         let connection = connect.connect(ui).await?;
         let settings = &connection.settings;
         let base = connect.require(settings)?;
-        if !connect.has_credentials(settings) {
-            return Err(connect.no_credentials());
-        }
         let report = match connect.target {
             Platform::Omnidesk => {
-                let brand = match (args.brand_id, connect.sandbox) {
-                    (Some(b), _) => b,
-                    (None, true) => 1,
-                    (None, false) => return Err(usage("--brand-id is required for Omnidesk")),
-                };
+                let brand = connect.omnidesk_brand(args.brand_id, false)?;
                 let client = omnidesk_client(settings, base, brand, transport);
                 check::omnidesk(&client, brand).await
             }

@@ -261,6 +261,22 @@ impl ConnectArgs {
         ))
     }
 
+    /// The Omnidesk brand for rows without a `brand_id` column: `--brand-id`, else 1 with
+    /// `--sandbox` (or when `default_allowed`, as in a dry run), else a usage error.
+    pub fn omnidesk_brand(
+        &self,
+        brand_id: Option<u64>,
+        default_allowed: bool,
+    ) -> anyhow::Result<u64> {
+        match brand_id {
+            Some(b) => Ok(b),
+            None if self.sandbox || default_allowed => Ok(1),
+            None => Err(usage(
+                "--brand-id is required for Omnidesk (rows with a brand_id column use their own)",
+            )),
+        }
+    }
+
     /// The origin and credentials a command that talks to the platform needs.
     pub fn require(&self, s: &PlatformSettings) -> anyhow::Result<BaseUrl> {
         let base = match &s.base_url {

@@ -102,7 +102,9 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
         let lookups = connect.has_credentials(settings) && settings.base_url.is_some();
         let base = match (&settings.base_url, args.dry_run) {
             (Some(b), _) => BaseUrl::parse(b).map_err(|e| usage(e.to_string()))?,
-            (None, true) => BaseUrl::parse(connect.example_origin()).map_err(|e| usage(e.to_string()))?,
+            (None, true) => {
+                BaseUrl::parse(connect.example_origin()).map_err(|e| usage(e.to_string()))?
+            }
             (None, false) => return Err(connect.no_base_url()),
         };
         if !connect.has_credentials(settings) && !args.dry_run {
@@ -116,17 +118,16 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
         };
         let stop = Arc::new(Stop::default());
         let hint = rerun_hint(&[("--journal", config.journal_dir.display().to_string())]);
-        spawn_ctrl_c(stop.clone(), hint.clone(), ui.quiet, "no new rows; finishing requests in flight", "the journal");
+        spawn_ctrl_c(
+            stop.clone(),
+            hint.clone(),
+            ui.quiet,
+            "no new rows; finishing requests in flight",
+            "the journal",
+        );
         let exit = match connect.target {
             Platform::Omnidesk => {
-                let brand = match (args.brand_id, connect.sandbox) {
-                    (Some(b), _) => b,
-                    (None, true) => 1,
-                    (None, false) if args.dry_run => 1,
-                    (None, false) => {
-                        return Err(usage("--brand-id is required for Omnidesk (rows with a brand_id column use their own)"))
-                    }
-                };
+                let brand = connect.omnidesk_brand(args.brand_id, args.dry_run)?;
                 config.brand_id = Some(brand);
                 let client = omnidesk_client(settings, base, brand, transport);
                 drive(client, &config, &args, lookups, stop, &hint, ui).await

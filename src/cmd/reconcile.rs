@@ -79,13 +79,7 @@ pub fn run(args: ReconcileArgs, ui: Ui) -> anyhow::Result<Exit> {
         let base = connect.require(settings)?;
         let client = match connect.target {
             Platform::Omnidesk => {
-                let brand = match (args.brand_id, connect.sandbox) {
-                    (Some(b), _) => b,
-                    (None, true) => 1,
-                    (None, false) => {
-                        return Err(usage("--brand-id is required for Omnidesk (rows with a brand_id column use their own)"))
-                    }
-                };
+                let brand = connect.omnidesk_brand(args.brand_id, false)?;
                 export_cmd::Client::Omnidesk(omnidesk_client(settings, base, brand, transport))
             }
             Platform::Udesk => export_cmd::Client::Udesk(udesk_client(settings, base, transport)),

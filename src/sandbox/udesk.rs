@@ -94,6 +94,16 @@ fn reply_error(
         .into_response()
 }
 
+/// Code 2062: "The {filter_id} or {scroll_id} parameter is incorrect" (003:1466).
+fn bad_scroll() -> Response {
+    reply_error(
+        StatusCode::OK,
+        auth::CODE_BAD_SCROLL,
+        "Parameter error",
+        Some("Failed to get customer information".into()),
+    )
+}
+
 /// A validation failure: code 2000 with the detail.
 fn invalid(detail: impl Into<String>) -> Response {
     reply_error(
@@ -829,14 +839,7 @@ fn matching_ids(store: &UdeskStore, q: &HashMap<String, String>) -> Result<Vec<u
         None => None,
         Some(f) => match f.parse::<u64>() {
             Ok(id @ (1 | 2)) => Some(id),
-            _ => {
-                return Err(reply_error(
-                    StatusCode::OK,
-                    auth::CODE_BAD_SCROLL,
-                    "Parameter error",
-                    Some("Failed to get customer information".into()),
-                ))
-            }
+            _ => return Err(bad_scroll()),
         },
     };
     let query = q
@@ -932,29 +935,18 @@ async fn export(State(shared): SharedState, Query(q): QueryMap) -> Response {
     let mut data = shared.data();
     let replay = shared.profile().udesk_scroll_replay;
     let scroll = match q.get("scroll_id") {
-        // An Elasticsearch scroll id moves on with each call: sent again, the next batch.
-        Some(id) if replay == ScrollReplay::NextBatch => match data.scrolls.get(id) {
-            Some(s) if now.saturating_sub(s.issued_at) <= ttl => s.clone(),
-            _ => {
-                return reply_error(
-                    StatusCode::OK,
-                    auth::CODE_BAD_SCROLL,
-                    "Parameter error",
-                    Some("Failed to get customer information".into()),
-                )
+        Some(id) => {
+            // An Elasticsearch scroll id moves on with each call: sent again, the next
+            // batch. Otherwise an id works once.
+            let found = match replay {
+                ScrollReplay::NextBatch => data.scrolls.get(id).cloned(),
+                ScrollReplay::Refused => data.scrolls.remove(id),
+            };
+            match found {
+                Some(s) if now.saturating_sub(s.issued_at) <= ttl => s,
+                _ => return bad_scroll(),
             }
-        },
-        Some(id) => match data.scrolls.remove(id) {
-            Some(s) if now.saturating_sub(s.issued_at) <= ttl => s,
-            _ => {
-                return reply_error(
-                    StatusCode::OK,
-                    auth::CODE_BAD_SCROLL,
-                    "Parameter error",
-                    Some("Failed to get customer information".into()),
-                )
-            }
-        },
+        }
         None => match matching_ids(&data.udesk, &q) {
             Ok(ids) => Scroll {
                 ids: Arc::new(ids),
