@@ -31,6 +31,7 @@ pub mod check;
 pub mod cmd;
 pub mod error;
 pub mod export;
+pub mod fields;
 pub mod import;
 pub mod input;
 pub mod mapping;
