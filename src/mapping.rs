@@ -16,9 +16,11 @@
 //! bookkeeping columns of our own rejects file) are ignored, so a fixed rejects file can be
 //! fed back as input. Every other column is listed as unmapped, never dropped silently.
 
+use crate::fields::FieldDefs;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The canonical fields a column can feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,6 +105,9 @@ pub enum Target {
     Field(#[serde(serialize_with = "serialize_field")] Field),
     /// A custom field with this key.
     Custom(String),
+    /// Custom fields as one JSON object (`custom_fields_json`, the column an export writes
+    /// for fields without a column of their own).
+    CustomJson,
     /// Deliberately not used.
     Ignore,
     /// Not recognised; listed in the report.
@@ -119,6 +124,7 @@ impl Target {
         match self {
             Target::Field(f) => f.name().to_string(),
             Target::Custom(k) => format!("custom.{k}"),
+            Target::CustomJson => "custom.* (JSON object)".to_string(),
             Target::Ignore => "(ignored)".to_string(),
             Target::Unmapped => "(unmapped)".to_string(),
         }
@@ -165,10 +171,12 @@ struct MappingFile {
     columns: HashMap<String, String>,
 }
 
-/// The mapping rules: explicit overrides plus the built-in synonyms.
+/// The mapping rules: explicit overrides plus the built-in synonyms, and the account's
+/// custom fields when known (columns then map to them by key or title).
 #[derive(Debug, Clone, Default)]
 pub struct Mapping {
     overrides: Vec<(String, Target)>,
+    fields: Option<Arc<FieldDefs>>,
 }
 
 impl Mapping {
@@ -188,6 +196,19 @@ impl Mapping {
     /// Only the built-in synonyms.
     pub fn builtin() -> Self {
         Mapping::default()
+    }
+
+    /// The same rules, with the account's custom fields: a column whose header is a field's
+    /// key or title maps to it, and a custom column that names no field is a configuration
+    /// error ([`ResolvedMapping::configuration_error`]).
+    pub fn with_fields(mut self, fields: Arc<FieldDefs>) -> Self {
+        self.fields = Some(fields);
+        self
+    }
+
+    /// The account's custom fields, if known.
+    pub fn fields(&self) -> Option<&Arc<FieldDefs>> {
+        self.fields.as_ref()
     }
 
     /// Loads a TOML mapping file.
@@ -217,7 +238,10 @@ impl Mapping {
             })?;
             overrides.push((column, parsed));
         }
-        Ok(Mapping { overrides })
+        Ok(Mapping {
+            overrides,
+            fields: None,
+        })
     }
 
     /// Decides where each column goes.
@@ -225,8 +249,24 @@ impl Mapping {
         let mut targets = Vec::with_capacity(columns.len());
         let mut taken: HashMap<Field, usize> = HashMap::new();
         let mut notes = Vec::new();
+        let mut problems = Vec::new();
+        let mut custom_taken: HashMap<String, usize> = HashMap::new();
         for (i, column) in columns.iter().enumerate() {
             let mut target = self.target_for(column);
+            if let Some(fields) = &self.fields {
+                target = account_field(fields, column, target, &mut problems);
+            }
+            if let Target::Custom(key) = &target {
+                if let Some(&first) = custom_taken.get(key) {
+                    notes.push(format!(
+                        "column {column:?} also feeds custom.{key}, which column {:?} already feeds; left unmapped",
+                        columns[first]
+                    ));
+                    target = Target::Unmapped;
+                } else {
+                    custom_taken.insert(key.clone(), i);
+                }
+            }
             if let Target::Field(field) = target {
                 if !field.is_multi() {
                     if let Some(&first) = taken.get(&field) {
@@ -251,6 +291,8 @@ impl Mapping {
             columns: columns.to_vec(),
             targets,
             notes,
+            problems,
+            fields: self.fields.clone(),
         }
     }
 
@@ -267,8 +309,50 @@ impl Mapping {
     }
 }
 
+/// Where a column goes once the account's fields are known: a custom column to the field
+/// its name matches (by key or title), an unmapped one to the field its header matches; a
+/// custom column that matches none (or several) is kept and described in `problems`.
+fn account_field(
+    fields: &FieldDefs,
+    column: &str,
+    target: Target,
+    problems: &mut Vec<String>,
+) -> Target {
+    match target {
+        Target::Custom(name) => match fields.find(&name).as_slice() {
+            [one] => Target::Custom(one.key.clone()),
+            [] => {
+                let closest: Vec<String> =
+                    fields.closest(&name).iter().map(|f| f.label()).collect();
+                problems.push(format!(
+                    "column {column:?} maps to custom field {name:?}, which the account does not have{}",
+                    if closest.is_empty() {
+                        " (it has no custom fields)".to_string()
+                    } else {
+                        format!("; the closest are {}", closest.join(", "))
+                    }
+                ));
+                Target::Custom(name)
+            }
+            many => {
+                let names: Vec<String> = many.iter().map(|f| f.label()).collect();
+                problems.push(format!(
+                    "column {column:?} matches several custom fields ({}); name one with --map",
+                    names.join(", ")
+                ));
+                Target::Custom(name)
+            }
+        },
+        Target::Unmapped => match fields.find(column).as_slice() {
+            [one] => Target::Custom(one.key.clone()),
+            _ => Target::Unmapped,
+        },
+        other => other,
+    }
+}
+
 /// The mapping applied to one list of columns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ResolvedMapping {
     /// The source columns.
     pub columns: Vec<String>,
@@ -276,6 +360,20 @@ pub struct ResolvedMapping {
     pub targets: Vec<Target>,
     /// Remarks for the user (e.g. a second column for the same field).
     pub notes: Vec<String>,
+    /// Custom columns that name no field of the account (or several): a configuration
+    /// error, reported once before any row is checked.
+    pub problems: Vec<String>,
+    /// The account's custom fields, when known.
+    pub fields: Option<Arc<FieldDefs>>,
+}
+
+impl PartialEq for ResolvedMapping {
+    fn eq(&self, other: &Self) -> bool {
+        self.columns == other.columns
+            && self.targets == other.targets
+            && self.notes == other.notes
+            && self.problems == other.problems
+    }
 }
 
 /// One line of the mapping as reported.
@@ -315,6 +413,40 @@ impl ResolvedMapping {
         self.targets.contains(&Target::Field(field))
     }
 
+    /// The one error a run must stop on before any row is checked: custom columns that name
+    /// no field of the account, and (when `required` is true, as when rows may be created)
+    /// required fields no column feeds, which would reject every row alike.
+    pub fn configuration_error(&self, required: bool) -> Option<String> {
+        let mut problems = self.problems.clone();
+        let json_column = self.targets.contains(&Target::CustomJson);
+        if let (Some(fields), true, false) = (&self.fields, required, json_column) {
+            let missing: Vec<String> = fields
+                .required()
+                .filter(|f| !self.targets.contains(&Target::Custom(f.key.clone())))
+                .map(|f| f.label())
+                .collect();
+            if !missing.is_empty() {
+                problems.push(format!(
+                    "the account requires custom field{} {} and no column feeds {}; add the column{} or map one with --map",
+                    if missing.len() > 1 { "s" } else { "" },
+                    missing.join(", "),
+                    if missing.len() > 1 { "them" } else { "it" },
+                    if missing.len() > 1 { "s" } else { "" },
+                ));
+            }
+        }
+        if problems.is_empty() {
+            return None;
+        }
+        let source = self.fields.as_ref().map_or(String::new(), |f| {
+            format!(" (custom fields from {})", f.source)
+        });
+        Some(format!(
+            "the columns do not fit the account{source}:\n  {}\n`deskport fields` lists the account's fields",
+            problems.join("\n  ")
+        ))
+    }
+
     /// A table for `--print-mapping`.
     pub fn render(&self) -> String {
         let width = self
@@ -325,11 +457,24 @@ impl ResolvedMapping {
             .unwrap_or(6)
             .max(6);
         let mut out = format!("{:<width$}  target\n", "column");
-        for entry in self.entries() {
-            out.push_str(&format!("{:<width$}  {}\n", entry.column, entry.target));
+        for (entry, target) in self.entries().into_iter().zip(&self.targets) {
+            let about = match (target, &self.fields) {
+                (Target::Custom(key), Some(fields)) => fields
+                    .get(key)
+                    .map(|f| format!("  ({:?}, {})", f.title, f.content_type))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "{:<width$}  {}{about}\n",
+                entry.column, entry.target
+            ));
         }
         for note in &self.notes {
             out.push_str(&format!("note: {note}\n"));
+        }
+        for problem in &self.problems {
+            out.push_str(&format!("error: {problem}\n"));
         }
         if !self.has(Field::ExternalId) {
             out.push_str("note: no column feeds external_id, so every row will be rejected with id.missing; map one with --map\n");
@@ -364,6 +509,9 @@ fn builtin_target(column: &str) -> Target {
     let lower = column.to_ascii_lowercase();
     if lower.starts_with("deskport_") {
         return Target::Ignore;
+    }
+    if lower == crate::export::record::EXTRA_CUSTOM_COLUMN {
+        return Target::CustomJson;
     }
     for prefix in ["custom_fields.", "custom.", "custom_"] {
         if lower.starts_with(prefix) && column.len() > prefix.len() {

@@ -147,6 +147,10 @@ pub enum IssueCode {
     BrandInvalid,
     /// A custom field key the platform does not accept.
     CustomKey,
+    /// A custom field value that does not fit the field's type or options.
+    CustomValue,
+    /// A custom field the account requires is empty.
+    CustomRequired,
     /// A text longer than the platform allows.
     TextTooLong,
     /// A tag the platform cannot store.
@@ -186,6 +190,8 @@ impl IssueCode {
         IssueCode::LevelInvalid,
         IssueCode::BrandInvalid,
         IssueCode::CustomKey,
+        IssueCode::CustomValue,
+        IssueCode::CustomRequired,
         IssueCode::TextTooLong,
         IssueCode::TagInvalid,
     ];
@@ -223,6 +229,8 @@ impl IssueCode {
             IssueCode::LevelInvalid => "level.invalid",
             IssueCode::BrandInvalid => "brand.invalid",
             IssueCode::CustomKey => "custom.key",
+            IssueCode::CustomValue => "custom.value",
+            IssueCode::CustomRequired => "custom.required",
             IssueCode::TextTooLong => "text.too_long",
             IssueCode::TagInvalid => "tag.invalid",
         }

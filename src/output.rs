@@ -196,6 +196,7 @@ impl CleanWriter {
                 }
             }
         }
+        let columns_can_grow = columns_can_grow || mapping.targets.contains(&Target::CustomJson);
         let mut writer = csv::WriterBuilder::new().from_writer(file);
         let mut header: Vec<String> = CANONICAL_COLUMNS.iter().map(|s| s.to_string()).collect();
         header.extend(custom.iter().map(|k| format!("custom_{k}")));

@@ -51,6 +51,22 @@ pub struct CheckSummary {
     pub duplicate_index: SpillStats,
 }
 
+/// Refuses columns that do not fit the account (custom columns naming no field, required
+/// fields no column feeds) as one usage error, before any row is checked or sent. Columns
+/// not known yet (JSONL before its first row) pass; the first batch is checked again.
+pub fn check_columns(mapping: &Mapping, columns: &[String], rules: &Rules) -> Result<(), Error> {
+    if columns.is_empty() {
+        return Ok(());
+    }
+    match mapping
+        .resolve(columns)
+        .configuration_error(rules.required_fields)
+    {
+        Some(message) => Err(Error::Usage(message)),
+        None => Ok(()),
+    }
+}
+
 /// Reads every row of `reader`, checks it and hands the batches to `sink` in input order.
 /// `sink` returns `false` to stop early.
 pub fn check_batches(
@@ -89,6 +105,12 @@ pub fn check_batches(
                     Some((cols, m)) if Arc::ptr_eq(cols, &batch.columns) => m.clone(),
                     _ => {
                         let m = Arc::new(options.mapping.resolve(&batch.columns));
+                        if current.is_none() {
+                            if let Some(e) = m.configuration_error(options.rules.required_fields) {
+                                checked_tx.send(Err(Error::Usage(e))).ok();
+                                break;
+                            }
+                        }
                         current = Some((batch.columns.clone(), m.clone()));
                         m
                     }

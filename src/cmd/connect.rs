@@ -32,6 +32,15 @@ pub struct ConnectArgs {
     /// Customers the --sandbox starts with (deterministic demo data).
     #[arg(long, default_value_t = 0, value_name = "N", requires = "sandbox")]
     pub sandbox_customers: u64,
+    /// The --sandbox Udesk account's custom fields: optional, documented (all required, as
+    /// printed) or a JSON file holding a custom_fields reply.
+    #[arg(
+        long,
+        default_value = "optional",
+        value_name = "ACCOUNT|FILE",
+        requires = "sandbox"
+    )]
+    pub sandbox_udesk_fields: String,
     /// The platform's origin, e.g. https://ACCOUNT.omnidesk.com or https://SUBDOMAIN.udesk.cn.
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
@@ -201,6 +210,8 @@ impl ConnectArgs {
         let sandbox_config = crate::sandbox::SandboxConfig {
             time_scale: self.sandbox_time_scale,
             seed_customers: self.sandbox_customers,
+            udesk_fields: crate::sandbox::AccountFields::from_arg(&self.sandbox_udesk_fields)
+                .map_err(|e| usage(format!("--sandbox-udesk-fields {e}")))?,
             ..Default::default()
         };
         let server = crate::sandbox::spawn(

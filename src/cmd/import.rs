@@ -75,6 +75,8 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
     let mut config = ImportConfig::new(input, args.mode, journal_dir);
     config.mapping = args.read.mapping()?;
     config.rules = args.read.rules(Some(connect.target))?;
+    // Rows that only update existing customers cannot be refused for a missing required field.
+    config.rules.required_fields = args.mode != Mode::Update;
     config.threads = args.read.threads();
     config.resume = args.resume;
     config.restart = args.restart;
@@ -151,6 +153,13 @@ async fn drive<T: Target>(
     hint: &str,
     ui: Ui,
 ) -> anyhow::Result<Exit> {
+    let mut config = config.clone();
+    if lookups && config.mapping.fields().is_none() {
+        if let Some(fields) = account_fields(client.as_ref(), &config.notices).await {
+            config.mapping = config.mapping.with_fields(Arc::new(fields));
+        }
+    }
+    let config = &config;
     if args.dry_run {
         let report = import_cmd::dry_run::run(config, client, lookups)
             .await
@@ -179,6 +188,27 @@ async fn drive<T: Target>(
     } else {
         Exit::RowsRejected
     })
+}
+
+/// The account's custom field definitions (one read), so values are checked by type and
+/// columns matched by title before any row is sent. When they cannot be read, values go as
+/// written and a notice says so; refused credentials are left to the run's probe, which
+/// stops it with the platform's words.
+pub async fn account_fields<T: Target>(
+    client: &T,
+    notices: &import_cmd::Notices,
+) -> Option<crate::fields::FieldDefs> {
+    match client.field_definitions().await {
+        Ok(fields) => fields,
+        Err(e) if e.stops_run() => None,
+        Err(e) => {
+            notices.say(&format!(
+                "custom fields: the account's definitions could not be read ({}); custom values are sent as written. Pass --fields FILE to check them",
+                crate::platform::redact(&e.to_string())
+            ));
+            None
+        }
+    }
 }
 
 /// Keeps the import error's exit code through anyhow.

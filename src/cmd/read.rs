@@ -2,6 +2,7 @@
 //! and `reconcile`.
 
 use super::usage;
+use crate::fields::{DateOrder, FieldDefs};
 use crate::input::{self, Format, InputOptions, InputPath, DEFAULT_MAX_FIELD_BYTES};
 use crate::mapping::Mapping;
 use crate::validate::first_seen::Limits as DuplicateLimits;
@@ -10,6 +11,7 @@ use crate::Error;
 use clap::Args;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// How the input is read, mapped and checked.
 #[derive(Debug, Args)]
@@ -26,6 +28,14 @@ pub struct ReadArgs {
     /// TOML mapping file: [columns] "Source column" = "field" | "custom.<name>" | "ignore".
     #[arg(long, value_name = "FILE")]
     map: Option<PathBuf>,
+    /// The account's custom field definitions (saved by `deskport fields --out`, or a saved
+    /// Udesk custom_fields reply): values are checked by type, options named by title, and
+    /// columns matched by title. Udesk imports read them from the account when not given.
+    #[arg(long, value_name = "FILE")]
+    fields: Option<PathBuf>,
+    /// How custom date fields written 02/04/2024 are read: strict (refuse as ambiguous), dmy or mdy.
+    #[arg(long, value_enum, default_value_t = DateOrder::Strict)]
+    date_order: DateOrder,
     /// Region (ISO code, e.g. NL) for phone numbers without +country code when the row has no country.
     #[arg(long, value_name = "CC")]
     default_region: Option<String>,
@@ -68,11 +78,17 @@ impl ReadArgs {
         Ok(options)
     }
 
-    /// The `--map` file, or the built-in header synonyms.
+    /// The `--map` file, or the built-in header synonyms, with the `--fields` definitions.
     pub fn mapping(&self) -> anyhow::Result<Mapping> {
-        Ok(match &self.map {
+        let mapping = match &self.map {
             Some(path) => Mapping::from_file(path).map_err(Error::from)?,
             None => Mapping::builtin(),
+        };
+        Ok(match &self.fields {
+            Some(path) => mapping.with_fields(Arc::new(
+                FieldDefs::from_file(path).map_err(|e| usage(e.to_string()))?,
+            )),
+            None => mapping,
         })
     }
 
@@ -92,6 +108,8 @@ impl ReadArgs {
             duplicates: self.duplicates,
             duplicate_limits: DuplicateLimits::default()
                 .with_memory_keys(self.duplicate_memory_keys),
+            date_order: self.date_order,
+            required_fields: true,
         })
     }
 

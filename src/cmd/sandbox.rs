@@ -26,6 +26,11 @@ pub struct SandboxArgs {
     /// choices: PUT /__sandbox/profile.
     #[arg(long, value_enum, default_value_t = sandbox::ProfileName::Convenient)]
     profile: sandbox::ProfileName,
+    /// The Udesk account's custom fields: `optional` (the document's eleven fields, none
+    /// required), `documented` (the same, every one required as printed) or a JSON file
+    /// holding a custom_fields reply. Changeable through PUT /__sandbox/udesk_fields.
+    #[arg(long, default_value = "optional", value_name = "ACCOUNT|FILE")]
+    udesk_fields: String,
     /// Seed for fault decisions (the same seed gives the same faults to a sequential client).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -142,6 +147,8 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<Exit> {
         seed_customers: args.seed_customers,
         state_file: args.state_file,
         profile: args.profile.profile(),
+        udesk_fields: sandbox::AccountFields::from_arg(&args.udesk_fields)
+            .map_err(|e| usage(format!("--udesk-fields {e}")))?,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
@@ -154,7 +161,7 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<Exit> {
         println!("  Omnidesk API v2:     {base}/api/v2/customer");
         println!("  Udesk open API v1:   {base}/open_api_v1/customers");
         println!(
-            "  inspect / control:   {base}/__sandbox/state, /__sandbox/reset, /__sandbox/faults, /__sandbox/profile"
+            "  inspect / control:   {base}/__sandbox/state, /__sandbox/reset, /__sandbox/faults, /__sandbox/profile, /__sandbox/udesk_fields"
         );
         println!("  reply profile:       {}", config.profile.name);
         if custom_credentials {

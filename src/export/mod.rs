@@ -628,11 +628,8 @@ pub async fn run(
     // Udesk names its custom fields up front; Omnidesk's come with the first page.
     if writer.custom.is_none() {
         if let (Client::Udesk(udesk), OutFormat::Csv) = (&client, config.format) {
-            let names = udesk
-                .custom_field_names()
-                .await
-                .map_err(ExportError::Platform)?;
-            writer.start(names)?;
+            let fields = udesk.custom_fields().await.map_err(ExportError::Platform)?;
+            writer.start(fields.fields.into_iter().map(|f| f.key).collect())?;
         }
     }
 

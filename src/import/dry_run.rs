@@ -50,6 +50,7 @@ pub async fn run<T: Target>(
     lookups: bool,
 ) -> Result<DryRunReport, ImportError> {
     let opened = input::open(&config.input).map_err(Error::from)?;
+    crate::pipeline::check_columns(&config.mapping, &opened.reader.columns(), &config.rules)?;
     std::fs::create_dir_all(&config.journal_dir).map_err(|source| {
         Error::Output(crate::output::OutputError {
             path: config.journal_dir.clone(),

@@ -214,6 +214,7 @@ pub(super) async fn start(config: &ImportConfig, target: &str) -> Result<Started
         return Err(ImportError::Usage(watch.reason()));
     }
     let opened = input::open(&config.input).map_err(Error::from)?;
+    crate::pipeline::check_columns(&config.mapping, &opened.reader.columns(), &config.rules)?;
     let jsonl = opened.info.format == Format::Jsonl;
     let header = RunHeader {
         v: journal::VERSION,

@@ -243,6 +243,14 @@ pub trait Target: Send + Sync + 'static {
         async { Ok(None) }
     }
 
+    /// The account's custom field definitions, when the platform publishes them (Udesk);
+    /// `None` when it does not (Omnidesk).
+    fn field_definitions(
+        &self,
+    ) -> impl Future<Output = Result<Option<crate::fields::FieldDefs>, CallError>> + Send {
+        async { Ok(None) }
+    }
+
     /// Before writing about `rows` rows: learns in one pass which external ids exist, when that
     /// costs fewer calls than a lookup or write per row; `None` when it does not (the
     /// default: the platform has no cheap pass). `total` is the account's size when a probe

@@ -11,6 +11,7 @@
 use super::transport::{Retry, Transport};
 use super::udesk_sign::{self as auth, sign};
 use super::{BaseUrl, BulkError, CallError, Secret, Survey, Target};
+use crate::fields::FieldDefs;
 use crate::model::Customer;
 use bytes::Bytes;
 use reqwest::header::HeaderMap;
@@ -571,23 +572,17 @@ impl Udesk {
         })
     }
 
-    /// The names of the account's custom fields (`TextField_1`, `SelectField_2`, …), in the
-    /// platform's order.
-    pub async fn custom_field_names(&self) -> Result<Vec<String>, CallError> {
+    /// The account's custom fields (`GET /customers/custom_fields`, 003:945-1121): keys
+    /// (`TextField_1`, `SelectField_2`, …) in the platform's order, titles, types, options
+    /// and whether each is required.
+    pub async fn custom_fields(&self) -> Result<FieldDefs, CallError> {
         let reply = self
             .get("/open_api_v1/customers/custom_fields", &[])
             .await?;
-        Ok(reply
-            .get("custom_fields")
-            .and_then(Value::as_array)
-            .map(|fields| {
-                fields
-                    .iter()
-                    .filter_map(|f| f.get("custom_field_name").and_then(Value::as_str))
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(FieldDefs::from_udesk_reply(
+            &reply,
+            "udesk GET /customers/custom_fields",
+        ))
     }
 
     /// The full record of the customer with this external id (`open_api_token`), if any.
@@ -751,6 +746,10 @@ impl Target for Udesk {
 
     fn bulk_rows(&self) -> usize {
         BULK_ROWS
+    }
+
+    async fn field_definitions(&self) -> Result<Option<FieldDefs>, CallError> {
+        self.custom_fields().await.map(Some)
     }
 
     async fn bulk_create(&self, customers: &[&Customer]) -> Result<(), BulkError> {

@@ -14,9 +14,10 @@
 // pattern; their size is irrelevant on this path.
 #![allow(clippy::result_large_err)]
 
+pub mod fields;
 mod form;
 pub mod omnidesk;
-pub mod profile;
+mod profile;
 pub mod store;
 pub mod udesk;
 
@@ -28,6 +29,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+pub use fields::{AccountFields, FieldsAccount};
 pub use profile::{Profile, ProfileName, RecordAt, ScrollReplay};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -184,6 +186,8 @@ pub struct SandboxConfig {
     pub state_file: Option<PathBuf>,
     /// How it answers where the documents are silent, at start.
     pub profile: Profile,
+    /// The Udesk account's custom fields at start.
+    pub udesk_fields: AccountFields,
 }
 
 impl std::fmt::Debug for SandboxConfig {
@@ -205,6 +209,7 @@ impl std::fmt::Debug for SandboxConfig {
             .field("seed_customers", &self.seed_customers)
             .field("state_file", &self.state_file)
             .field("profile", &self.profile)
+            .field("udesk_fields", &self.udesk_fields)
             .finish()
     }
 }
@@ -237,6 +242,7 @@ impl Default for SandboxConfig {
             seed_customers: 0,
             state_file: None,
             profile: Profile::convenient(),
+            udesk_fields: AccountFields::of(FieldsAccount::Optional),
         }
     }
 }
@@ -374,6 +380,7 @@ pub struct Shared {
     data: Mutex<Data>,
     faults: Mutex<FaultState>,
     profile: Mutex<Profile>,
+    udesk_fields: Mutex<Arc<AccountFields>>,
     /// Counters.
     pub stats: Stats,
 }
@@ -418,6 +425,7 @@ impl Shared {
         };
         Ok(Shared {
             profile: Mutex::new(config.profile.clone()),
+            udesk_fields: Mutex::new(Arc::new(config.udesk_fields.clone())),
             clock: Clock::new(config.time_scale),
             config,
             data: Mutex::new(data),
@@ -446,6 +454,19 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The Udesk account's custom fields in force.
+    pub fn udesk_fields(&self) -> Arc<AccountFields> {
+        self.udesk_fields
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the Udesk account's custom fields.
+    pub fn set_udesk_fields(&self, fields: AccountFields) {
+        *self.udesk_fields.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(fields);
     }
 
     /// Replaces the reply profile.
@@ -775,6 +796,31 @@ async fn control_put_profile(
     Json(profile).into_response()
 }
 
+/// `PUT /__sandbox/udesk_fields`: `{"account": "optional" | "documented"}`, or a
+/// `custom_fields` reply in the documented shape for another account.
+async fn control_put_udesk_fields(
+    State(shared): State<Arc<Shared>>,
+    Json(value): Json<serde_json::Value>,
+) -> Response {
+    let fields = match value.get("account").and_then(serde_json::Value::as_str) {
+        Some("optional") => AccountFields::of(FieldsAccount::Optional),
+        Some("documented") => AccountFields::of(FieldsAccount::Documented),
+        Some(other) => {
+            return (StatusCode::BAD_REQUEST, format!("no account {other:?}")).into_response()
+        }
+        None => match AccountFields::from_reply(&value) {
+            Ok(f) => f,
+            Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+        },
+    };
+    shared.set_udesk_fields(fields);
+    Json(json!({"custom_fields": shared.udesk_fields().reply()})).into_response()
+}
+
+async fn control_get_udesk_fields(State(shared): State<Arc<Shared>>) -> Response {
+    Json(json!({"custom_fields": shared.udesk_fields().reply()})).into_response()
+}
+
 async fn control_apply_imports(State(shared): State<Arc<Shared>>) -> Response {
     let mut data = shared.data();
     udesk::apply_due_imports(&mut data, Duration::MAX);
@@ -820,6 +866,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/__sandbox/profile",
             get(control_get_profile).put(control_put_profile),
+        )
+        .route(
+            "/__sandbox/udesk_fields",
+            get(control_get_udesk_fields).put(control_put_udesk_fields),
         )
         .route("/__sandbox/apply_imports", post(control_apply_imports))
         .route("/__sandbox/save", post(control_save))

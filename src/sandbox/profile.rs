@@ -76,6 +76,9 @@ pub struct Profile {
     /// Udesk: refused credentials come as HTTP 401 with the documented codes; false: HTTP
     /// 200 with code 2099, which the documents do not list.
     pub udesk_auth_documented: bool,
+    /// Udesk: `GET /customers/custom_fields` answers (the document marks it deprecated,
+    /// 003:945); false: HTTP 404, as an account that retired it might.
+    pub udesk_fields_endpoint: bool,
 }
 
 impl Default for Profile {
@@ -96,6 +99,7 @@ impl Profile {
             udesk_bulk_validates: true,
             udesk_scroll_replay: ScrollReplay::Refused,
             udesk_auth_documented: true,
+            udesk_fields_endpoint: true,
         }
     }
 
@@ -111,6 +115,7 @@ impl Profile {
             udesk_bulk_validates: false,
             udesk_scroll_replay: ScrollReplay::NextBatch,
             udesk_auth_documented: false,
+            udesk_fields_endpoint: true,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Udesk open API v1 customer endpoints, as the documents in `shared/seeds/` describe them.
 
+use super::fields::AccountFields;
 use super::store::{UdeskCustomer, UdeskStore};
 use super::{Data, ScrollReplay, Shared};
 use crate::platform::udesk_sign::{self as auth, sign};
@@ -10,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,12 +25,6 @@ pub const MAX_PAGE_SIZE: u64 = crate::platform::documented::UDESK_LIST_MAX_PAGE_
 pub const MAX_LIST_ROWS: u64 = crate::platform::documented::UDESK_LIST_MAX_ROWS;
 /// Longest text field.
 pub const MAX_CHARS: usize = crate::platform::documented::UDESK_MAX_CHARS;
-/// Custom fields defined in the sandbox tenant: TextField_1..=8 and SelectField_1..=3.
-pub const TEXT_FIELDS: u32 = 8;
-/// See [`TEXT_FIELDS`].
-pub const SELECT_FIELDS: u32 = 3;
-/// Options of every select field: ids "0" to "4".
-pub const SELECT_OPTIONS: u32 = 5;
 
 type SharedState = State<Arc<Shared>>;
 type JsonObject = Map<String, Value>;
@@ -53,6 +48,8 @@ pub struct PendingImport {
     /// Rows accepted unchecked (profile without `udesk_bulk_validates`): checked when the
     /// import is applied, and dropped silently when invalid.
     pub unchecked: Vec<Value>,
+    /// The account's custom fields when the import was accepted.
+    pub fields: Arc<AccountFields>,
 }
 
 /// The routes (lower-case; requests are lower-cased before routing).
@@ -205,7 +202,7 @@ pub fn apply_due_imports(data: &mut Data, now: Duration) {
     for import in due {
         let mut rows = import.rows;
         for raw in import.unchecked {
-            match import_row(&raw, &mut data.udesk) {
+            match import_row(&raw, &mut data.udesk, &import.fields) {
                 Ok(row) => rows.push(row),
                 Err(reason) => data
                     .import_skips
@@ -352,56 +349,6 @@ fn check_phone(value: &str) -> Result<String, String> {
     }
 }
 
-fn check_custom_fields(value: &Value) -> Result<BTreeMap<String, Value>, String> {
-    let Value::Object(map) = value else {
-        return Err(format!("undefined method `each' for {value}:String"));
-    };
-    let mut out = BTreeMap::new();
-    for (key, v) in map {
-        let text_n = key
-            .strip_prefix("TextField_")
-            .and_then(|n| n.parse::<u32>().ok());
-        let select_n = key
-            .strip_prefix("SelectField_")
-            .and_then(|n| n.parse::<u32>().ok());
-        match (text_n, select_n, v) {
-            (Some(n), _, Value::String(s)) if (1..=TEXT_FIELDS).contains(&n) => {
-                if s.chars().count() > MAX_CHARS {
-                    return Err(format!(
-                        "{key} is too long (maximum is {MAX_CHARS} characters)"
-                    ));
-                }
-            }
-            (_, Some(n), Value::Array(options)) if (1..=SELECT_FIELDS).contains(&n) => {
-                let valid = options.iter().all(|o| {
-                    o.as_str()
-                        .and_then(|s| s.parse::<u32>().ok())
-                        .is_some_and(|i| i < SELECT_OPTIONS)
-                });
-                if !valid {
-                    return Err(format!(
-                        "{key} options must be ids \"0\" to \"{}\"",
-                        SELECT_OPTIONS - 1
-                    ));
-                }
-            }
-            (Some(n), _, _) if (1..=TEXT_FIELDS).contains(&n) => {
-                return Err(format!("{key} must be a string"))
-            }
-            (_, Some(n), _) if (1..=SELECT_FIELDS).contains(&n) => {
-                return Err(format!("{key} must be an array of option ids"))
-            }
-            _ => {
-                return Err(format!(
-                    "Incorrect parameter format: unknown custom field {key}"
-                ))
-            }
-        }
-        out.insert(key.clone(), v.clone());
-    }
-    Ok(out)
-}
-
 const CUSTOMER_KEYS: [&str; 16] = [
     "email",
     "open_api_token",
@@ -496,6 +443,7 @@ fn apply_customer(
     body: &Map<String, Value>,
     top: &Map<String, Value>,
     store: &mut UdeskStore,
+    fields: &AccountFields,
 ) -> Result<(), String> {
     for key in body.keys() {
         if !CUSTOMER_KEYS.contains(&key.as_str()) {
@@ -577,9 +525,15 @@ fn apply_customer(
         }
         c.level = level.to_string();
     }
-    if let Some(v) = body.get("custom_fields") {
-        for (k, val) in check_custom_fields(v)? {
-            c.custom_fields.insert(k, val);
+    // A customer without an id is being created: required fields must come with it.
+    let creating = c.id == 0;
+    let given = body.get("custom_fields");
+    if given.is_some() || creating {
+        fields.check(given.unwrap_or(&Value::Null), creating)?;
+    }
+    if let Some(Value::Object(map)) = given {
+        for (k, val) in map {
+            c.custom_fields.insert(k.clone(), val.clone());
         }
     }
     if let Some(v) = body.get("cellphones") {
@@ -733,10 +687,11 @@ async fn create(
     if !customer_body.contains_key("nick_name") {
         return invalid("Verification failed: Nick name can't be blank");
     }
+    let fields = shared.udesk_fields();
     let mut data = shared.data();
     let store = &mut data.udesk;
     let mut customer = empty_customer("api");
-    if let Err(e) = apply_customer(&mut customer, &customer_body, &top, store) {
+    if let Err(e) = apply_customer(&mut customer, &customer_body, &top, store, &fields) {
         return invalid(e);
     }
     if let Some(reason) = collision(store, &customer, None) {
@@ -801,6 +756,7 @@ async fn update_customer(
         Ok(parts) => parts,
         Err(r) => return r,
     };
+    let fields = shared.udesk_fields();
     let mut data = shared.data();
     let store = &mut data.udesk;
     let id = match lookup(store, &q) {
@@ -808,7 +764,7 @@ async fn update_customer(
         Err(r) => return r,
     };
     let mut customer = store.customers[&id].clone();
-    if let Err(e) = apply_customer(&mut customer, &customer_body, &top, store) {
+    if let Err(e) = apply_customer(&mut customer, &customer_body, &top, store, &fields) {
         return invalid(e);
     }
     if let Some(reason) = collision(store, &customer, Some(id)) {
@@ -991,7 +947,11 @@ async fn export(State(shared): SharedState, Query(q): QueryMap) -> Response {
 }
 
 /// Validates one bulk-import row into a customer (ids are given when it is applied).
-fn import_row(row: &Value, store: &mut UdeskStore) -> Result<UdeskCustomer, String> {
+fn import_row(
+    row: &Value,
+    store: &mut UdeskStore,
+    fields: &AccountFields,
+) -> Result<UdeskCustomer, String> {
     let Some(obj) = row.as_object() else {
         return Err("Incorrect parameter format".into());
     };
@@ -1054,7 +1014,7 @@ fn import_row(row: &Value, store: &mut UdeskStore) -> Result<UdeskCustomer, Stri
         return Err("Verification failed: Nick name can't be blank".into());
     }
     let mut customer = empty_customer("import");
-    apply_customer(&mut customer, &customer_body, &top, store)?;
+    apply_customer(&mut customer, &customer_body, &top, store, fields)?;
     Ok(customer)
 }
 
@@ -1084,6 +1044,7 @@ async fn batch_import(
         ));
     }
     let now = shared.clock.now();
+    let fields = shared.udesk_fields();
     let mut data = shared.data();
     if let Some(last) = data.last_bulk_import {
         let wait = shared
@@ -1106,12 +1067,13 @@ async fn batch_import(
             apply_at: now + shared.config.bulk_import_delay,
             rows: Vec::new(),
             unchecked: rows.clone(),
+            fields,
         });
         return ok(json!({}));
     }
     let mut accepted: Vec<UdeskCustomer> = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
-        let customer = match import_row(row, &mut data.udesk) {
+        let customer = match import_row(row, &mut data.udesk, &fields) {
             Ok(c) => c,
             Err(e) => return invalid(format!("customers[{i}]: {e}")),
         };
@@ -1140,6 +1102,7 @@ async fn batch_import(
         apply_at: now + shared.config.bulk_import_delay,
         rows: accepted,
         unchecked: Vec::new(),
+        fields,
     });
     ok(json!({}))
 }
@@ -1158,19 +1121,11 @@ async fn custom_fields(State(shared): SharedState, Query(q): QueryMap) -> Respon
     if let Err(r) = authorize(&shared, &q) {
         return r;
     }
-    let mut fields = Vec::new();
-    for n in 1..=TEXT_FIELDS {
-        fields.push(json!({"id": n, "agent_permission": 2, "customer_permission": 2, "custom_field_name": format!("TextField_{n}"),
-            "title": format!("Text field {n}"), "comment": "", "content_type": "text", "options": null}));
+    if !shared.profile().udesk_fields_endpoint {
+        // The document marks the endpoint deprecated: an account may no longer answer it.
+        return (StatusCode::NOT_FOUND, "Not Found").into_response();
     }
-    for n in 1..=SELECT_FIELDS {
-        let options: Vec<Value> = (0..SELECT_OPTIONS)
-            .map(|o| json!({"id": o.to_string(), "title": format!("Option {}", o + 1)}))
-            .collect();
-        fields.push(json!({"id": TEXT_FIELDS + n, "agent_permission": 2, "customer_permission": 2, "custom_field_name": format!("SelectField_{n}"),
-            "title": format!("Select field {n}"), "comment": "", "content_type": "droplist", "options": options}));
-    }
-    ok(json!({"custom_fields": fields}))
+    ok(json!({"custom_fields": shared.udesk_fields().reply()}))
 }
 
 async fn merge(

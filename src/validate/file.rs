@@ -92,6 +92,7 @@ pub fn print_mapping(input: &InputOptions, mapping: &Mapping) -> Result<String, 
 pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
     let started = Instant::now();
     let opened = input::open(&config.input)?;
+    crate::pipeline::check_columns(&config.mapping, &opened.reader.columns(), &config.rules)?;
     let source_info = opened.info.clone();
     let bytes_read = opened.bytes_read.clone();
     let progress = Progress::new(opened.total_bytes, config.progress);
@@ -100,15 +101,19 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
     let columns_can_grow = matches!(reader, RowReader::Jsonl(_));
     let source_format = source_info.format;
     let (checked_tx, checked_rx) = bounded::<CheckedBatch>(CHANNEL_BATCHES);
+    // Set when checking failed: the writer then leaves files it has not created uncreated.
+    let failed = std::sync::atomic::AtomicBool::new(false);
 
     let (tally, checked) = std::thread::scope(|scope| {
         let writer_initial = initial_columns.clone();
         let progress = &progress;
         let bytes_read = &bytes_read;
+        let failed = &failed;
         let writer = scope.spawn(move || {
             write_all(
                 config,
                 checked_rx,
+                failed,
                 &writer_initial,
                 columns_can_grow,
                 source_format,
@@ -130,6 +135,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
         };
         // A send fails only when the writer failed; its error is reported below.
         let checked = check_batches(reader, options, |batch| checked_tx.send(batch).is_ok());
+        failed.store(checked.is_err(), Ordering::SeqCst);
         drop(checked_tx);
         let written = writer
             .join()
@@ -187,6 +193,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
 fn write_all(
     config: &ValidateConfig,
     batches: crossbeam_channel::Receiver<CheckedBatch>,
+    failed: &std::sync::atomic::AtomicBool,
     initial_columns: &Arc<Vec<String>>,
     columns_can_grow: bool,
     source_format: input::Format,
@@ -221,6 +228,9 @@ fn write_all(
             }
         }
         on_batch(&tally);
+    }
+    if failed.load(Ordering::SeqCst) {
+        return Ok(tally);
     }
     let mapping = config.mapping.resolve(initial_columns);
     open(&mapping, initial_columns, &mut clean, &mut rejects)?;

@@ -12,6 +12,7 @@ pub mod first_seen;
 pub mod name;
 pub mod phone;
 
+use crate::fields::DateOrder;
 use crate::mapping::{Field, ResolvedMapping, Target};
 use crate::model::{CheckedRow, Customer, Issue, IssueCode, RawRow, Severity};
 use first_seen::{FirstSeen, Limits, SpillStats};
@@ -65,6 +66,11 @@ pub struct Rules {
     pub duplicates: DuplicatePolicy,
     /// Memory limits of the in-file duplicate index.
     pub duplicate_limits: Limits,
+    /// How custom date fields written `02/04/2024` are read.
+    pub date_order: DateOrder,
+    /// Whether an empty required custom field rejects the row (false when rows only update
+    /// customers that exist: then it is a warning).
+    pub required_fields: bool,
 }
 
 impl Rules {
@@ -72,11 +78,15 @@ impl Rules {
     /// rules is refused (the duplicate check's memory limits change nothing and are left out).
     pub fn identity(&self) -> String {
         format!(
-            "platform={} region={} duplicates={:?}",
+            "platform={} region={} duplicates={:?}{}",
             self.platform.map_or("none", Platform::name),
             self.default_region
                 .map_or_else(|| "none".to_string(), |r| format!("{r:?}")),
-            self.duplicates
+            self.duplicates,
+            match self.date_order {
+                DateOrder::Strict => String::new(),
+                other => format!(" dates={other:?}"),
+            }
         )
     }
 }
@@ -88,6 +98,8 @@ impl Default for Rules {
             default_region: None,
             duplicates: DuplicatePolicy::Warn,
             duplicate_limits: Limits::default(),
+            date_order: DateOrder::Strict,
+            required_fields: true,
         }
     }
 }
@@ -108,6 +120,94 @@ const TAG_SEPARATORS: &[char] = &[';', ',', '|', '\n'];
 struct Picked<'a> {
     column: &'a str,
     value: &'a str,
+}
+
+/// Checks one custom field value (by the account's definition when known) and keeps it.
+fn put_custom(
+    customer: &mut Customer,
+    issues: &mut Vec<Issue>,
+    mapping: &ResolvedMapping,
+    rules: &Rules,
+    key: &str,
+    column: &str,
+    value: &str,
+) {
+    if let Some(fields) = &mapping.fields {
+        match fields.get(key) {
+            Some(def) => match def.check(value, rules.date_order) {
+                Ok(v) if v.is_empty() => {}
+                Ok(v) => {
+                    customer.custom_fields.insert(key.to_string(), v);
+                }
+                Err(e) => issues.push(
+                    Issue::error(
+                        IssueCode::CustomValue,
+                        format!("{} takes {}", def.label(), e.expected),
+                    )
+                    .in_column(column)
+                    .with_value(value),
+                ),
+            },
+            None => issues.push(
+                Issue::error(
+                    IssueCode::CustomKey,
+                    format!(
+                        "the account has no custom field {key:?}; `deskport fields` lists them"
+                    ),
+                )
+                .in_column(column),
+            ),
+        }
+        return;
+    }
+    if rules.platform == Some(Platform::Udesk) && !crate::mapping::is_udesk_custom_key(key) {
+        issues.push(
+            Issue::error(
+                IssueCode::CustomKey,
+                format!("Udesk custom field keys look like TextField_N or SelectField_N, not {key:?}; map the column with --map"),
+            )
+            .in_column(column),
+        );
+    }
+    customer
+        .custom_fields
+        .insert(key.to_string(), value.to_string());
+}
+
+/// Required custom fields that the row leaves empty (a field that holds a bad value already
+/// has its own issue).
+fn check_required(
+    fields: &crate::fields::FieldDefs,
+    mapping: &ResolvedMapping,
+    raw: &RawRow,
+    customer: &Customer,
+    rules: &Rules,
+    issues: &mut Vec<Issue>,
+) {
+    for def in fields.required() {
+        let column = mapping
+            .targets
+            .iter()
+            .position(|t| matches!(t, Target::Custom(k) if *k == def.key));
+        let filled = customer.custom_fields.contains_key(&def.key)
+            || column.is_some_and(|i| !raw.record.get(i).unwrap_or("").trim().is_empty());
+        if filled {
+            continue;
+        }
+        let text = format!(
+            "the account requires custom field {}, and the row leaves it empty",
+            def.label()
+        );
+        let issue = if rules.required_fields {
+            Issue::error(IssueCode::CustomRequired, text)
+        } else {
+            Issue::warning(IssueCode::CustomRequired, text)
+        };
+        issues.push(match column {
+            Some(i) => issue.in_column(&mapping.columns[i]),
+            None => issue,
+        });
+    }
 }
 
 /// Validates and normalizes one row. Pure: the same input gives the same output.
@@ -148,25 +248,42 @@ pub fn normalize(raw: &RawRow, mapping: &ResolvedMapping, rules: &Rules) -> (Cus
                 }
             }
             Target::Custom(key) => {
-                if rules.platform == Some(Platform::Udesk)
-                    && !crate::mapping::is_udesk_custom_key(key)
-                {
-                    issues.push(
-                        Issue::error(
-                            IssueCode::CustomKey,
-                            format!("Udesk custom field keys look like TextField_N or SelectField_N, not {key:?}; map the column with --map"),
-                        )
-                        .in_column(column),
-                    );
-                }
-                customer
-                    .custom_fields
-                    .insert(key.clone(), value.to_string());
+                put_custom(&mut customer, &mut issues, mapping, rules, key, column, value)
             }
+            Target::CustomJson => match serde_json::from_str::<serde_json::Value>(value) {
+                Ok(serde_json::Value::Object(fields)) => {
+                    for (key, v) in &fields {
+                        let text = match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            serde_json::Value::Array(items) => items
+                                .iter()
+                                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                                .collect::<Vec<_>>()
+                                .join(";"),
+                            serde_json::Value::Null => continue,
+                            other => other.to_string(),
+                        };
+                        if !text.trim().is_empty() {
+                            put_custom(&mut customer, &mut issues, mapping, rules, key, column, text.trim());
+                        }
+                    }
+                }
+                _ => issues.push(
+                    Issue::error(
+                        IssueCode::CustomValue,
+                        "expected a JSON object of custom fields, e.g. {\"TextField_1\": \"gold\"}",
+                    )
+                    .in_column(column)
+                    .with_value(value),
+                ),
+            },
             Target::Ignore | Target::Unmapped => {}
         }
     }
     let get = |field: Field| single[field as usize].as_ref();
+    if let Some(fields) = &mapping.fields {
+        check_required(fields, mapping, raw, &customer, rules, &mut issues);
+    }
 
     // Country first: phones are read in its region.
     let mut region = rules.default_region;

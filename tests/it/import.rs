@@ -1390,10 +1390,15 @@ async fn refused_credentials_stop_the_run_whatever_code_carries_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_identical_refusals_and_no_success_stop_a_first_run() {
-    // Every row carries a custom field the account does not have: the set-up is wrong, and
-    // the run says so once instead of refusing 400 rows one by one.
+    // Every row carries a custom field the account does not have, and the account does not
+    // publish its fields (so nothing catches it before sending): the run says so once
+    // instead of refusing 400 rows one by one.
     let rig = Rig::start(SandboxConfig {
         time_scale: 60.0,
+        profile: deskport::sandbox::Profile {
+            udesk_fields_endpoint: false,
+            ..deskport::sandbox::Profile::convenient()
+        },
         ..SandboxConfig::default()
     })
     .await;
@@ -1434,6 +1439,7 @@ async fn ten_identical_refusals_and_no_success_stop_a_first_run() {
     assert_exit(&out, 3);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refused the same way"), "{err}");
+    assert!(err.contains("definitions could not be read"), "{err}");
     let r = report(&out);
     assert!(count(&r, "failed") < 10, "{r:#}");
     // Resumed, the rows are recorded as refused (the escape hatch the message names).
