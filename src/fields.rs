@@ -154,7 +154,7 @@ impl FieldDef {
         let value = value.trim();
         let kind = self.field_type();
         let fail = |hint: &str| ValueError {
-            expected: format!("{}{hint}", kind.expected()),
+            expected: format!("expected {}{hint}", kind.expected()),
         };
         match kind {
             FieldType::Text | FieldType::AreaText | FieldType::Other => Ok(value.to_string()),
@@ -213,7 +213,7 @@ impl FieldDef {
         if !many && ids.len() > 1 {
             return Err(ValueError {
                 expected: format!(
-                    "exactly one option, not {}; the options are {}",
+                    "takes exactly one option, not {}; the options are {}",
                     ids.len(),
                     names()
                 ),
@@ -246,6 +246,14 @@ impl FieldDef {
             .find(|o| o.id == id)
             .map(|o| o.title.as_str())
     }
+}
+
+/// The lower-case words of a name, split at anything not a letter or digit.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty() && *w != "custom")
+        .map(str::to_lowercase)
+        .collect()
 }
 
 fn loose(text: &str) -> String {
@@ -521,6 +529,7 @@ impl FieldDefs {
 
     /// Up to three fields whose key or title is closest to `name`, for "did you mean".
     pub fn closest(&self, name: &str) -> Vec<&FieldDef> {
+        let words_of_name = words(name);
         let mut name = squash(name);
         for prefix in ["customfields", "custom"] {
             if let Some(rest) = name.strip_prefix(prefix).filter(|r| !r.is_empty()) {
@@ -534,7 +543,17 @@ impl FieldDefs {
             .map(|f| {
                 let by_title = strsim::normalized_levenshtein(&name, &squash(&f.title));
                 let by_key = strsim::normalized_levenshtein(&name, &squash(&f.key));
-                (by_title.max(by_key), f)
+                // A shared word ("signup_date" and "Date Field") counts for more than spelling.
+                let shared = words(&f.title)
+                    .iter()
+                    .filter(|w| words_of_name.contains(w))
+                    .count();
+                let by_words = if shared > 0 {
+                    0.5 + 0.1 * shared as f64
+                } else {
+                    0.0
+                };
+                (by_title.max(by_key).max(by_words), f)
             })
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -823,5 +842,6 @@ mod tests {
         assert_eq!(keys("custom.SelectField_1"), ["SelectField_1"]);
         assert!(keys("custom_shoe_size").is_empty());
         assert_eq!(defs.closest("custom_loyalty")[0].key, "SelectField_1");
+        assert_eq!(defs.closest("custom_date_of_signup")[0].key, "TextField_3");
     }
 }

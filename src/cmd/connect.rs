@@ -141,6 +141,29 @@ impl Connection {
 }
 
 impl ConnectArgs {
+    /// Every default, with the platform and where to reach it: for a command that makes a
+    /// read or two on the side (`validate` reading the account's custom fields).
+    pub fn for_reads(
+        target: Platform,
+        sandbox: bool,
+        base_url: Option<String>,
+        config: Option<PathBuf>,
+    ) -> ConnectArgs {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            connect: ConnectArgs,
+        }
+        let mut words = vec!["deskport", "--target", target.name()];
+        if sandbox {
+            words.push("--sandbox");
+        }
+        let mut connect = <Only as clap::Parser>::parse_from(words).connect;
+        connect.base_url = base_url;
+        connect.config = config;
+        connect
+    }
+
     /// Refuses impossible numbers before anything is started.
     pub fn check(&self) -> anyhow::Result<()> {
         if self.max_concurrency == 0 {

@@ -10,6 +10,7 @@ pub mod check;
 pub mod completions;
 pub mod connect;
 pub mod export;
+pub mod fields;
 pub mod import;
 pub mod read;
 pub mod reconcile;
@@ -66,6 +67,9 @@ enum Command {
     /// Check an account with read-only calls before a migration: what deskport understood of each reply.
     #[command(after_help = check::HELP)]
     Check(check::CheckArgs),
+    /// List the account's custom fields (key, title, type, options, required); save them for --fields.
+    #[command(after_help = fields::HELP)]
+    Fields(fields::FieldsArgs),
     /// Run the built-in emulated Omnidesk + Udesk server in the foreground.
     #[command(after_long_help = crate::sandbox::DECISIONS)]
     Sandbox(sandbox::SandboxArgs),
@@ -114,6 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Export(args) => export::run(args, ui),
         Command::Reconcile(args) => reconcile::run(args, ui),
         Command::Check(args) => check::run(args, ui),
+        Command::Fields(args) => fields::run(args, ui),
         Command::Sandbox(args) => sandbox::run(args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),

@@ -1,5 +1,6 @@
 //! `deskport validate`: flags → [`ValidateConfig`] → [`file::run`] → summary.
 
+use super::connect::{udesk_client, ConnectArgs};
 use super::read::ReadArgs;
 use super::Ui;
 use crate::validate::file::{self, ValidateConfig};
@@ -32,12 +33,66 @@ pub struct ValidateArgs {
     /// Write the JSON report here.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Read the custom field definitions from the --target account at this origin (Udesk;
+    /// credentials as for import) instead of --fields FILE.
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "target",
+        conflicts_with = "sandbox"
+    )]
+    base_url: Option<String>,
+    /// Read the custom field definitions from the built-in sandbox's --target account.
+    #[arg(long, requires = "target")]
+    sandbox: bool,
+    /// Credentials file for --base-url, as for import.
+    #[arg(long, value_name = "FILE", requires = "base_url")]
+    config: Option<PathBuf>,
+}
+
+/// The target account's custom field definitions (Udesk publishes them; Omnidesk does not).
+fn account_fields(
+    target: Platform,
+    args: &ValidateArgs,
+    ui: Ui,
+) -> anyhow::Result<Option<crate::fields::FieldDefs>> {
+    if target != Platform::Udesk {
+        return Ok(None);
+    }
+    let connect = ConnectArgs::for_reads(
+        target,
+        args.sandbox,
+        args.base_url.clone(),
+        args.config.clone(),
+    );
+    let transport = connect.transport(connect.minute()?, ui)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let connection = connect.connect(Ui { quiet: true, ..ui }).await?;
+        let base = connect.require(&connection.settings)?;
+        let fields = udesk_client(&connection.settings, base, transport)
+            .custom_fields()
+            .await;
+        connection.close().await;
+        fields
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("reading the account's custom fields: {e}"))
+    })
 }
 
 /// Runs `deskport validate`.
 pub fn run(args: ValidateArgs, ui: Ui) -> anyhow::Result<Exit> {
     let input = args.read.input(&args.input)?;
-    let mapping = args.read.mapping()?;
+    let mut mapping = args.read.mapping()?;
+    if let (Some(target), None, true) = (
+        args.target,
+        mapping.fields(),
+        args.sandbox || args.base_url.is_some(),
+    ) {
+        if let Some(fields) = account_fields(target, &args, ui)? {
+            mapping = mapping.with_fields(std::sync::Arc::new(fields));
+        }
+    }
     if args.print_mapping {
         let table = file::print_mapping(&input, &mapping)?;
         std::io::stdout()

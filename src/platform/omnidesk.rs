@@ -8,6 +8,7 @@
 
 use super::transport::{Retry, Transport};
 use super::{BaseUrl, CallError, Secret, Target};
+use crate::fields::FieldDefs;
 use crate::model::Customer;
 use bytes::Bytes;
 use reqwest::header::HeaderMap;
@@ -482,6 +483,46 @@ impl Omnidesk {
             Retry::Idempotent,
         )
         .await
+    }
+
+    /// The custom fields the first `records` customers' full records show (Omnidesk
+    /// publishes no definitions): their names, as text fields of unknown requirement.
+    pub async fn custom_fields_seen(&self, records: u64) -> Result<FieldDefs, CallError> {
+        let page = self.list_page(0, records, None).await?;
+        let mut names: Vec<String> = Vec::new();
+        let mut read = 0;
+        for item in &page.items {
+            let Some(id) = crate::export::record::id_of(item) else {
+                continue;
+            };
+            let record = self.customer(&id, None).await?;
+            read += 1;
+            let keys = record
+                .get("custom_fields")
+                .and_then(Value::as_object)
+                .map(|o| o.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default();
+            for key in keys {
+                if !names.contains(&key) {
+                    names.push(key);
+                }
+            }
+        }
+        Ok(FieldDefs {
+            source: format!(
+                "omnidesk: the names seen on the first {read} full records (Omnidesk publishes no field definitions: types, options and required fields unknown)"
+            ),
+            fields: names
+                .into_iter()
+                .map(|key| crate::fields::FieldDef {
+                    key,
+                    title: String::new(),
+                    content_type: "text".into(),
+                    options: Vec::new(),
+                    required: false,
+                })
+                .collect(),
+        })
     }
 
     /// The default brand for customers without one.

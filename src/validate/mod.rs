@@ -142,7 +142,7 @@ fn put_custom(
                 Err(e) => issues.push(
                     Issue::error(
                         IssueCode::CustomValue,
-                        format!("{} takes {}", def.label(), e.expected),
+                        format!("{}: {}", def.label(), e.expected),
                     )
                     .in_column(column)
                     .with_value(value),
@@ -247,9 +247,15 @@ pub fn normalize(raw: &RawRow, mapping: &ResolvedMapping, rules: &Rules) -> (Cus
                     *slot = Some(Picked { column, value });
                 }
             }
-            Target::Custom(key) => {
-                put_custom(&mut customer, &mut issues, mapping, rules, key, column, value)
-            }
+            Target::Custom(key) => put_custom(
+                &mut customer,
+                &mut issues,
+                mapping,
+                rules,
+                key,
+                column,
+                value,
+            ),
             Target::CustomJson => match serde_json::from_str::<serde_json::Value>(value) {
                 Ok(serde_json::Value::Object(fields)) => {
                     for (key, v) in &fields {
@@ -264,7 +270,15 @@ pub fn normalize(raw: &RawRow, mapping: &ResolvedMapping, rules: &Rules) -> (Cus
                             other => other.to_string(),
                         };
                         if !text.trim().is_empty() {
-                            put_custom(&mut customer, &mut issues, mapping, rules, key, column, text.trim());
+                            put_custom(
+                                &mut customer,
+                                &mut issues,
+                                mapping,
+                                rules,
+                                key,
+                                column,
+                                text.trim(),
+                            );
                         }
                     }
                 }
