@@ -66,6 +66,23 @@ pub struct ExportArgs {
     /// Udesk: seconds a scroll id stays valid (60 on the platform).
     #[arg(long, value_name = "SECS")]
     udesk_scroll_ttl: Option<f64>,
+    /// Udesk CSV: select fields by option title instead of id (ids re-import as they are;
+    /// titles re-import too when the import reads the account's fields).
+    #[arg(long)]
+    labels: bool,
+    /// Udesk CSV: head the custom columns with the field keys (custom_TextField_1) or the
+    /// field titles, for people who open the file in a spreadsheet (import maps both back).
+    #[arg(long, value_enum, default_value_t = Headers::Keys)]
+    headers: Headers,
+}
+
+/// How the custom columns of an export are headed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Headers {
+    /// `custom_<key>`.
+    Keys,
+    /// The field's title.
+    Titles,
 }
 
 /// Runs `deskport export`.
@@ -97,6 +114,12 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
     let format = args
         .format
         .unwrap_or_else(|| OutFormat::from_path(&args.out));
+    let titled = args.labels || args.headers == Headers::Titles;
+    if titled && (target != Platform::Udesk || format != OutFormat::Csv) {
+        return Err(usage(
+            "--labels and --headers titles are for Udesk CSV exports: Omnidesk publishes no field titles or options, and JSONL lines are the platform's own objects",
+        ));
+    }
     let minute = connect.minute()?;
     let transport = connect.transport(minute, ui)?;
     let ttl = match args.udesk_scroll_ttl {
@@ -128,6 +151,8 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
             brand_id: args.brand_id,
             details: args.details || args.brand_id.is_some(),
             raw: args.raw,
+            labels: args.labels,
+            header_titles: args.headers == Headers::Titles,
         };
         let mut config = ExportConfig::new(args.out.clone(), params);
         config.format = format;
@@ -146,7 +171,16 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
                 args.brand_id.unwrap_or(1),
                 transport,
             )),
-            Platform::Udesk => export_cmd::Client::Udesk(udesk_client(settings, base, transport)),
+            Platform::Udesk => {
+                let udesk = udesk_client(settings, base, transport);
+                if titled {
+                    let fields = udesk.custom_fields().await.map_err(|e| {
+                        anyhow::anyhow!("reading the account's custom fields for their titles: {e}")
+                    })?;
+                    config.fields = Some(Arc::new(fields));
+                }
+                export_cmd::Client::Udesk(udesk)
+            }
         };
         let stop = Arc::new(Stop::default());
         let hint = rerun_hint(&[]);

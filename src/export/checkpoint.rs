@@ -32,6 +32,12 @@ pub struct Params {
     pub details: bool,
     /// The formula guard is off.
     pub raw: bool,
+    /// Select fields are written by option title (`--labels`), not id.
+    #[serde(default)]
+    pub labels: bool,
+    /// Custom columns are headed by the field's title (`--headers titles`), not `custom_<key>`.
+    #[serde(default)]
+    pub header_titles: bool,
 }
 
 /// Where the next page comes from.
@@ -189,6 +195,8 @@ mod tests {
                 brand_id: None,
                 details: false,
                 raw: false,
+            labels: false,
+            header_titles: false,
             },
             custom_columns: vec!["TextField_1".into()],
             cursor: Cursor::Scroll {

@@ -19,6 +19,7 @@ use crate::platform::udesk::{ListFilter, Udesk};
 use crate::platform::CallError;
 use crate::progress::Progress;
 use checkpoint::{now_ms, sync_dir, Checkpoint, CheckpointError, Cursor, Params};
+use crate::fields::FieldDefs;
 use record::{guard, header, id_of, Record};
 use rustc_hash::FxHashSet;
 use serde::Serialize;
@@ -111,6 +112,8 @@ pub struct ExportConfig {
     pub checkpoint_every: Duration,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
+    /// The account's custom fields, for `--labels` and `--headers titles`.
+    pub fields: Option<Arc<FieldDefs>>,
 }
 
 impl ExportConfig {
@@ -127,6 +130,7 @@ impl ExportConfig {
             scroll_ttl: crate::platform::documented::UDESK_SCROLL_TTL,
             checkpoint_every: Duration::from_millis(200),
             progress: false,
+            fields: None,
         }
     }
 
@@ -342,6 +346,10 @@ struct Writer {
     format: OutFormat,
     raw: bool,
     custom: Option<Vec<String>>,
+    /// Option titles for select values (`--labels`).
+    labels: Option<Arc<FieldDefs>>,
+    /// Field titles for the custom columns' header (`--headers titles`).
+    titles: Option<Arc<FieldDefs>>,
     csv: csv::Writer<Vec<u8>>,
     buffer: Vec<u8>,
 }
@@ -358,7 +366,7 @@ impl Writer {
     fn start(&mut self, custom: Vec<String>) -> Result<(), ExportError> {
         if self.format == OutFormat::Csv {
             self.csv
-                .write_record(header(&custom))
+                .write_record(header(&custom, self.titles.as_deref()))
                 .map_err(|e| self.io(e.into()))?;
         }
         self.custom = Some(custom);
@@ -382,11 +390,14 @@ impl Writer {
                 self.buffer.push(b'\n');
             }
             OutFormat::Csv => {
-                let record = if platform == "omnidesk" {
+                let mut record = if platform == "omnidesk" {
                     Record::from_omnidesk(value)
                 } else {
                     Record::from_udesk(value)
                 };
+                if let Some(fields) = &self.labels {
+                    record::label_options(&mut record, fields);
+                }
                 let cells = record.cells(self.custom.as_deref().unwrap_or_default());
                 let result = if self.raw {
                     self.csv.write_record(&cells)
@@ -437,6 +448,7 @@ fn rebuild_seen(
     bytes: u64,
     format: OutFormat,
     custom: &[String],
+    titles: Option<&FieldDefs>,
 ) -> Result<(Seen, u64), ExportError> {
     let io = |source| ExportError::Io {
         path: path.into(),
@@ -454,7 +466,7 @@ fn rebuild_seen(
         OutFormat::Csv => {
             let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
             let head = csv.headers().map_err(|e| bad(e.to_string()))?.clone();
-            if head.iter().ne(header(custom).iter().map(String::as_str)) {
+            if head.iter().ne(header(custom, titles).iter().map(String::as_str)) {
                 return Err(bad(
                     "its header differs from the checkpoint's columns".into()
                 ));
@@ -503,6 +515,8 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
         format: config.format,
         raw: config.params.raw,
         custom: None,
+        labels: config.fields.clone().filter(|_| config.params.labels),
+        titles: config.fields.clone().filter(|_| config.params.header_titles),
         csv: csv_writer(),
         buffer: Vec::new(),
     };
@@ -580,6 +594,10 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
         checkpoint.bytes,
         config.format,
         &checkpoint.custom_columns,
+        config
+            .fields
+            .as_deref()
+            .filter(|_| config.params.header_titles),
     )?;
     if rows != checkpoint.rows {
         return Err(ExportError::Partial {
@@ -628,7 +646,10 @@ pub async fn run(
     // Udesk names its custom fields up front; Omnidesk's come with the first page.
     if writer.custom.is_none() {
         if let (Client::Udesk(udesk), OutFormat::Csv) = (&client, config.format) {
-            let fields = udesk.custom_fields().await.map_err(ExportError::Platform)?;
+            let fields = match &config.fields {
+                Some(f) => f.as_ref().clone(),
+                None => udesk.custom_fields().await.map_err(ExportError::Platform)?,
+            };
             writer.start(fields.fields.into_iter().map(|f| f.key).collect())?;
         }
     }
@@ -889,7 +910,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p");
         let custom = vec!["tier".to_string()];
-        let mut text = header(&custom).join(",");
+        let mut text = header(&custom, None).join(",");
         text.push('\n');
         let mut r = Record::default();
         for id in ["5", "9"] {
@@ -900,10 +921,10 @@ mod tests {
         let keep = text.len() as u64;
         text.push_str("7,torn");
         std::fs::write(&path, &text).unwrap();
-        let (mut seen, rows) = rebuild_seen(&path, keep, OutFormat::Csv, &custom).unwrap();
+        let (mut seen, rows) = rebuild_seen(&path, keep, OutFormat::Csv, &custom, None).unwrap();
         assert_eq!(rows, 2);
         assert!(!seen.insert("5"));
         assert!(seen.insert("7"));
-        assert!(rebuild_seen(&path, keep, OutFormat::Csv, &[]).is_err());
+        assert!(rebuild_seen(&path, keep, OutFormat::Csv, &[], None).is_err());
     }
 }

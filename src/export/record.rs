@@ -5,6 +5,8 @@
 //! Lists are joined with `;`. The header names are ones `deskport import` maps by itself, so
 //! an export can be imported again. JSONL lines are the platform's own objects, complete.
 
+use crate::fields::FieldDefs;
+use crate::mapping::squash;
 use crate::validate::phone;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -242,14 +244,39 @@ impl Record {
     }
 }
 
-/// The CSV header for these custom field columns.
-pub fn header(custom: &[String]) -> Vec<String> {
-    BASE_COLUMNS
-        .iter()
-        .map(|c| c.to_string())
-        .chain(custom.iter().map(|c| format!("{CUSTOM_PREFIX}{c}")))
-        .chain(std::iter::once(EXTRA_CUSTOM_COLUMN.to_string()))
-        .collect()
+/// The CSV header for these custom field columns: `custom_<key>`, or with `titles` the
+/// field's title where that reads back as the same field (not empty, not a standard
+/// column's name, not twice).
+pub fn header(custom: &[String], titles: Option<&FieldDefs>) -> Vec<String> {
+    let mut names: Vec<String> = BASE_COLUMNS.iter().map(|c| c.to_string()).collect();
+    for key in custom {
+        let title = titles
+            .and_then(|f| f.get(key))
+            .map(|f| f.title.trim().to_string())
+            .filter(|t| {
+                !t.is_empty()
+                    && crate::mapping::Field::parse(t).is_none()
+                    && !names.iter().any(|n| squash(n) == squash(t))
+            });
+        names.push(title.unwrap_or_else(|| format!("{CUSTOM_PREFIX}{key}")));
+    }
+    names.push(EXTRA_CUSTOM_COLUMN.to_string());
+    names
+}
+
+/// Select field values (option ids joined by `;`) as their titles, for `--labels`; ids the
+/// field does not list stay ids.
+pub fn label_options(record: &mut Record, fields: &FieldDefs) {
+    for (key, value) in record.custom_fields.iter_mut() {
+        let Some(def) = fields.get(key).filter(|d| d.field_type().is_select()) else {
+            continue;
+        };
+        let titles: Vec<&str> = value
+            .split(';')
+            .map(|id| def.option_title(id.trim()).unwrap_or(id))
+            .collect();
+        *value = titles.join(";");
+    }
 }
 
 /// Spreadsheet formula guard: a cell that a spreadsheet would run as a formula (it starts
@@ -338,7 +365,7 @@ mod tests {
         r.custom_fields.insert("b".into(), "2".into());
         let custom = vec!["a".to_string()];
         let cells = r.cells(&custom);
-        let head = header(&custom);
+        let head = header(&custom, None);
         assert_eq!(cells.len(), head.len());
         assert_eq!(head[BASE_COLUMNS.len()], "custom_a");
         assert_eq!(cells[BASE_COLUMNS.len()], "1");
