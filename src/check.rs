@@ -47,6 +47,8 @@ pub struct CheckReport {
     pub probes: Vec<Probe>,
     /// Phone numbers seen in the customers read.
     pub phones: PhoneStyle,
+    /// What deskport will send where the documents disagree or are silent, and how to change it.
+    pub settings: Vec<String>,
 }
 
 impl CheckReport {
@@ -89,6 +91,9 @@ impl CheckReport {
                 ""
             }
         ));
+        for setting in &self.settings {
+            s.push_str(&format!("  {setting}\n"));
+        }
         s.push_str(if self.ok() {
             "deskport can work with this account\n"
         } else {
@@ -175,6 +180,7 @@ pub async fn omnidesk(client: &Omnidesk, brand: u64) -> CheckReport {
                 platform: "omnidesk",
                 probes,
                 phones,
+                settings: Vec::new(),
             };
         }
     };
@@ -192,6 +198,7 @@ pub async fn omnidesk(client: &Omnidesk, brand: u64) -> CheckReport {
             platform: "omnidesk",
             probes,
             phones,
+            settings: Vec::new(),
         };
     };
     let id = crate::export::record::id_of(&first).unwrap_or_default();
@@ -250,6 +257,10 @@ pub async fn omnidesk(client: &Omnidesk, brand: u64) -> CheckReport {
         platform: "omnidesk",
         probes,
         phones,
+        settings: vec![format!(
+            "custom field keys: {}",
+            client.custom_keys().describe()
+        )],
     }
 }
 
@@ -293,6 +304,7 @@ pub async fn udesk(client: &Udesk) -> CheckReport {
                 platform: "udesk",
                 probes,
                 phones,
+                settings: Vec::new(),
             };
         }
     };
@@ -380,7 +392,19 @@ pub async fn udesk(client: &Udesk) -> CheckReport {
                     has(&reply, "custom_fields"),
                     ("custom_field_name".into(), named),
                 ],
-                note: fields.map(|f| format!("{} custom fields defined", f.len())),
+                note: fields.map(|_| {
+                    let defs = crate::fields::FieldDefs::from_udesk_reply(&reply, "check");
+                    let required: Vec<String> = defs.required().map(|f| f.label()).collect();
+                    format!(
+                        "{} custom fields defined; required: {} (`deskport fields` lists them)",
+                        defs.fields.len(),
+                        if required.is_empty() {
+                            "none".to_string()
+                        } else {
+                            required.join(", ")
+                        }
+                    )
+                }),
             });
         }
         Err(e) => probes.push(failed(call, &e)),
@@ -429,6 +453,7 @@ pub async fn udesk(client: &Udesk) -> CheckReport {
         platform: "udesk",
         probes,
         phones,
+        settings: Vec::new(),
     }
 }
 

@@ -45,7 +45,7 @@ pub fn run(args: CheckArgs, ui: Ui) -> anyhow::Result<Exit> {
         let report = match connect.target {
             Platform::Omnidesk => {
                 let brand = connect.omnidesk_brand(args.brand_id, false)?;
-                let client = omnidesk_client(settings, base, brand, transport);
+                let client = omnidesk_client(settings, base, brand, transport, connect.omnidesk_custom_keys());
                 check::omnidesk(&client, brand).await
             }
             Platform::Udesk => check::udesk(&udesk_client(settings, base, transport)).await,

@@ -4,7 +4,7 @@
 
 use super::{seconds, usage, LogFormat, Ui};
 use crate::import::Stop;
-use crate::platform::omnidesk::Omnidesk;
+use crate::platform::omnidesk::{CustomKeys, KeyForm, Omnidesk};
 use crate::platform::transport::{PauseNotice, Transport, TransportConfig};
 use crate::platform::udesk::{Udesk, UdeskAuth};
 use crate::platform::{BaseUrl, Secret};
@@ -72,6 +72,12 @@ pub struct ConnectArgs {
     /// Attempts per request before giving up on it.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub max_attempts: u32,
+    /// Omnidesk: how create writes custom field keys (custom_<name> per 000:264, or bare).
+    #[arg(long, value_enum, default_value_t = KeyForm::Prefixed, value_name = "FORM")]
+    pub omnidesk_create_keys: KeyForm,
+    /// Omnidesk: how updateCustomer writes custom field keys (bare per 001:119, or custom_<name>).
+    #[arg(long, value_enum, default_value_t = KeyForm::Bare, value_name = "FORM")]
+    pub omnidesk_update_keys: KeyForm,
 }
 
 /// Credentials and origin for one platform, from the environment or the config file. The
@@ -162,6 +168,14 @@ impl ConnectArgs {
         connect.base_url = base_url;
         connect.config = config;
         connect
+    }
+
+    /// The Omnidesk custom field key forms these flags ask for.
+    pub fn omnidesk_custom_keys(&self) -> CustomKeys {
+        CustomKeys {
+            create: self.omnidesk_create_keys,
+            update: self.omnidesk_update_keys,
+        }
     }
 
     /// Refuses impossible numbers before anything is started.
@@ -350,9 +364,10 @@ pub fn omnidesk_client(
     base: BaseUrl,
     brand: u64,
     transport: Transport,
+    keys: CustomKeys,
 ) -> Arc<Omnidesk> {
     let key = settings.api_key.clone().unwrap_or_else(|| Secret::new(""));
-    Arc::new(Omnidesk::new(base, key, brand, transport))
+    Arc::new(Omnidesk::new(base, key, brand, transport).with_custom_keys(keys))
 }
 
 /// The Udesk client for these settings (a token, else log-in with the password).

@@ -170,6 +170,7 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
                 base,
                 args.brand_id.unwrap_or(1),
                 transport,
+                connect.omnidesk_custom_keys(),
             )),
             Platform::Udesk => {
                 let udesk = udesk_client(settings, base, transport);

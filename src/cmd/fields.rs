@@ -55,9 +55,15 @@ pub fn run(args: FieldsArgs, ui: Ui) -> anyhow::Result<Exit> {
         let fields = match connect.target {
             Platform::Omnidesk => {
                 let brand = connect.omnidesk_brand(args.brand_id, true)?;
-                omnidesk_client(settings, base, brand, transport)
-                    .custom_fields_seen(args.records.max(1))
-                    .await
+                omnidesk_client(
+                    settings,
+                    base,
+                    brand,
+                    transport,
+                    connect.omnidesk_custom_keys(),
+                )
+                .custom_fields_seen(args.records.max(1))
+                .await
             }
             Platform::Udesk => {
                 udesk_client(settings, base, transport)

@@ -131,7 +131,13 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
             Platform::Omnidesk => {
                 let brand = connect.omnidesk_brand(args.brand_id, args.dry_run)?;
                 config.brand_id = Some(brand);
-                let client = omnidesk_client(settings, base, brand, transport);
+                let client = omnidesk_client(
+                    settings,
+                    base,
+                    brand,
+                    transport,
+                    connect.omnidesk_custom_keys(),
+                );
                 drive(client, &config, &args, lookups, stop, &hint, ui).await
             }
             Platform::Udesk => {

@@ -80,7 +80,7 @@ pub fn run(args: ReconcileArgs, ui: Ui) -> anyhow::Result<Exit> {
         let client = match connect.target {
             Platform::Omnidesk => {
                 let brand = connect.omnidesk_brand(args.brand_id, false)?;
-                export_cmd::Client::Omnidesk(omnidesk_client(settings, base, brand, transport))
+                export_cmd::Client::Omnidesk(omnidesk_client(settings, base, brand, transport, connect.omnidesk_custom_keys()))
             }
             Platform::Udesk => export_cmd::Client::Udesk(udesk_client(settings, base, transport)),
         };

@@ -195,8 +195,8 @@ mod tests {
                 brand_id: None,
                 details: false,
                 raw: false,
-            labels: false,
-            header_titles: false,
+                labels: false,
+                header_titles: false,
             },
             custom_columns: vec!["TextField_1".into()],
             cursor: Cursor::Scroll {

@@ -13,13 +13,13 @@ pub mod checkpoint;
 pub mod record;
 pub mod source;
 
+use crate::fields::FieldDefs;
 use crate::import::Stop;
 use crate::platform::omnidesk::Omnidesk;
 use crate::platform::udesk::{ListFilter, Udesk};
 use crate::platform::CallError;
 use crate::progress::Progress;
 use checkpoint::{now_ms, sync_dir, Checkpoint, CheckpointError, Cursor, Params};
-use crate::fields::FieldDefs;
 use record::{guard, header, id_of, Record};
 use rustc_hash::FxHashSet;
 use serde::Serialize;
@@ -466,7 +466,10 @@ fn rebuild_seen(
         OutFormat::Csv => {
             let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
             let head = csv.headers().map_err(|e| bad(e.to_string()))?.clone();
-            if head.iter().ne(header(custom, titles).iter().map(String::as_str)) {
+            if head
+                .iter()
+                .ne(header(custom, titles).iter().map(String::as_str))
+            {
                 return Err(bad(
                     "its header differs from the checkpoint's columns".into()
                 ));
@@ -516,7 +519,10 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
         raw: config.params.raw,
         custom: None,
         labels: config.fields.clone().filter(|_| config.params.labels),
-        titles: config.fields.clone().filter(|_| config.params.header_titles),
+        titles: config
+            .fields
+            .clone()
+            .filter(|_| config.params.header_titles),
         csv: csv_writer(),
         buffer: Vec::new(),
     };
@@ -902,6 +908,8 @@ mod tests {
             brand_id: None,
             details: false,
             raw: false,
+            labels: false,
+            header_titles: false,
         }
     }
 

@@ -42,10 +42,66 @@ fn channels(c: &Customer) -> (Vec<&str>, Vec<&str>) {
     (emails, phones)
 }
 
+/// How a custom field's key is written in a form: the documents disagree (`custom_<name>`,
+/// 000:264 and 000:342; the bare name, 001:119 on updateCustomer; `{{aCustomFieldName}}`,
+/// 002:15), so each endpoint's form is a setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyForm {
+    /// `custom_<name>`.
+    Prefixed,
+    /// `<name>`.
+    Bare,
+}
+
+impl KeyForm {
+    /// The form key of custom field `name`.
+    pub fn key(self, name: &str) -> String {
+        match self {
+            KeyForm::Prefixed => format!("custom_{name}"),
+            KeyForm::Bare => name.to_string(),
+        }
+    }
+}
+
+/// The custom field key form of each endpoint deskport writes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CustomKeys {
+    /// `POST /api/v2/customer` (000:264 says `custom_<name>`).
+    pub create: KeyForm,
+    /// `PUT /api/v2/customer/updateCustomer` (001:119 says the bare name).
+    pub update: KeyForm,
+}
+
+impl Default for CustomKeys {
+    /// What each endpoint's own text says.
+    fn default() -> Self {
+        CustomKeys {
+            create: KeyForm::Prefixed,
+            update: KeyForm::Bare,
+        }
+    }
+}
+
+impl CustomKeys {
+    /// One line for `deskport check` and the docs.
+    pub fn describe(&self) -> String {
+        let show = |f: KeyForm| match f {
+            KeyForm::Prefixed => "custom_<name>",
+            KeyForm::Bare => "<name>",
+        };
+        format!(
+            "create sends {} (000:264), updateCustomer sends {} (001:119); the documents disagree, so --omnidesk-create-keys / --omnidesk-update-keys change them",
+            show(self.create),
+            show(self.update)
+        )
+    }
+}
+
 /// The create form, and which channels it leaves for [`extra_channel_calls`]:
 /// the first channel (an email, else a phone) as `channel_id` + `customer_link_channel`,
 /// then one `extra_email` and one `extra_telephone` (if long enough), names, custom fields.
-pub fn create_fields(c: &Customer, default_brand: u64) -> (Fields, Vec<Fields>) {
+pub fn create_fields(c: &Customer, default_brand: u64, keys: KeyForm) -> (Fields, Vec<Fields>) {
     let brand = brand_of(c, default_brand);
     let mut form = vec![
         field("brand_id", brand.to_string()),
@@ -75,7 +131,7 @@ pub fn create_fields(c: &Customer, default_brand: u64) -> (Fields, Vec<Fields>) 
         form.push(field("extra_telephone", phones.remove(i)));
     }
     for (name, value) in &c.custom_fields {
-        form.push(field(&format!("custom_{name}"), value.clone()));
+        form.push(field(&keys.key(name), value.clone()));
     }
     let extras = extra_channel_calls(&c.external_id, brand, &emails, &phones);
     (form, extras)
@@ -109,7 +165,7 @@ pub fn extra_channel_calls(
 
 /// The `updateCustomer` form: names, custom fields, and every channel as
 /// `customerChannelType_N` / `customerChannelValue_N`.
-pub fn update_fields(c: &Customer, default_brand: u64) -> Fields {
+pub fn update_fields(c: &Customer, default_brand: u64, keys: KeyForm) -> Fields {
     let mut form = vec![
         field("externalPrimaryID", c.external_id.clone()),
         field("brandID", brand_of(c, default_brand).to_string()),
@@ -121,7 +177,7 @@ pub fn update_fields(c: &Customer, default_brand: u64) -> Fields {
         form.push(field("lastname", l.clone()));
     }
     for (name, value) in &c.custom_fields {
-        form.push(field(&format!("custom_{name}"), value.clone()));
+        form.push(field(&keys.key(name), value.clone()));
     }
     let (emails, phones) = channels(c);
     let all = emails
@@ -348,6 +404,7 @@ pub struct Omnidesk {
     api_key: Secret,
     default_brand: u64,
     transport: Transport,
+    custom_keys: CustomKeys,
 }
 
 impl Omnidesk {
@@ -359,7 +416,19 @@ impl Omnidesk {
             api_key,
             default_brand,
             transport,
+            custom_keys: CustomKeys::default(),
         }
+    }
+
+    /// The same client writing custom field keys in these forms.
+    pub fn with_custom_keys(mut self, keys: CustomKeys) -> Self {
+        self.custom_keys = keys;
+        self
+    }
+
+    /// The custom field key forms in use.
+    pub fn custom_keys(&self) -> CustomKeys {
+        self.custom_keys
     }
 
     fn multipart(fields: &Fields) -> reqwest::multipart::Form {
@@ -587,7 +656,7 @@ impl Target for Omnidesk {
         else {
             return Ok(None);
         };
-        let (form, _) = create_fields(c, self.default_brand);
+        let (form, _) = create_fields(c, self.default_brand, self.custom_keys.create);
         let sent: Vec<(&str, &str)> = form
             .iter()
             .filter(|(k, _)| k == "firstname" || k == "lastname")
@@ -598,7 +667,7 @@ impl Target for Omnidesk {
     }
 
     async fn create(&self, c: &Customer) -> Result<String, CallError> {
-        let (form, _) = create_fields(c, self.default_brand);
+        let (form, _) = create_fields(c, self.default_brand, self.custom_keys.create);
         let body = self
             .post_multipart("/api/v2/customer", &form, Retry::NotIdempotent)
             .await?;
@@ -611,7 +680,7 @@ impl Target for Omnidesk {
     }
 
     async fn complete(&self, c: &Customer, _platform_id: &str) -> Result<(), CallError> {
-        let (_, extras) = create_fields(c, self.default_brand);
+        let (_, extras) = create_fields(c, self.default_brand, self.custom_keys.create);
         for form in &extras {
             self.post_multipart("/api/v2/customer/addChannelOnly", form, Retry::Idempotent)
                 .await?;
@@ -620,7 +689,7 @@ impl Target for Omnidesk {
     }
 
     async fn update(&self, c: &Customer) -> Result<String, CallError> {
-        let form = update_fields(c, self.default_brand);
+        let form = update_fields(c, self.default_brand, self.custom_keys.update);
         let url = self.base.join("/api/v2/customer/updateCustomer");
         self.transport
             .call(
@@ -639,7 +708,7 @@ impl Target for Omnidesk {
     }
 
     fn describe_create(&self, c: &Customer) -> String {
-        let (form, extras) = create_fields(c, self.default_brand);
+        let (form, extras) = create_fields(c, self.default_brand, self.custom_keys.create);
         let mut text = format!(
             "POST {} (multipart/form-data, header apiKey: <redacted>)\n",
             self.base.join("/api/v2/customer")
@@ -722,7 +791,7 @@ mod tests {
 
     #[test]
     fn create_carries_the_first_channel_and_one_extra_of_each() {
-        let (form, extras) = create_fields(&customer(), 7);
+        let (form, extras) = create_fields(&customer(), 7, KeyForm::Prefixed);
         assert_eq!(get(&form, "brand_id"), Some("7"));
         assert_eq!(get(&form, "primary_id"), Some("C-1"));
         assert_eq!(get(&form, "channel_id"), Some("email"));
@@ -748,7 +817,7 @@ mod tests {
             brand_id: Some(2),
             ..Customer::default()
         };
-        let (form, extras) = create_fields(&c, 1);
+        let (form, extras) = create_fields(&c, 1, KeyForm::Prefixed);
         assert_eq!(get(&form, "brand_id"), Some("2"));
         assert_eq!(get(&form, "channel_id"), Some("telephone"));
         assert_eq!(get(&form, "customer_link_channel"), Some("+31612345678"));
@@ -757,7 +826,7 @@ mod tests {
 
     #[test]
     fn update_lists_every_channel() {
-        let form = update_fields(&customer(), 1);
+        let form = update_fields(&customer(), 1, KeyForm::Prefixed);
         assert_eq!(get(&form, "externalPrimaryID"), Some("C-1"));
         assert_eq!(get(&form, "brandID"), Some("1"));
         assert_eq!(get(&form, "customerChannelType_0"), Some("email"));
@@ -765,6 +834,9 @@ mod tests {
         assert_eq!(get(&form, "customerChannelType_3"), Some("telephone"));
         assert_eq!(get(&form, "customerChannelValue_4"), Some("+3120123"));
         assert_eq!(get(&form, "custom_plan"), Some("gold"));
+        let bare = update_fields(&customer(), 1, KeyForm::Bare);
+        assert_eq!(get(&bare, "plan"), Some("gold"));
+        assert_eq!(get(&bare, "custom_plan"), None);
     }
 
     #[test]

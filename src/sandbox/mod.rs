@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 pub use fields::{AccountFields, FieldsAccount};
-pub use profile::{Profile, ProfileName, RecordAt, ScrollReplay};
+pub use profile::{CustomKeyRule, Profile, ProfileName, RecordAt, ScrollReplay};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 
 use super::form::Fields;
 use super::store::{OmniChannel, OmniCustomer};
-use super::{RecordAt, Shared};
+use super::{CustomKeyRule, RecordAt, Shared};
 use crate::validate::{email, name};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -211,7 +211,44 @@ fn check_channel_value(kind: &str, value: &str) -> Result<(), Response> {
     }
 }
 
-fn apply_names_and_custom(customer: &mut OmniCustomer, fields: &Fields) -> Result<(), Response> {
+/// The custom fields of a form by the endpoint's key rule, refusing what the endpoint does
+/// not know (its `known` keys and `indexed` `prefix_N` keys are not custom fields).
+fn custom_of(
+    fields: &Fields,
+    known: &[&str],
+    indexed: &[&str],
+    rule: CustomKeyRule,
+) -> Result<Vec<(String, String)>, Response> {
+    let mut custom = Vec::new();
+    for (k, v) in &fields.0 {
+        let is_indexed = indexed.iter().any(|p| {
+            k.strip_prefix(p)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if known.contains(&k.as_str()) || is_indexed {
+            continue;
+        }
+        let name = match (rule, custom_name(k)) {
+            (CustomKeyRule::Bare, _) => k.as_str(),
+            (_, Some(name)) => name,
+            (CustomKeyRule::Either, None) => k.as_str(),
+            (CustomKeyRule::Prefixed, None) => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown field {k:?}"),
+                ))
+            }
+        };
+        custom.push((name.to_string(), v.clone()));
+    }
+    Ok(custom)
+}
+
+fn apply_names_and_custom(
+    customer: &mut OmniCustomer,
+    fields: &Fields,
+    custom: &[(String, String)],
+) -> Result<(), Response> {
     if let Some(v) = fields.get("firstname") {
         check_name("firstname", v)?;
         customer.firstname = v.to_string();
@@ -220,10 +257,8 @@ fn apply_names_and_custom(customer: &mut OmniCustomer, fields: &Fields) -> Resul
         check_name("lastname", v)?;
         customer.lastname = v.to_string();
     }
-    for (k, v) in &fields.0 {
-        if let Some(n) = custom_name(k) {
-            customer.custom_fields.insert(n.to_string(), v.clone());
-        }
+    for (name, value) in custom {
+        customer.custom_fields.insert(name.clone(), value.clone());
     }
     Ok(())
 }
@@ -401,7 +436,12 @@ fn create_from(
     brand_field: &str,
     primary_field: &str,
 ) -> Result<u64, Response> {
-    check_known(fields, known, &[])?;
+    let custom = custom_of(
+        fields,
+        known,
+        &[],
+        shared.profile().omnidesk_create_custom_keys,
+    )?;
     let brand_id = parse_brand(fields, brand_field)?;
     let primary = fields
         .get(primary_field)
@@ -467,7 +507,7 @@ fn create_from(
         channels: Vec::new(),
         custom_fields: BTreeMap::new(),
     };
-    apply_names_and_custom(&mut customer, fields)?;
+    apply_names_and_custom(&mut customer, fields, &custom)?;
     for (kind, value) in channels {
         add_channel(&mut || store.next_id(), &mut customer, &kind, &value);
     }
@@ -519,14 +559,19 @@ async fn delete_item(
 }
 
 /// Applies an update's names, custom fields and `customerChannelType_N`/`Value_N` pairs.
-fn update_existing(shared: &Shared, id: u64, fields: &Fields) -> Response {
+fn update_existing(
+    shared: &Shared,
+    id: u64,
+    fields: &Fields,
+    custom: &[(String, String)],
+) -> Response {
     let mut data = shared.data();
     let store = &mut data.omni;
     let Some(mut customer) = store.customers.get(&id).cloned() else {
         drop(data);
         return not_found(shared);
     };
-    if let Err(r) = apply_names_and_custom(&mut customer, fields) {
+    if let Err(r) = apply_names_and_custom(&mut customer, fields, custom) {
         return r;
     }
     let mut n = 0;
@@ -570,16 +615,18 @@ async fn update_item(
         Ok(id) => id,
         Err(r) => return r,
     };
-    if let Err(r) = check_known(
+    let custom = match custom_of(
         &fields,
         &["brandID", "firstname", "lastname"],
         &["customerChannelType_", "customerChannelValue_"],
+        shared.profile().omnidesk_create_custom_keys,
     )
-    .and_then(|_| parse_brand(&fields, "brandID"))
+    .and_then(|c| parse_brand(&fields, "brandID").map(|_| c))
     {
-        return r;
-    }
-    update_existing(&shared, id, &fields)
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    update_existing(&shared, id, &fields, &custom)
 }
 
 async fn update_customer(
@@ -592,14 +639,15 @@ async fn update_customer(
         return r;
     }
     let known = ["externalPrimaryID", "brandID", "firstname", "lastname"];
-    let brand = match check_known(
+    let (custom, brand) = match custom_of(
         &fields,
         &known,
         &["customerChannelType_", "customerChannelValue_"],
+        shared.profile().omnidesk_update_custom_keys,
     )
-    .and_then(|_| parse_brand(&fields, "brandID"))
+    .and_then(|c| parse_brand(&fields, "brandID").map(|b| (c, b)))
     {
-        Ok(b) => b,
+        Ok(pair) => pair,
         Err(r) => return r,
     };
     let Some(primary) = fields.get("externalPrimaryID") else {
@@ -612,7 +660,7 @@ async fn update_customer(
         .get(&(brand, primary.to_string()))
         .copied();
     match id {
-        Some(id) => update_existing(&shared, id, &fields),
+        Some(id) => update_existing(&shared, id, &fields, &custom),
         None => not_found(&shared),
     }
 }
@@ -626,7 +674,7 @@ async fn update_index(
     if let Err(r) = authorize(&shared, &headers, &q) {
         return r;
     }
-    if let Err(r) = check_known(
+    let custom = match custom_of(
         &fields,
         &[
             "primaryID",
@@ -636,9 +684,11 @@ async fn update_index(
             "lastname",
         ],
         &[],
+        shared.profile().omnidesk_create_custom_keys,
     ) {
-        return r;
-    }
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let id = if let Some(cid) = fields.get("customerID") {
         match parse_id(cid) {
             Ok(id) => Some(id),
@@ -662,7 +712,7 @@ async fn update_index(
         );
     };
     match id {
-        Some(id) => update_existing(&shared, id, &fields),
+        Some(id) => update_existing(&shared, id, &fields, &custom),
         None => not_found(&shared),
     }
 }

@@ -50,6 +50,22 @@ pub enum ScrollReplay {
     NextBatch,
 }
 
+/// How an Omnidesk endpoint reads custom field keys in a form: the documents disagree
+/// (`custom_<name>`, 000:264 and 000:342; the bare name, 001:119).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomKeyRule {
+    /// `custom_<name>` is field `<name>`, and also any other key the endpoint does not know
+    /// is a field of that name.
+    #[default]
+    Either,
+    /// Only `custom_<name>`; another unknown key is refused.
+    Prefixed,
+    /// Every key the endpoint does not know is a field of exactly that name (`custom_x` is a
+    /// field called `custom_x`).
+    Bare,
+}
+
 /// The sandbox's answers where the documents are silent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -79,6 +95,10 @@ pub struct Profile {
     /// Udesk: `GET /customers/custom_fields` answers (the document marks it deprecated,
     /// 003:945); false: HTTP 404, as an account that retired it might.
     pub udesk_fields_endpoint: bool,
+    /// Omnidesk: custom field keys on create and the other 000 endpoints.
+    pub omnidesk_create_custom_keys: CustomKeyRule,
+    /// Omnidesk: custom field keys on updateCustomer.
+    pub omnidesk_update_custom_keys: CustomKeyRule,
 }
 
 impl Default for Profile {
@@ -100,6 +120,8 @@ impl Profile {
             udesk_scroll_replay: ScrollReplay::Refused,
             udesk_auth_documented: true,
             udesk_fields_endpoint: true,
+            omnidesk_create_custom_keys: CustomKeyRule::Prefixed,
+            omnidesk_update_custom_keys: CustomKeyRule::Either,
         }
     }
 
@@ -116,6 +138,8 @@ impl Profile {
             udesk_scroll_replay: ScrollReplay::NextBatch,
             udesk_auth_documented: false,
             udesk_fields_endpoint: true,
+            omnidesk_create_custom_keys: CustomKeyRule::Prefixed,
+            omnidesk_update_custom_keys: CustomKeyRule::Bare,
         }
     }
 
