@@ -175,7 +175,8 @@ impl AccountFields {
                     "agent_permission": if f.required { 1 } else { 2 },
                     "customer_permission": f.customer_permission,
                     "title": f.title,
-                    "comment": "",
+                    // As printed: "" on text fields, null on select fields.
+                    "comment": if f.options.is_empty() { json!("") } else { Value::Null },
                     "content_type": f.content_type,
                     "custom_field_name": f.key,
                     "options": options,

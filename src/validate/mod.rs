@@ -142,7 +142,12 @@ fn put_custom(
                 Err(e) => issues.push(
                     Issue::error(
                         IssueCode::CustomValue,
-                        format!("{}: {}", def.label(), e.expected),
+                        // The column already names the field when it is headed by its title.
+                        if crate::mapping::squash(column) == crate::mapping::squash(&def.title) {
+                            format!("{}: {}", def.key, e.expected)
+                        } else {
+                            format!("{}: {}", def.label(), e.expected)
+                        },
                     )
                     .in_column(column)
                     .with_value(value),

@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod common;
 mod export;
+mod fields;
 mod hostile;
 mod import;
 mod platform_docs;
