@@ -94,11 +94,11 @@ pub fn run(args: ValidateArgs, ui: Ui) -> anyhow::Result<Exit> {
         }
     }
     if args.print_mapping {
-        let table = file::print_mapping(&input, &mapping)?;
+        let (table, fits) = file::print_mapping(&input, &mapping)?;
         std::io::stdout()
             .write_all(table.as_bytes())
             .context("writing the mapping")?;
-        return Ok(Exit::Ok);
+        return Ok(if fits { Exit::Ok } else { Exit::Usage });
     }
     let mut config = ValidateConfig::new(input);
     config.mapping = mapping;

@@ -63,6 +63,10 @@ Omnidesk — assumed
   - primary_id and brand_id are required on create; brands 1 and 2 exist. Bodies must be
     multipart/form-data or x-www-form-urlencoded; JSON is 415. Unknown form fields are refused
     (400) except custom_<name>. The list query takes letters, digits and spaces only.
+  - Custom field keys (the documents disagree: custom_<name> 000:264/342, the bare name
+    001:119): convenient: create takes custom_<name>, updateCustomer either form; documented:
+    create custom_<name>, updateCustomer the bare name (custom_x there is a field named
+    custom_x). Each rule is a profile field (either, prefixed, bare).
 Udesk — stated
   - Signature v2: email, timestamp, nonce, sign, sign_version on every call (003 examples).
   - Create/update body: customer{…}, other_emails as [id, email] pairs (null for new,
@@ -74,7 +78,16 @@ Udesk — stated
   - batch_import_async: at most 100 rows, once a minute; code 1000 only means received
     (003:1131). Scroll export: a new scroll_id each call, expiring after a minute (003:1228-1231).
   - Errors are HTTP 200 with their code and exception.message (003:1436-1466); 429 for rate.
+  - Custom fields (003:945-1121): --udesk-fields optional (default: the document's eleven
+    fields with their types and options, none required), documented (the same, every one
+    required as printed: agent_permission 1) or a file holding a custom_fields reply. A
+    value of the wrong type or an unknown option is code 2000; a create without a required
+    field is \"Missing custom field <title>\" (003:1440). Select values are arrays of option
+    ids, dates YYYY-MM-DD, times HH:MM:SS, datetimes YYYY-MM-DD HH:MM (003:390-446).
 Udesk — assumed
+  - Required custom fields are enforced on create and bulk import, not on update; a text
+    field's value must be a JSON string. GET /customers/custom_fields is marked deprecated
+    (003:945): the profile field udesk_fields_endpoint=false answers it 404.
   - Convenient: bad credentials are HTTP 401 with 2059/20621-20624 (timestamp window 300 s,
     nonce reuse 15 min); documented: HTTP 200 with code 2099, which the documents do not list.
   - Rate limit: 60 calls per minute per tenant (token bucket), HTTP 429 with code 429 (or

@@ -75,8 +75,9 @@ pub fn exit_for(report: &ValidateReport) -> Exit {
     }
 }
 
-/// Reads just enough of the input to know its columns and renders the mapping table.
-pub fn print_mapping(input: &InputOptions, mapping: &Mapping) -> Result<String, Error> {
+/// Reads just enough of the input to know its columns and renders the mapping table, with
+/// whether the columns fit the account's custom fields.
+pub fn print_mapping(input: &InputOptions, mapping: &Mapping) -> Result<(String, bool), Error> {
     let mut opened = input::open(input)?;
     let columns = match &mut opened.reader {
         RowReader::Csv(_) => opened.reader.columns(),
@@ -85,7 +86,8 @@ pub fn print_mapping(input: &InputOptions, mapping: &Mapping) -> Result<String, 
             None => opened.reader.columns(),
         },
     };
-    Ok(mapping.resolve(&columns).render())
+    let resolved = mapping.resolve(&columns);
+    Ok((resolved.render(), resolved.problems.is_empty()))
 }
 
 /// Runs a validation and returns its report (already written to `--report` if asked).
