@@ -359,7 +359,11 @@ fn datetime(value: &str, order: DateOrder) -> Option<String> {
 
 /// An http(s) URL with a host; `www.example.com` gains `https://`.
 fn link(value: &str) -> Option<String> {
-    let candidate = if value.len() > 4 && value[..4].eq_ignore_ascii_case("www.") {
+    let candidate = if value.len() > 4
+        && value
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("www."))
+    {
         format!("https://{value}")
     } else {
         value.to_string()
@@ -745,6 +749,8 @@ mod tests {
         bad("link", "example");
         bad("link", "ftp://example.com");
         bad("link", "javascript:alert(1)");
+        // Not a byte slice in the middle of a character.
+        bad("link", "wwé.x");
         assert_eq!(ok("number", "42"), "42");
         assert_eq!(ok("number", "+7"), "7");
         bad("number", "-1");

@@ -194,3 +194,48 @@ proptest! {
         prop_assert_eq!(exported, items.iter().map(|(_, e, _)| e.clone()).collect::<Vec<_>>());
     }
 }
+
+/// Every content type of the documents' account (003:1000-1121).
+fn field_defs() -> Vec<deskport::fields::FieldDef> {
+    let reply: serde_json::Value = serde_json::json!({"custom_fields": [
+        {"custom_field_name": "TextField_1", "content_type": "text"},
+        {"custom_field_name": "TextField_3", "content_type": "date"},
+        {"custom_field_name": "TextField_4", "content_type": "time"},
+        {"custom_field_name": "TextField_5", "content_type": "datetime"},
+        {"custom_field_name": "TextField_6", "content_type": "link"},
+        {"custom_field_name": "TextField_7", "content_type": "number"},
+        {"custom_field_name": "TextField_8", "content_type": "numeric"},
+        {"custom_field_name": "SelectField_1", "content_type": "droplist", "options": [{"0": "option 1"}, {"1": "Gold, plus"}]},
+        {"custom_field_name": "SelectField_3", "content_type": "checkbox", "options": [{"0": "a"}, {"1": "b"}, {"2": "c d"}]},
+    ]});
+    deskport::fields::FieldDefs::from_udesk_reply(&reply, "test").fields
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// A custom value is either refused or written in a form that checks again to itself
+    /// (so a clean file validates unchanged), under every date order; nothing panics.
+    #[test]
+    fn custom_values_normalize_to_a_fixed_point(
+        value in prop_oneof![
+            any::<String>(),
+            "[0-9]{1,4}[-/.][0-9]{1,2}[-/.][0-9]{1,4}( [0-9]{1,2}:[0-9]{2}(:[0-9]{2})?)?",
+            "[0-9]{1,2}:[0-9]{1,2}(:[0-9]{1,2})?",
+            "[+-]?[0-9]{0,4}[.,]?[0-9]{0,4}",
+            "(https?://|www\\.)?[a-z]{0,8}(\\.[a-z]{2,3})?",
+            "(option 1|gold, plus|0|1|2|a|b|c d|x)([;,|] ?(a|b|c d|0|1|2|z))*",
+        ],
+        order in prop_oneof![
+            Just(deskport::fields::DateOrder::Strict),
+            Just(deskport::fields::DateOrder::Dmy),
+            Just(deskport::fields::DateOrder::Mdy),
+        ],
+    ) {
+        for def in field_defs() {
+            if let Ok(written) = def.check(&value, order) {
+                prop_assert_eq!(def.check(&written, order), Ok(written.clone()), "{} {:?}", def.key, value);
+            }
+        }
+    }
+}
