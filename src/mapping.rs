@@ -670,6 +670,49 @@ mod tests {
     }
 
     #[test]
+    fn the_accounts_fields_map_by_title_and_a_custom_column_naming_none_is_one_error() {
+        let reply = serde_json::json!({"custom_fields": [
+            {"custom_field_name": "TextField_3", "title": "Signup date", "content_type": "date"},
+            {"custom_field_name": "SelectField_1", "title": "Loyalty tier", "content_type": "droplist", "agent_permission": 1},
+        ]});
+        let fields = Arc::new(FieldDefs::from_udesk_reply(&reply, "test"));
+        let mapping = Mapping::builtin().with_fields(fields);
+        let cols = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let resolved = mapping.resolve(&cols(&[
+            "id",
+            "Signup Date",
+            "custom_loyalty_tier",
+            "Shoe size",
+        ]));
+        let shown: Vec<String> = resolved.targets.iter().map(Target::display).collect();
+        assert_eq!(
+            shown,
+            [
+                "(unmapped)",
+                "custom.TextField_3",
+                "custom.SelectField_1",
+                "(unmapped)"
+            ]
+        );
+        assert_eq!(resolved.configuration_error(true), None);
+        // A custom column naming no field, and a required field no column feeds.
+        let resolved = mapping.resolve(&cols(&["customer_id", "custom_shoe_size"]));
+        let error = resolved.configuration_error(true).unwrap();
+        assert!(
+            error.contains("\"custom_shoe_size\" maps to custom field \"shoe_size\""),
+            "{error}"
+        );
+        assert!(
+            error.contains("requires custom field SelectField_1 (\"Loyalty tier\")"),
+            "{error}"
+        );
+        // Updating only: the required field is no configuration error.
+        let resolved = mapping.resolve(&cols(&["customer_id", "Signup date"]));
+        assert_eq!(resolved.configuration_error(false), None);
+        assert!(resolved.configuration_error(true).is_some());
+    }
+
+    #[test]
     fn second_email_column_becomes_other_email() {
         assert_eq!(targets(&["email", "mail"]), vec!["email", "other_emails"]);
     }

@@ -6,6 +6,7 @@
 //! [`Rules::platform`]; without one, only the platform-neutral rules apply.
 
 pub mod country;
+pub mod custom;
 pub mod email;
 pub mod file;
 pub mod first_seen;
@@ -122,99 +123,6 @@ struct Picked<'a> {
     value: &'a str,
 }
 
-/// Checks one custom field value (by the account's definition when known) and keeps it.
-fn put_custom(
-    customer: &mut Customer,
-    issues: &mut Vec<Issue>,
-    mapping: &ResolvedMapping,
-    rules: &Rules,
-    key: &str,
-    column: &str,
-    value: &str,
-) {
-    if let Some(fields) = &mapping.fields {
-        match fields.get(key) {
-            Some(def) => match def.check(value, rules.date_order) {
-                Ok(v) if v.is_empty() => {}
-                Ok(v) => {
-                    customer.custom_fields.insert(key.to_string(), v);
-                }
-                Err(e) => issues.push(
-                    Issue::error(
-                        IssueCode::CustomValue,
-                        // The column already names the field when it is headed by its title.
-                        if crate::mapping::squash(column) == crate::mapping::squash(&def.title) {
-                            format!("{}: {}", def.key, e.expected)
-                        } else {
-                            format!("{}: {}", def.label(), e.expected)
-                        },
-                    )
-                    .in_column(column)
-                    .with_value(value),
-                ),
-            },
-            None => issues.push(
-                Issue::error(
-                    IssueCode::CustomKey,
-                    format!(
-                        "the account has no custom field {key:?}; `deskport fields` lists them"
-                    ),
-                )
-                .in_column(column),
-            ),
-        }
-        return;
-    }
-    if rules.platform == Some(Platform::Udesk) && !crate::mapping::is_udesk_custom_key(key) {
-        issues.push(
-            Issue::error(
-                IssueCode::CustomKey,
-                format!("Udesk custom field keys look like TextField_N or SelectField_N, not {key:?}; map the column with --map"),
-            )
-            .in_column(column),
-        );
-    }
-    customer
-        .custom_fields
-        .insert(key.to_string(), value.to_string());
-}
-
-/// Required custom fields that the row leaves empty (a field that holds a bad value already
-/// has its own issue).
-fn check_required(
-    fields: &crate::fields::FieldDefs,
-    mapping: &ResolvedMapping,
-    raw: &RawRow,
-    customer: &Customer,
-    rules: &Rules,
-    issues: &mut Vec<Issue>,
-) {
-    for def in fields.required() {
-        let column = mapping
-            .targets
-            .iter()
-            .position(|t| matches!(t, Target::Custom(k) if *k == def.key));
-        let filled = customer.custom_fields.contains_key(&def.key)
-            || column.is_some_and(|i| !raw.record.get(i).unwrap_or("").trim().is_empty());
-        if filled {
-            continue;
-        }
-        let text = format!(
-            "the account requires custom field {}, and the row leaves it empty",
-            def.label()
-        );
-        let issue = if rules.required_fields {
-            Issue::error(IssueCode::CustomRequired, text)
-        } else {
-            Issue::warning(IssueCode::CustomRequired, text)
-        };
-        issues.push(match column {
-            Some(i) => issue.in_column(&mapping.columns[i]),
-            None => issue,
-        });
-    }
-}
-
 /// Validates and normalizes one row. Pure: the same input gives the same output.
 pub fn check_row(raw: RawRow, mapping: &ResolvedMapping, rules: &Rules) -> CheckedRow {
     if let Some(issue) = raw.read_issue.clone() {
@@ -252,7 +160,7 @@ pub fn normalize(raw: &RawRow, mapping: &ResolvedMapping, rules: &Rules) -> (Cus
                     *slot = Some(Picked { column, value });
                 }
             }
-            Target::Custom(key) => put_custom(
+            Target::Custom(key) => custom::put(
                 &mut customer,
                 &mut issues,
                 mapping,
@@ -261,47 +169,15 @@ pub fn normalize(raw: &RawRow, mapping: &ResolvedMapping, rules: &Rules) -> (Cus
                 column,
                 value,
             ),
-            Target::CustomJson => match serde_json::from_str::<serde_json::Value>(value) {
-                Ok(serde_json::Value::Object(fields)) => {
-                    for (key, v) in &fields {
-                        let text = match v {
-                            serde_json::Value::String(s) => s.clone(),
-                            serde_json::Value::Array(items) => items
-                                .iter()
-                                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
-                                .collect::<Vec<_>>()
-                                .join(";"),
-                            serde_json::Value::Null => continue,
-                            other => other.to_string(),
-                        };
-                        if !text.trim().is_empty() {
-                            put_custom(
-                                &mut customer,
-                                &mut issues,
-                                mapping,
-                                rules,
-                                key,
-                                column,
-                                text.trim(),
-                            );
-                        }
-                    }
-                }
-                _ => issues.push(
-                    Issue::error(
-                        IssueCode::CustomValue,
-                        "expected a JSON object of custom fields, e.g. {\"TextField_1\": \"gold\"}",
-                    )
-                    .in_column(column)
-                    .with_value(value),
-                ),
-            },
+            Target::CustomJson => {
+                custom::put_json(&mut customer, &mut issues, mapping, rules, column, value)
+            }
             Target::Ignore | Target::Unmapped => {}
         }
     }
     let get = |field: Field| single[field as usize].as_ref();
     if let Some(fields) = &mapping.fields {
-        check_required(fields, mapping, raw, &customer, rules, &mut issues);
+        custom::check_required(fields, mapping, raw, &customer, rules, &mut issues);
     }
 
     // Country first: phones are read in its region.
