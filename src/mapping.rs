@@ -49,11 +49,13 @@ pub enum Field {
     Description,
     /// Omnidesk brand id.
     BrandId,
+    /// Phone extensions a clean file noted (`+13637170669 x0743`).
+    PhoneExtensions,
 }
 
 impl Field {
     /// Every field, in canonical column order.
-    pub const ALL: [Field; 12] = [
+    pub const ALL: [Field; 13] = [
         Field::ExternalId,
         Field::Firstname,
         Field::Lastname,
@@ -66,6 +68,7 @@ impl Field {
         Field::Tags,
         Field::Description,
         Field::BrandId,
+        Field::PhoneExtensions,
     ];
 
     /// The canonical name, as used in mapping files and clean output.
@@ -83,12 +86,16 @@ impl Field {
             Field::Tags => "tags",
             Field::Description => "description",
             Field::BrandId => "brand_id",
+            Field::PhoneExtensions => "phone_extensions",
         }
     }
 
     /// Whether several columns (and several values per cell) may feed this field.
     pub fn is_multi(self) -> bool {
-        matches!(self, Field::OtherEmails | Field::Phone | Field::Tags)
+        matches!(
+            self,
+            Field::OtherEmails | Field::Phone | Field::Tags | Field::PhoneExtensions
+        )
     }
 
     /// Parses a canonical name (also accepting the recognised synonyms).
@@ -286,6 +293,24 @@ impl Mapping {
                 }
             }
             targets.push(target);
+        }
+        // No column is named like an external id: a plain `id` (or `ref`) column is one.
+        if !targets.contains(&Target::Field(Field::ExternalId)) {
+            let plain = |c: &String| {
+                matches!(
+                    squash(c).as_str(),
+                    "id" | "identifier" | "ref" | "reference"
+                )
+            };
+            if let Some(i) =
+                (0..columns.len()).find(|&i| targets[i] == Target::Unmapped && plain(&columns[i]))
+            {
+                targets[i] = Target::Field(Field::ExternalId);
+                notes.push(format!(
+                    "column {:?} feeds external_id: no column is named like an external id",
+                    columns[i]
+                ));
+            }
         }
         ResolvedMapping {
             columns: columns.to_vec(),
@@ -584,6 +609,7 @@ fn synonym(squashed: &str) -> Option<Field> {
         "tags" | "tag" | "labels" | "label" => Field::Tags,
         "description" | "notes" | "note" | "comment" | "comments" | "remarks" => Field::Description,
         "brandid" | "brand" => Field::BrandId,
+        "phoneextensions" | "extensions" | "phoneextension" => Field::PhoneExtensions,
         _ => return None,
     };
     Some(field)
@@ -688,7 +714,7 @@ mod tests {
         assert_eq!(
             shown,
             [
-                "(unmapped)",
+                "external_id",
                 "custom.TextField_3",
                 "custom.SelectField_1",
                 "(unmapped)"

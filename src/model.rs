@@ -54,6 +54,10 @@ pub struct Customer {
     /// Phone numbers in E.164, first is primary.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phones: Vec<String>,
+    /// Extensions the phone numbers had, which E.164 and the platforms cannot hold:
+    /// `+13637170669 x0743` (kept for the clean file; never sent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phone_extensions: Vec<String>,
     /// ISO 3166-1 alpha-2 country code, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
@@ -91,6 +95,8 @@ pub enum IssueCode {
     CsvRagged,
     /// A quoted CSV field that is never closed.
     CsvUnterminatedQuote,
+    /// A quote inside a quoted field that is not doubled: the value may not be what was meant.
+    CsvStrayQuote,
     /// A row whose bytes are not valid in the source encoding.
     EncodingInvalid,
     /// A JSONL line that is not valid JSON.
@@ -162,6 +168,7 @@ impl IssueCode {
     pub const ALL: &'static [IssueCode] = &[
         IssueCode::CsvRagged,
         IssueCode::CsvUnterminatedQuote,
+        IssueCode::CsvStrayQuote,
         IssueCode::EncodingInvalid,
         IssueCode::JsonInvalid,
         IssueCode::JsonNotObject,
@@ -201,6 +208,7 @@ impl IssueCode {
         match self {
             IssueCode::CsvRagged => "csv.ragged",
             IssueCode::CsvUnterminatedQuote => "csv.unterminated_quote",
+            IssueCode::CsvStrayQuote => "csv.stray_quote",
             IssueCode::EncodingInvalid => "encoding.invalid",
             IssueCode::JsonInvalid => "json.invalid",
             IssueCode::JsonNotObject => "json.not_object",

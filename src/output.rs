@@ -4,7 +4,7 @@
 
 use crate::input::Format;
 use crate::mapping::{ResolvedMapping, Target};
-use crate::model::{CheckedRow, Customer, Issue};
+use crate::model::{CheckedRow, Customer, Issue, RawRow};
 use serde_json::json;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -53,6 +53,10 @@ pub const CANONICAL_COLUMNS: [&str; 12] = [
 /// Joins multi-valued fields in CSV cells.
 pub const LIST_SEPARATOR: &str = ";";
 
+/// The clean CSV's column after the canonical ones: the extensions phone numbers had
+/// (`+13637170669 x0743`), which the platforms cannot store.
+pub const PHONE_EXTENSIONS_COLUMN: &str = "phone_extensions";
+
 /// The canonical cells of a customer, aligned with [`CANONICAL_COLUMNS`]; single fields are
 /// borrowed, only lists are joined into new strings.
 pub fn canonical_cells(c: &Customer) -> [Cow<'_, str>; 12] {
@@ -89,6 +93,8 @@ pub enum CleanWriter {
         custom: Vec<String>,
         /// Whether the `custom_fields_json` column exists.
         extra_json: bool,
+        /// Source columns kept as they are (`--keep-unmapped`), by index, at the end.
+        kept: Vec<usize>,
     },
     /// One JSON object per customer.
     Jsonl {
@@ -180,6 +186,7 @@ impl CleanWriter {
         path: &Path,
         mapping: &ResolvedMapping,
         columns_can_grow: bool,
+        keep_unmapped: bool,
     ) -> Result<Self, OutputError> {
         let file = create(path)?;
         if format_for(path) == Format::Jsonl {
@@ -199,9 +206,30 @@ impl CleanWriter {
         let columns_can_grow = columns_can_grow || mapping.targets.contains(&Target::CustomJson);
         let mut writer = csv::WriterBuilder::new().from_writer(file);
         let mut header: Vec<String> = CANONICAL_COLUMNS.iter().map(|s| s.to_string()).collect();
+        header.push(PHONE_EXTENSIONS_COLUMN.to_string());
         header.extend(custom.iter().map(|k| format!("custom_{k}")));
         if columns_can_grow {
             header.push("custom_fields_json".to_string());
+        }
+        // Unmapped source columns, in their order, under their own names (`source_` in front
+        // of a name the clean file already uses).
+        let kept: Vec<usize> = if keep_unmapped {
+            (0..mapping.columns.len())
+                .filter(|&i| mapping.targets[i] == Target::Unmapped)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for &i in &kept {
+            let name = &mapping.columns[i];
+            let taken = header
+                .iter()
+                .any(|h| crate::mapping::squash(h) == crate::mapping::squash(name));
+            header.push(if taken {
+                format!("source_{name}")
+            } else {
+                name.clone()
+            });
         }
         writer.write_record(&header).map_err(|e| OutputError {
             path: path.to_path_buf(),
@@ -212,19 +240,22 @@ impl CleanWriter {
             writer: Box::new(writer),
             custom,
             extra_json: columns_can_grow,
+            kept,
         })
     }
 
-    /// Writes one customer.
-    pub fn write(&mut self, customer: &Customer) -> Result<(), OutputError> {
+    /// Writes one customer (`source`: its row, for the kept unmapped columns).
+    pub fn write(&mut self, customer: &Customer, source: &RawRow) -> Result<(), OutputError> {
         match self {
             CleanWriter::Csv {
                 path,
                 writer,
                 custom,
                 extra_json,
+                kept,
             } => {
                 let mut record: Vec<Cow<'_, str>> = canonical_cells(customer).into();
+                record.push(Cow::Owned(customer.phone_extensions.join(LIST_SEPARATOR)));
                 for key in custom.iter() {
                     record.push(Cow::Borrowed(
                         customer.custom_fields.get(key).map_or("", String::as_str),
@@ -241,6 +272,9 @@ impl CleanWriter {
                     } else {
                         Cow::Owned(json!(extra).to_string())
                     });
+                }
+                for &i in kept.iter() {
+                    record.push(Cow::Borrowed(source.record.get(i).unwrap_or("")));
                 }
                 writer
                     .write_record(record.iter().map(|cell| cell.as_bytes()))

@@ -6,7 +6,7 @@ use crate::fields::{DateOrder, FieldDefs};
 use crate::input::{self, Format, InputOptions, InputPath, DEFAULT_MAX_FIELD_BYTES};
 use crate::mapping::Mapping;
 use crate::validate::first_seen::Limits as DuplicateLimits;
-use crate::validate::{phone, DuplicatePolicy, Platform, Rules};
+use crate::validate::{phone, DuplicatePolicy, ExtensionPolicy, Platform, Rules};
 use crate::Error;
 use clap::Args;
 use std::num::NonZeroUsize;
@@ -33,6 +33,11 @@ pub struct ReadArgs {
     /// columns matched by title. Udesk imports read them from the account when not given.
     #[arg(long, value_name = "FILE")]
     fields: Option<PathBuf>,
+    /// A phone number with an extension (+1-363-717-0669x0743): keep it without the
+    /// extension (a warning; the extension goes to the clean file's phone_extensions column)
+    /// or reject the row.
+    #[arg(long, value_enum, default_value_t = ExtensionPolicy::Keep)]
+    phone_extensions: ExtensionPolicy,
     /// How custom date fields written 02/04/2024 are read: strict (refuse as ambiguous), dmy or mdy.
     #[arg(long, value_enum, default_value_t = DateOrder::Strict)]
     date_order: DateOrder,
@@ -110,6 +115,7 @@ impl ReadArgs {
                 .with_memory_keys(self.duplicate_memory_keys),
             date_order: self.date_order,
             required_fields: true,
+            phone_extensions: self.phone_extensions,
         })
     }
 

@@ -33,6 +33,9 @@ pub struct ValidateArgs {
     /// Write the JSON report here.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Keep the columns no rule maps in the clean CSV, in their order, after the others.
+    #[arg(long)]
+    keep_unmapped: bool,
     /// Read the custom field definitions from the --target account at this origin (Udesk;
     /// credentials as for import) instead of --fields FILE.
     #[arg(
@@ -45,9 +48,17 @@ pub struct ValidateArgs {
     /// Read the custom field definitions from the built-in sandbox's --target account.
     #[arg(long, requires = "target")]
     sandbox: bool,
+    /// Exit 0 while at most this many rows (N) or this share of the rows read (P%) are
+    /// rejected; by default any rejected row makes the exit code 1.
+    #[arg(long, value_name = "N|P%", value_parser = parse_max_invalid)]
+    max_invalid: Option<file::MaxInvalid>,
     /// Credentials file for --base-url, as for import.
     #[arg(long, value_name = "FILE", requires = "base_url")]
     config: Option<PathBuf>,
+}
+
+fn parse_max_invalid(text: &str) -> Result<file::MaxInvalid, String> {
+    file::MaxInvalid::parse(text)
 }
 
 /// The target account's custom field definitions (Udesk publishes them; Omnidesk does not).
@@ -107,6 +118,7 @@ pub fn run(args: ValidateArgs, ui: Ui) -> anyhow::Result<Exit> {
     config.out = args.out;
     config.rejects = args.rejects;
     config.report = args.report;
+    config.keep_unmapped = args.keep_unmapped;
     config.progress = ui.progress();
     let report = file::run(&config)?;
     ui.summary(
@@ -126,5 +138,19 @@ pub fn run(args: ValidateArgs, ui: Ui) -> anyhow::Result<Exit> {
             })
         },
     );
-    Ok(file::exit_for(&report))
+    let exit = file::exit_for(&report, args.max_invalid);
+    if let (Some(limit), false) = (args.max_invalid, ui.quiet) {
+        let within = exit == Exit::Ok;
+        eprintln!(
+            "{} rejected of {} read: {} --max-invalid {}",
+            report.tally.rejected,
+            report.tally.rows_read,
+            if within { "within" } else { "over" },
+            match limit {
+                file::MaxInvalid::Rows(n) => n.to_string(),
+                file::MaxInvalid::Percent(p) => format!("{p}%"),
+            }
+        );
+    }
+    Ok(exit)
 }

@@ -47,6 +47,121 @@ pub struct CsvByteFilter<R> {
     held_quote: bool,
     truncations: Truncations,
     scratch: Vec<u8>,
+    /// Fields of the first line (the header): a later line "reads as a row" with as many.
+    expected_fields: Option<usize>,
+    /// A quoted field that crossed a line break, on trial (see [`Trial`]).
+    trial: Option<Box<Trial>>,
+    /// Output waiting to be read (after a trial ends), in order before anything else.
+    ready: VecDeque<u8>,
+    recovered: Recovered,
+    /// A record whose field spanned too many lines to be tried again.
+    untried: Option<u64>,
+    strays: Strays,
+}
+
+/// Records with a quote inside a quoted field that is not doubled (`"He said "hi" then"`):
+/// (parser line of the record's start, field index), for a `csv.stray_quote` warning.
+pub type Strays = Arc<Mutex<VecDeque<(u64, usize)>>>;
+
+/// Records whose quoted field was closed at the end of its first line (parser line of the
+/// record's start), for the row reader to reject with `csv.unterminated_quote`.
+pub type Recovered = Arc<Mutex<VecDeque<u64>>>;
+
+/// The filter's state, so a trial can go back to the line break where it began.
+#[derive(Debug, Clone, Copy)]
+struct Snapshot {
+    state: QuoteState,
+    field_bytes: usize,
+    record_bytes: usize,
+    fields: usize,
+    lines: u64,
+    record_start: u64,
+    truncating: bool,
+}
+
+/// A quoted field that runs past the end of its line. Valid CSV allows that (notes with
+/// line breaks), but an opening quote that is never closed swallows the rows after it. The
+/// filter holds its output back (at most the field limit) and reads each later line on its
+/// own, until the field ends:
+/// - closed by a quote before a delimiter or line break: a real multi-line field, the held
+///   output goes on as it was;
+/// - "closed" by a quote that text follows (the opening quote of a later row's field), or
+///   still open at the end of the input or past the field limit with a line inside that read
+///   as a complete row (the header's number of fields, its quotes balanced): unterminated —
+///   closed at the end of its first line, and the held lines read again as rows of their own.
+#[derive(Debug)]
+struct Trial {
+    snapshot: Snapshot,
+    /// Normalized input bytes since the line break (included), for the line check.
+    input: Vec<u8>,
+    /// The input bytes after the line break as they came (line ends not yet normalized:
+    /// read again outside the quotes, a CR ends a line).
+    raw: Vec<u8>,
+    /// What the normal reading produced from them.
+    output: Vec<u8>,
+    /// The line being read on its own.
+    line: LineCheck,
+    /// Whether a line inside the field read as a complete row.
+    rows_inside: bool,
+}
+
+/// Reads one line on its own: its fields and whether every quote is a field's opening or
+/// closing quote (or a doubled one inside).
+#[derive(Debug, Clone, Copy)]
+struct LineCheck {
+    state: QuoteState,
+    fields: usize,
+    stray: bool,
+}
+
+impl LineCheck {
+    fn new() -> Self {
+        LineCheck {
+            state: QuoteState::FieldStart,
+            fields: 1,
+            stray: false,
+        }
+    }
+
+    /// Feeds one byte; at a line break outside quotes, whether the line read as a complete
+    /// row of `expected` fields (then it starts over).
+    fn step(&mut self, b: u8, delimiter: u8, expected: usize) -> Option<bool> {
+        use QuoteState::*;
+        let next = match (self.state, b) {
+            (Quoted, b'\n') => {
+                // The line's own quoted field runs on: not a row by itself.
+                *self = LineCheck::new();
+                return Some(false);
+            }
+            (Quoted, b'"') => QuoteInQuoted,
+            (Quoted, _) => Quoted,
+            (QuoteInQuoted, b'"') => Quoted,
+            (FieldStart, b'"') => Quoted,
+            (_, b'\n') => {
+                let clean = !self.stray && self.fields == expected;
+                *self = LineCheck::new();
+                return Some(clean);
+            }
+            (_, d) if d == delimiter => {
+                self.fields += 1;
+                FieldStart
+            }
+            (Unquoted, b'"') | (QuoteInQuoted, _) => {
+                self.stray = true;
+                Unquoted
+            }
+            _ => Unquoted,
+        };
+        self.state = next;
+        None
+    }
+
+    /// At the end of the input: whether an unfinished last line reads as a complete row.
+    fn at_end(&self, expected: usize) -> bool {
+        !matches!(self.state, QuoteState::Quoted | QuoteState::FieldStart)
+            && !self.stray
+            && self.fields == expected
+    }
 }
 
 /// Most fields one CSV record may have; further delimiters are dropped (the row is rejected).
@@ -94,6 +209,178 @@ impl<R: Read> CsvByteFilter<R> {
             held_quote: false,
             truncations: Arc::default(),
             scratch: Vec::new(),
+            expected_fields: None,
+            trial: None,
+            ready: VecDeque::new(),
+            recovered: Arc::default(),
+            untried: None,
+            strays: Arc::default(),
+        }
+    }
+
+    /// The records with a stray quote, for the row reader.
+    pub fn strays(&self) -> Strays {
+        self.strays.clone()
+    }
+
+    /// The records whose unterminated quote was closed at their line's end, for the row reader.
+    pub fn recovered(&self) -> Recovered {
+        self.recovered.clone()
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            state: self.state,
+            field_bytes: self.field_bytes,
+            record_bytes: self.record_bytes,
+            fields: self.fields,
+            lines: self.lines,
+            record_start: self.record_start,
+            truncating: self.truncating,
+        }
+    }
+
+    fn restore(&mut self, s: Snapshot) {
+        self.state = s.state;
+        self.field_bytes = s.field_bytes;
+        self.record_bytes = s.record_bytes;
+        self.fields = s.fields;
+        self.lines = s.lines;
+        self.record_start = s.record_start;
+        self.truncating = s.truncating;
+    }
+
+    /// Takes one normalized byte: through a trial when one is open (or this byte opens one),
+    /// else through [`Self::filter`]. Output goes to `buf` at `out` while nothing waits in
+    /// `ready`, else to `ready`.
+    fn feed(&mut self, b: u8, buf: &mut [u8], out: &mut usize) {
+        if self.trial.is_none()
+            && b == b'\n'
+            && self.state == QuoteState::Quoted
+            && self.expected_fields.is_some()
+            && self.untried != Some(self.record_start)
+            && !self.held_quote
+            && !self.over()
+        {
+            self.trial = Some(Box::new(Trial {
+                snapshot: self.snapshot(),
+                input: Vec::new(),
+                raw: Vec::new(),
+                output: Vec::new(),
+                line: LineCheck::new(),
+                rows_inside: false,
+            }));
+        }
+        let mut pending = [0u8; 2];
+        if self.trial.is_none() {
+            if self.expected_fields.is_none() && b == b'\n' && self.state != QuoteState::Quoted {
+                // The first record (the header) ends here: its width.
+                self.expected_fields = Some(self.fields + 1);
+            }
+            let k = self.filter(b, &mut pending);
+            self.put(&pending[..k], buf, out);
+            return;
+        }
+        if self.over() {
+            // The field outgrew the limit still open. With lines that read as rows inside it
+            // is an unclosed quote swallowing them; else a field too large, cut as usual.
+            if self.trial.as_ref().is_some_and(|t| t.rows_inside) {
+                // `take` put this byte in the trial's raw bytes: read again with them.
+                return self.recover();
+            }
+            self.untried = Some(self.record_start);
+            self.accept();
+            return self.feed(b, buf, out);
+        }
+        let before = self.state;
+        let k = self.filter(b, &mut pending);
+        if before == QuoteState::QuoteInQuoted && self.state == QuoteState::Unquoted {
+            // The field "closes" on a quote that text follows: that quote opened a field of a
+            // later row, so the field was never closed (the byte is in the trial's raw
+            // bytes already: `take` put it there).
+            return self.recover();
+        }
+        let closed = before == QuoteState::QuoteInQuoted && self.state == QuoteState::FieldStart;
+        let expected = self.expected_fields.unwrap_or(0);
+        let delimiter = self.delimiter;
+        let trial = self.trial.as_mut().expect("a trial is open");
+        trial.input.push(b);
+        trial.output.extend_from_slice(&pending[..k]);
+        if closed {
+            // Closed by a quote before a delimiter or line break: a real multi-line field.
+            return self.accept();
+        }
+        if trial.input.len() > 1 && trial.line.step(b, delimiter, expected) == Some(true) {
+            trial.rows_inside = true;
+        }
+    }
+
+    /// Puts output bytes where they belong in order: `buf` while nothing waits, else `ready`.
+    fn put(&mut self, bytes: &[u8], buf: &mut [u8], out: &mut usize) {
+        if self.ready.is_empty() && *out + bytes.len() <= buf.len() {
+            buf[*out..*out + bytes.len()].copy_from_slice(bytes);
+            *out += bytes.len();
+        } else {
+            self.ready.extend(bytes);
+        }
+    }
+
+    /// The field was a real multi-line one: what the normal reading produced goes on.
+    fn accept(&mut self) {
+        if let Some(trial) = self.trial.take() {
+            self.ready.extend(&trial.output);
+        }
+    }
+
+    /// The field was never closed: close it at the end of its first line, note the record,
+    /// and read the held lines again as rows of their own.
+    fn recover(&mut self) {
+        let Some(trial) = self.trial.take() else {
+            return;
+        };
+        self.restore(trial.snapshot);
+        self.recovered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(self.record_start);
+        // Everything from here on waits in `ready` (no room in an empty buffer), behind
+        // what already does.
+        self.ready.push_back(b'"');
+        self.state = QuoteState::QuoteInQuoted;
+        self.previous_was_cr = false;
+        let mut out = 0;
+        self.feed(b'\n', &mut [], &mut out);
+        for &b in &trial.raw {
+            self.take(b, &mut [], &mut out);
+        }
+    }
+
+    /// Takes one input byte as it came: line ends outside quotes normalized to LF (CRLF and
+    /// a lone CR), then [`Self::feed`].
+    fn take(&mut self, b: u8, buf: &mut [u8], out: &mut usize) {
+        if let Some(trial) = self.trial.as_mut() {
+            trial.raw.push(b);
+        }
+        let quoted = self.state == QuoteState::Quoted;
+        if b == b'\n' && self.previous_was_cr && !quoted {
+            self.previous_was_cr = false;
+            return;
+        }
+        // Inside quotes a CR is data and stays as it is; outside, it ends a line.
+        self.previous_was_cr = b == b'\r' && !quoted;
+        let b = if self.previous_was_cr { b'\n' } else { b };
+        self.feed(b, buf, out);
+    }
+
+    /// At the end of the input, an open trial is decided on the last (unfinished) line.
+    fn end_trials(&mut self) {
+        while let Some(trial) = &self.trial {
+            let expected = self.expected_fields.unwrap_or(0);
+            if trial.rows_inside || (trial.input.len() > 1 && trial.line.at_end(expected)) {
+                self.recover();
+            } else {
+                self.accept();
+            }
         }
     }
 
@@ -143,6 +430,14 @@ impl<R: Read> CsvByteFilter<R> {
         }
     }
 
+    /// Notes a stray quote in the current field, for the row reader's warning.
+    fn note_stray(&self) {
+        self.strays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back((self.record_start, self.fields));
+    }
+
     /// Decides what happens to one (line-ending-normalized) byte: passed on, held or
     /// dropped. Returns the bytes to pass on (at most two: a held quote and this byte).
     fn filter(&mut self, b: u8, out: &mut [u8; 2]) -> usize {
@@ -160,6 +455,10 @@ impl<R: Read> CsvByteFilter<R> {
             n += 1;
         }
         let next = self.next_state(b);
+        if self.state == QuoteInQuoted && next == Unquoted {
+            // A quote closed the field and text goes on: the quote was meant as data.
+            self.note_stray();
+        }
         let outside = self.state != Quoted;
         if outside && b == b'\n' {
             self.lines += 1;
@@ -202,6 +501,13 @@ impl<R: Read> CsvByteFilter<R> {
 impl<R: Read> Read for CsvByteFilter<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
+            if !self.ready.is_empty() {
+                let n = buf.len().min(self.ready.len());
+                for (slot, b) in buf.iter_mut().zip(self.ready.drain(..n)) {
+                    *slot = b;
+                }
+                return Ok(n);
+            }
             if buf.len() < 2 {
                 // Room for a held quote and the byte after it.
                 let mut two = [0u8; 2];
@@ -224,6 +530,10 @@ impl<R: Read> Read for CsvByteFilter<R> {
             };
             if n == 0 {
                 self.scratch = scratch;
+                if self.trial.is_some() {
+                    self.end_trials();
+                    continue;
+                }
                 if self.held_quote {
                     self.held_quote = false;
                     buf[0] = b'"';
@@ -232,7 +542,6 @@ impl<R: Read> Read for CsvByteFilter<R> {
                 return Ok(0);
             }
             let mut out = 0;
-            let mut pending = [0u8; 2];
             let delimiter = self.delimiter;
             for &b in &scratch[..n] {
                 // Most bytes are plain content of a field within its bounds.
@@ -242,10 +551,16 @@ impl<R: Read> Read for CsvByteFilter<R> {
                     && b != delimiter
                     && !self.held_quote
                     && !self.over()
+                    && self.trial.is_none()
+                    && self.ready.is_empty()
                 {
                     self.previous_was_cr = false;
                     self.field_bytes += 1;
                     self.record_bytes += 1;
+                    if self.state == QuoteState::QuoteInQuoted {
+                        // Text right after a closing quote: the quote was meant as data.
+                        self.note_stray();
+                    }
                     if self.state != QuoteState::Quoted {
                         self.state = QuoteState::Unquoted;
                     }
@@ -253,17 +568,7 @@ impl<R: Read> Read for CsvByteFilter<R> {
                     out += 1;
                     continue;
                 }
-                let quoted = self.state == QuoteState::Quoted;
-                if b == b'\n' && self.previous_was_cr && !quoted {
-                    self.previous_was_cr = false;
-                    continue;
-                }
-                // Inside quotes a CR is data and stays as it is; outside, it ends a line.
-                self.previous_was_cr = b == b'\r' && !quoted;
-                let b = if self.previous_was_cr { b'\n' } else { b };
-                let k = self.filter(b, &mut pending);
-                buf[out..out + k].copy_from_slice(&pending[..k]);
-                out += k;
+                self.take(b, buf, &mut out);
             }
             self.scratch = scratch;
             if out > 0 {
@@ -286,6 +591,9 @@ pub struct CsvRows {
     /// they were in cut bytes (added to the lines of every later row).
     truncations: Truncations,
     line_shift: u64,
+    /// Records whose unterminated quote the byte filter closed at the end of its line.
+    recovered: Recovered,
+    strays: Strays,
     /// Reject rows that look like UTF-8 read as the detected single-byte encoding.
     pub check_misread_utf8: Option<&'static encoding_rs::Encoding>,
 }
@@ -304,6 +612,8 @@ impl CsvRows {
             .buffer_capacity(256 * 1024)
             .from_reader(CsvByteFilter::new(input, delimiter, max_field_bytes));
         let truncations = reader.get_ref().truncations();
+        let recovered = reader.get_ref().recovered();
+        let strays = reader.get_ref().strays();
         let mut rows = CsvRows {
             reader,
             columns: Arc::new(Vec::new()),
@@ -313,6 +623,8 @@ impl CsvRows {
             finished: false,
             truncations,
             line_shift: 0,
+            recovered,
+            strays,
             check_misread_utf8: None,
         };
         if rows.read_record()? {
@@ -355,7 +667,9 @@ impl CsvRows {
             if !self.read_record()? {
                 self.finished = true;
                 if let Some(last) = self.pending.as_mut() {
-                    if self.reader.get_ref().inside_quotes() && last.read_issue.is_none() {
+                    if self.reader.get_ref().inside_quotes()
+                        && last.read_issue.as_ref().is_none_or(|i| !i.is_error())
+                    {
                         last.read_issue = Some(Issue::error(
                             IssueCode::CsvUnterminatedQuote,
                             format!(
@@ -406,10 +720,38 @@ impl CsvRows {
 
     /// Turns the current byte record into a row, noting any problem with it.
     fn convert(&mut self) -> RawRow {
-        let (line, cut) = self.place(self.record.position().map_or(0, |p| p.line()));
+        let parsed_line = self.record.position().map_or(0, |p| p.line());
+        let unterminated = {
+            let mut closed = self.recovered.lock().unwrap_or_else(|e| e.into_inner());
+            while closed.front().is_some_and(|&l| l < parsed_line) {
+                closed.pop_front();
+            }
+            closed.front() == Some(&parsed_line) && closed.pop_front().is_some()
+        };
+        let stray = {
+            let mut strays = self.strays.lock().unwrap_or_else(|e| e.into_inner());
+            while strays.front().is_some_and(|&(l, _)| l < parsed_line) {
+                strays.pop_front();
+            }
+            let field = strays
+                .front()
+                .filter(|(l, _)| *l == parsed_line)
+                .map(|&(_, f)| f);
+            while strays.front().is_some_and(|&(l, _)| l == parsed_line) {
+                strays.pop_front();
+            }
+            field
+        };
+        let (line, cut) = self.place(parsed_line);
         let expected = self.columns.len();
         let mut issue = None;
-        if cut {
+        if unterminated {
+            issue = Some(Issue::error(
+                IssueCode::CsvUnterminatedQuote,
+                "a quoted field opens on this line and is never closed (the lines after it read as rows of their own): it was closed at the end of the line",
+            ));
+        }
+        if cut && issue.is_none() {
             issue = Some(Issue::error(
                 IssueCode::FieldTooLarge,
                 format!(
@@ -485,6 +827,21 @@ impl CsvRows {
             {
                 issue = Some(misread_utf8(self.columns.get(i).map(String::as_str)));
             }
+        }
+        if let (None, Some(field)) = (&issue, stray) {
+            let column = self
+                .columns
+                .get(field)
+                .cloned()
+                .unwrap_or_else(|| format!("field {}", field + 1));
+            issue = Some(
+                Issue::warning(
+                    IssueCode::CsvStrayQuote,
+                    "a quote inside a quoted field is not doubled, so the field was read as shown; write \"\" for a quote inside quotes",
+                )
+                .in_column(&column)
+                .with_value(record.get(field).unwrap_or("")),
+            );
         }
         RawRow {
             line,
@@ -611,11 +968,69 @@ mod tests {
 
     #[test]
     fn unterminated_quote_is_reported_on_its_line() {
+        // The line after it reads as a row: the quote is closed at the end of its line.
         let (_, rows) = read_all(b"a,b\n1,2\n3,\"open\n4,5\n");
-        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.len(), 3);
         let issue = rows[1].read_issue.as_ref().unwrap();
         assert_eq!(issue.code, IssueCode::CsvUnterminatedQuote);
         assert_eq!(rows[1].line, 3);
+        assert_eq!((rows[2].line, &rows[2].record[0]), (4, "4"));
+        // Nothing after it that reads as a row: the rest of the file went into it.
+        let (_, rows) = read_all(b"a,b\n1,2\n3,\"open\nno row here\n");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(code(&rows[1]), Some(IssueCode::CsvUnterminatedQuote));
+    }
+
+    fn fields(row: &RawRow) -> Vec<&str> {
+        row.record.iter().collect()
+    }
+
+    #[test]
+    fn an_unclosed_quote_no_longer_swallows_the_rows_after_it() {
+        let text = b"id,name,note\n1,Anna,\"broken note\n2,Bram,\"fine, really\"\n3,Cees,plain\n";
+        let (_, rows) = read_all(text);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(rows[0].line, 2);
+        assert_eq!(code(&rows[0]), Some(IssueCode::CsvUnterminatedQuote));
+        assert_eq!(fields(&rows[0]), ["1", "Anna", "broken note"]);
+        assert_eq!(
+            (rows[1].line, fields(&rows[1])),
+            (3, vec!["2", "Bram", "fine, really"])
+        );
+        assert!(rows[1].read_issue.is_none());
+        assert_eq!(
+            (rows[2].line, fields(&rows[2])),
+            (4, vec!["3", "Cees", "plain"])
+        );
+        // Also when it is never closed at all, and the file has no final line break, and
+        // with CRLF line ends.
+        let (_, rows) = read_all(b"id,name\r\n1,\"never closed\r\n2,Bram\r\n3,Cees");
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(code(&rows[0]), Some(IssueCode::CsvUnterminatedQuote));
+        assert_eq!((rows[2].line, fields(&rows[2])), (4, vec!["3", "Cees"]));
+        // Two broken rows in a row.
+        let (_, rows) = read_all(b"a,b\n1,\"x\n2,\"y\n3,z\n");
+        let codes: Vec<_> = rows.iter().map(code).collect();
+        assert_eq!(
+            codes,
+            [
+                Some(IssueCode::CsvUnterminatedQuote),
+                Some(IssueCode::CsvUnterminatedQuote),
+                None
+            ]
+        );
+        assert_eq!(rows[2].line, 4);
+    }
+
+    #[test]
+    fn real_multiline_fields_stay_whole() {
+        let text = b"id,name,note\n1,Anna,\"line one\nline two, still \"\"the\"\" note\"\n2,Bram,\"a\n\nb\"\n3,Cees,x\n";
+        let (_, rows) = read_all(text);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert!(rows.iter().all(|r| r.read_issue.is_none()), "{rows:?}");
+        assert_eq!(rows[0].record[2], *"line one\nline two, still \"the\" note");
+        assert_eq!(rows[1].record[2], *"a\n\nb");
+        assert_eq!((rows[1].line, rows[2].line), (4, 7));
     }
 
     #[test]
@@ -681,9 +1096,10 @@ mod tests {
 
     #[test]
     fn an_unterminated_quote_swallows_the_rest_in_bounded_memory() {
+        // Lines that do not read as rows of their own (one field, the header has two).
         let mut text = b"a,b\n1,2\n3,\"open\n".to_vec();
         for i in 0..10_000 {
-            text.extend(format!("{i},row\n").as_bytes());
+            text.extend(format!("{i} row\n").as_bytes());
         }
         let rows = read_with_limit(&text, 100);
         assert_eq!(rows.len(), 2);

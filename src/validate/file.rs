@@ -47,6 +47,8 @@ pub struct ValidateConfig {
     pub batch_rows: usize,
     /// Whether to show a progress bar (only on a terminal).
     pub progress: bool,
+    /// Keep the unmapped source columns in the clean CSV, after the others.
+    pub keep_unmapped: bool,
 }
 
 impl ValidateConfig {
@@ -62,16 +64,55 @@ impl ValidateConfig {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             batch_rows: DEFAULT_BATCH_ROWS,
             progress: false,
+            keep_unmapped: false,
         }
     }
 }
 
-/// The exit code for a finished run.
-pub fn exit_for(report: &ValidateReport) -> Exit {
-    if report.tally.rejected > 0 {
-        Exit::RowsRejected
-    } else {
+/// How many rejected rows a run may have and still exit 0 (`--max-invalid`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxInvalid {
+    /// At most this many rows.
+    Rows(u64),
+    /// At most this share of the rows read, in percent.
+    Percent(f64),
+}
+
+impl MaxInvalid {
+    /// `N` rows or `P%` of the rows read.
+    pub fn parse(text: &str) -> Result<MaxInvalid, String> {
+        let text = text.trim();
+        let bad = || {
+            format!("--max-invalid takes a number of rows or a percentage (50, 2.5%), not {text:?}")
+        };
+        match text.strip_suffix('%') {
+            Some(p) => match p.trim().parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Ok(MaxInvalid::Percent(p)),
+                _ => Err(bad()),
+            },
+            None => text.parse().map(MaxInvalid::Rows).map_err(|_| bad()),
+        }
+    }
+
+    /// Whether `rejected` of `read` rows is within the limit.
+    pub fn allows(self, rejected: u64, read: u64) -> bool {
+        match self {
+            MaxInvalid::Rows(n) => rejected <= n,
+            MaxInvalid::Percent(p) => rejected as f64 <= read as f64 * p / 100.0,
+        }
+    }
+}
+
+/// The exit code for a finished run: 1 when rows were rejected (beyond `max_invalid`).
+pub fn exit_for(report: &ValidateReport, max_invalid: Option<MaxInvalid>) -> Exit {
+    let rejected = report.tally.rejected;
+    let allowed = max_invalid.map_or(rejected == 0, |m| {
+        m.allows(rejected, report.tally.rows_read)
+    });
+    if allowed {
         Exit::Ok
+    } else {
+        Exit::RowsRejected
     }
 }
 
@@ -210,7 +251,12 @@ fn write_all(
                 rejects: &mut Option<RejectsWriter>|
      -> Result<(), OutputError> {
         if let (Some(path), None) = (&config.out, &clean) {
-            *clean = Some(CleanWriter::create(path, mapping, columns_can_grow)?);
+            *clean = Some(CleanWriter::create(
+                path,
+                mapping,
+                columns_can_grow,
+                config.keep_unmapped,
+            )?);
         }
         if let (Some(path), None) = (&config.rejects, &rejects) {
             *rejects = Some(RejectsWriter::create(path, columns, source_format)?);
@@ -223,7 +269,7 @@ fn write_all(
             tally.add(row);
             if row.is_clean() {
                 if let (Some(w), Some(c)) = (clean.as_mut(), row.customer.as_ref()) {
-                    w.write(c)?;
+                    w.write(c, &row.raw)?;
                 }
             } else if let Some(w) = rejects.as_mut() {
                 w.write(row, &batch.columns)?;

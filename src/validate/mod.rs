@@ -72,6 +72,19 @@ pub struct Rules {
     /// Whether an empty required custom field rejects the row (false when rows only update
     /// customers that exist: then it is a warning).
     pub required_fields: bool,
+    /// A phone number with an extension: kept without it (a warning), or rejected.
+    pub phone_extensions: ExtensionPolicy,
+}
+
+/// What to do with a phone number that has an extension (`+1-363-717-0669x0743`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtensionPolicy {
+    /// Keep the number in E.164 without the extension, note the extension, and warn.
+    #[default]
+    Keep,
+    /// Reject the row (`phone.extension` as an error).
+    Reject,
 }
 
 impl Rules {
@@ -79,7 +92,7 @@ impl Rules {
     /// rules is refused (the duplicate check's memory limits change nothing and are left out).
     pub fn identity(&self) -> String {
         format!(
-            "platform={} region={} duplicates={:?}{}",
+            "platform={} region={} duplicates={:?}{}{}",
             self.platform.map_or("none", Platform::name),
             self.default_region
                 .map_or_else(|| "none".to_string(), |r| format!("{r:?}")),
@@ -87,6 +100,10 @@ impl Rules {
             match self.date_order {
                 DateOrder::Strict => String::new(),
                 other => format!(" dates={other:?}"),
+            },
+            match self.phone_extensions {
+                ExtensionPolicy::Keep => "",
+                ExtensionPolicy::Reject => " extensions=reject",
             }
         )
     }
@@ -101,6 +118,7 @@ impl Default for Rules {
             duplicate_limits: Limits::default(),
             date_order: DateOrder::Strict,
             required_fields: true,
+            phone_extensions: ExtensionPolicy::Keep,
         }
     }
 }
@@ -125,14 +143,20 @@ struct Picked<'a> {
 
 /// Validates and normalizes one row. Pure: the same input gives the same output.
 pub fn check_row(raw: RawRow, mapping: &ResolvedMapping, rules: &Rules) -> CheckedRow {
-    if let Some(issue) = raw.read_issue.clone() {
-        return CheckedRow {
-            raw,
-            customer: None,
-            issues: vec![issue],
-        };
+    let read_warning = match &raw.read_issue {
+        Some(issue) if issue.is_error() => {
+            return CheckedRow {
+                customer: None,
+                issues: vec![issue.clone()],
+                raw,
+            };
+        }
+        other => other.clone(),
+    };
+    let (customer, mut issues) = normalize(&raw, mapping, rules);
+    if let Some(warning) = read_warning {
+        issues.insert(0, warning);
     }
-    let (customer, issues) = normalize(&raw, mapping, rules);
     CheckedRow {
         raw,
         customer: Some(customer),
@@ -260,14 +284,47 @@ pub fn normalize(raw: &RawRow, mapping: &ResolvedMapping, rules: &Rules) -> (Cus
             }
             Field::Phone => {
                 for part in split_multi(value, PHONE_SEPARATORS) {
-                    match phone::to_e164(part, region) {
-                        Ok(e) if !customer.phones.contains(&e) => customer.phones.push(e),
-                        Ok(_) => {}
+                    match phone::parse(part, region) {
+                        Ok((_, Some(ext))) if rules.phone_extensions == ExtensionPolicy::Reject => {
+                            let problem = phone::PhoneProblem::Extension(ext);
+                            issues.push(
+                                Issue::error(problem.code(), problem.message(region))
+                                    .in_column(column)
+                                    .with_value(part),
+                            );
+                        }
+                        Ok((e, ext)) => {
+                            if let Some(ext) = ext {
+                                issues.push(
+                                    Issue::warning(
+                                        IssueCode::PhoneExtension,
+                                        format!("has extension {ext}, which E.164 and the platforms cannot store: the number is kept as {e}, the extension in the clean file's phone_extensions column"),
+                                    )
+                                    .in_column(column)
+                                    .with_value(part),
+                                );
+                                let noted = format!("{e} x{ext}");
+                                if !customer.phone_extensions.contains(&noted) {
+                                    customer.phone_extensions.push(noted);
+                                }
+                            }
+                            if !customer.phones.contains(&e) {
+                                customer.phones.push(e);
+                            }
+                        }
                         Err(problem) => issues.push(
                             Issue::error(problem.code(), problem.message(region))
                                 .in_column(column)
                                 .with_value(part),
                         ),
+                    }
+                }
+            }
+            Field::PhoneExtensions => {
+                // A clean file read again: the extensions noted before stay.
+                for noted in split_multi(value, TAG_SEPARATORS) {
+                    if !customer.phone_extensions.iter().any(|n| n == noted) {
+                        customer.phone_extensions.push(noted.to_string());
                     }
                 }
             }

@@ -73,8 +73,18 @@ pub fn region_from_code(code: &str) -> Option<Region> {
     Region::from_code(&code.to_ascii_uppercase()).ok()
 }
 
-/// Normalizes one phone number to E.164 (`+31612345678`).
+/// Normalizes one phone number to E.164 (`+31612345678`); a number with an extension is
+/// refused ([`PhoneProblem::Extension`]).
 pub fn to_e164(raw: &str, region: Option<Region>) -> Result<String, PhoneProblem> {
+    match parse(raw, region)? {
+        (e164, None) => Ok(e164),
+        (_, Some(ext)) => Err(PhoneProblem::Extension(ext)),
+    }
+}
+
+/// Normalizes one phone number to E.164 and gives its extension apart (`+1 363-717-0669
+/// x0743` → `+13637170669`, `0743`); the number itself must be valid.
+pub fn parse(raw: &str, region: Option<Region>) -> Result<(String, Option<String>), PhoneProblem> {
     let raw = raw.trim();
     let international = raw.starts_with('+') || raw.starts_with("00");
     let number = PHONE_NUMBER_UTIL.parse(raw, region).map_err(|e| match e {
@@ -86,9 +96,11 @@ pub fn to_e164(raw: &str, region: Option<Region>) -> Result<String, PhoneProblem
         ParseError::TooLongNsn => PhoneProblem::TooLong,
         ParseError::NotANumber(_) => PhoneProblem::Invalid,
     })?;
-    if let Some(ext) = number.extension.as_deref().filter(|e| !e.is_empty()) {
-        return Err(PhoneProblem::Extension(ext.to_string()));
-    }
+    let extension = number
+        .extension
+        .as_deref()
+        .filter(|e| !e.is_empty())
+        .map(str::to_string);
     match number.is_possible_with_reason() {
         Ok(_) => {}
         Err(ValidationError::TooShort) => return Err(PhoneProblem::TooShort),
@@ -99,7 +111,10 @@ pub fn to_e164(raw: &str, region: Option<Region>) -> Result<String, PhoneProblem
     if !number.is_valid() {
         return Err(PhoneProblem::Invalid);
     }
-    Ok(number.format_as(PhoneNumberFormat::E164).into_owned())
+    Ok((
+        number.format_as(PhoneNumberFormat::E164).into_owned(),
+        extension,
+    ))
 }
 
 /// Whether `value` is exactly a valid phone number in E.164 form (`+31612345678`).
@@ -157,6 +172,14 @@ mod tests {
         );
         assert!(
             matches!(e164("+1 202-555-0173 ext. 12", "US"), Err(PhoneProblem::Extension(e)) if e == "12")
+        );
+        assert_eq!(
+            parse("+1-202-555-0173x0743", region_from_code("US")),
+            Ok(("+12025550173".to_string(), Some("0743".to_string())))
+        );
+        assert!(
+            parse("+1-555-0173x0743", region_from_code("US")).is_err(),
+            "the number must be valid without its extension"
         );
     }
 

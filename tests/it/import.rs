@@ -1481,8 +1481,8 @@ async fn the_udesk_call_plan_is_shown_at_the_start_and_in_the_dry_run() {
     assert_exit(&out, 1);
     let r = report(&out);
     let call_plan = r["call_plan"].as_str().unwrap();
-    assert!(call_plan.contains("found 439 external ids"), "{call_plan}");
-    assert_eq!(r["update"], 439, "{r:#}");
+    assert!(call_plan.contains("found 441 external ids"), "{call_plan}");
+    assert_eq!(r["update"], 441, "{r:#}");
     let after = rig.state().await["stats"]["requests"].as_u64().unwrap();
     assert!(
         after - before <= 4,

@@ -189,8 +189,117 @@ fn unterminated_quote_is_reported_where_it_opens() {
     let wd = Workdir::new();
     let (_, report) = validate(&wd, &fixture("broken/unterminated_quote.csv"), &[]);
     assert_accounting(&wd, &report);
-    assert_eq!(report["rows_read"], 2);
+    // The lines after it read as rows of their own, so it is closed at the end of its line.
+    assert_eq!(report["rows_read"], 4);
     assert_eq!(rejects(&wd), vec![(3, "csv.unterminated_quote".into())]);
+}
+
+/// The clean file's rows as (external id, column → value).
+fn clean_rows(wd: &Workdir) -> Vec<std::collections::BTreeMap<String, String>> {
+    let (header, rows) = read_csv(&wd.file("clean.csv"));
+    rows.into_iter()
+        .map(|r| header.iter().cloned().zip(r).collect())
+        .collect()
+}
+
+#[test]
+fn broken_files_of_a_sample_csv_generator_read_as_their_rows() {
+    /// Fixture, rows read, rejected (line, code).
+    type Case = (&'static str, u64, Vec<(u64, &'static str)>);
+    let cases: [Case; 5] = [
+        // One unclosed quote costs its own row, not the rows after it.
+        (
+            "missing_closing_quote",
+            3,
+            vec![(2, "csv.unterminated_quote")],
+        ),
+        // Read as the parser reads it, with a warning: the row stays.
+        ("unescaped_quotes", 2, vec![]),
+        // The second half of the note is a ragged row of its own.
+        ("newline_inside_unquoted_field", 3, vec![(3, "csv.ragged")]),
+        ("mixed_delimiters", 3, vec![(3, "csv.ragged")]),
+        ("ragged_rows", 3, vec![(2, "csv.ragged"), (3, "csv.ragged")]),
+    ];
+    for (name, read, rejected) in cases {
+        let wd = Workdir::new();
+        let (_, report) = validate(&wd, &fixture(&format!("broken/{name}.csv")), &[]);
+        assert_accounting(&wd, &report);
+        assert_eq!(report["rows_read"], read, "{name}");
+        let expected: Vec<(u64, String)> =
+            rejected.iter().map(|(l, c)| (*l, c.to_string())).collect();
+        assert_eq!(rejects(&wd), expected, "{name}");
+    }
+    let wd = Workdir::new();
+    let (_, report) = validate(&wd, &fixture("broken/missing_closing_quote.csv"), &[]);
+    let ids: Vec<String> = clean_rows(&wd)
+        .iter()
+        .map(|r| r["external_id"].clone())
+        .collect();
+    assert_eq!(ids, ["2", "3"], "{report}");
+    assert_eq!(
+        clean_rows(&wd)[1]["description"],
+        "Properly \"quoted\" note"
+    );
+    let (_, report) = validate(&wd, &fixture("broken/unescaped_quotes.csv"), &[]);
+    let stray = &report["issues_by_code"]["csv.stray_quote"];
+    assert_eq!(stray["count"], 1, "{report:#}");
+    assert_eq!(stray["severity"], "warning", "{report:#}");
+}
+
+#[test]
+fn phone_extensions_are_kept_apart_and_the_number_stays() {
+    let wd = Workdir::new();
+    wd.write(
+        "x.csv",
+        "id,Name,Phone 1,Company\nA1,Anna,+1-201-555-0123x0743,Acme\nA2,Bram,(201) 555-0124 ext. 12,Beta\nA3,Cees,+1 201 555 0123,Gamma\n",
+    );
+    let (code, report) = validate(&wd, "x.csv", &["--default-region", "US", "--keep-unmapped"]);
+    assert_eq!(code, 0, "{report:#}");
+    let rows = clean_rows(&wd);
+    assert_eq!(rows.len(), 3);
+    // `id` feeds the external id when no column is named like one.
+    assert_eq!(rows[0]["external_id"], "A1");
+    assert_eq!(rows[0]["phones"], "+12015550123");
+    assert_eq!(rows[0]["phone_extensions"], "+12015550123 x0743");
+    assert_eq!(rows[1]["phone_extensions"], "+12015550124 x12");
+    assert_eq!(rows[2]["phone_extensions"], "");
+    // The unmapped column is kept, under its name.
+    assert_eq!(rows[1]["Company"], "Beta");
+    assert_eq!(
+        report["issues_by_code"]["phone.extension"]["severity"],
+        "warning"
+    );
+    // A clean file read again keeps its extensions.
+    std::fs::rename(wd.file("clean.csv"), wd.file("first.csv")).unwrap();
+    let (code, _) = validate(&wd, "first.csv", &["--duplicates", "off"]);
+    assert_eq!(code, 0);
+    assert_eq!(clean_rows(&wd)[0]["phone_extensions"], "+12015550123 x0743");
+    // Today's behaviour on request.
+    let (code, _) = validate(
+        &wd,
+        "x.csv",
+        &["--default-region", "US", "--phone-extensions", "reject"],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        rejects(&wd),
+        vec![(2, "phone.extension".into()), (3, "phone.extension".into())]
+    );
+}
+
+#[test]
+fn max_invalid_decides_the_exit_code() {
+    let wd = Workdir::new();
+    wd.write(
+        "m.csv",
+        "external_id,email\n1,a@example.com\n2,not an email\n3,c@example.com\n",
+    );
+    for (limit, code) in [("1", 0), ("0", 1), ("34%", 0), ("33%", 1)] {
+        let (got, _) = validate(&wd, "m.csv", &["--max-invalid", limit]);
+        assert_eq!(got, code, "--max-invalid {limit}");
+    }
+    let out = wd.run(&["validate", "m.csv", "--max-invalid", "lots"]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
@@ -264,8 +373,10 @@ fn invalid_utf8_rejects_only_that_row() {
 #[test]
 fn a_one_megabyte_field_is_rejected_and_reading_goes_on() {
     let wd = Workdir::new();
+    // Its lines do not read as rows of their own (one field; the header has two): a field
+    // past the limit whose lines do is taken as an unclosed quote instead (see csv_reader).
     let mut text = String::from("external_id,description\n1,short\n2,\"");
-    text.push_str(&"x,\n".repeat(350_000));
+    text.push_str(&"x.\n".repeat(350_000));
     text.push_str("\"\n3,after\n");
     let input = wd.write("huge.csv", &text);
     let (_, report) = validate(&wd, input.to_str().unwrap(), &[]);
