@@ -57,6 +57,9 @@ pub struct CsvByteFilter<R> {
     /// A record whose field spanned too many lines to be tried again.
     untried: Option<u64>,
     strays: Strays,
+    /// Input in `scratch` not processed yet: `scratch[scratch_pos..scratch_len]`.
+    scratch_pos: usize,
+    scratch_len: usize,
 }
 
 /// Records with a quote inside a quoted field that is not doubled (`"He said "hi" then"`):
@@ -215,6 +218,8 @@ impl<R: Read> CsvByteFilter<R> {
             recovered: Arc::default(),
             untried: None,
             strays: Arc::default(),
+            scratch_pos: 0,
+            scratch_len: 0,
         }
     }
 
@@ -502,10 +507,10 @@ impl<R: Read> Read for CsvByteFilter<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if !self.ready.is_empty() {
-                let n = buf.len().min(self.ready.len());
-                for (slot, b) in buf.iter_mut().zip(self.ready.drain(..n)) {
-                    *slot = b;
-                }
+                let (front, _) = self.ready.as_slices();
+                let n = buf.len().min(front.len());
+                buf[..n].copy_from_slice(&front[..n]);
+                self.ready.drain(..n);
                 return Ok(n);
             }
             if buf.len() < 2 {
@@ -517,18 +522,24 @@ impl<R: Read> Read for CsvByteFilter<R> {
                 return Ok(n);
             }
             // Read into our own buffer: the output may run one byte ahead of the input (a
-            // held quote passed on with the byte after it).
+            // held quote passed on with the byte after it). Input left over from the last
+            // call (cut short when output had to wait in `ready`) comes first.
             let mut scratch = std::mem::take(&mut self.scratch);
-            scratch.resize(buf.len() - 1, 0);
-            let n = self.inner.read(&mut scratch);
-            let n = match n {
-                Ok(n) => n,
-                Err(e) => {
-                    self.scratch = scratch;
-                    return Err(e);
-                }
-            };
-            if n == 0 {
+            if self.scratch_pos >= self.scratch_len {
+                scratch.resize(buf.len() - 1, 0);
+                let n = match self.inner.read(&mut scratch) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.scratch = scratch;
+                        return Err(e);
+                    }
+                };
+                self.scratch_pos = 0;
+                self.scratch_len = n;
+            }
+            let start = self.scratch_pos;
+            let end = self.scratch_len.min(start + buf.len() - 1);
+            if start == end {
                 self.scratch = scratch;
                 if self.trial.is_some() {
                     self.end_trials();
@@ -543,7 +554,8 @@ impl<R: Read> Read for CsvByteFilter<R> {
             }
             let mut out = 0;
             let delimiter = self.delimiter;
-            for &b in &scratch[..n] {
+            let mut used = end;
+            for (i, &b) in scratch[start..end].iter().enumerate() {
                 // Most bytes are plain content of a field within its bounds.
                 if b != b'\n'
                     && b != b'\r'
@@ -552,7 +564,6 @@ impl<R: Read> Read for CsvByteFilter<R> {
                     && !self.held_quote
                     && !self.over()
                     && self.trial.is_none()
-                    && self.ready.is_empty()
                 {
                     self.previous_was_cr = false;
                     self.field_bytes += 1;
@@ -569,7 +580,13 @@ impl<R: Read> Read for CsvByteFilter<R> {
                     continue;
                 }
                 self.take(b, buf, &mut out);
+                if !self.ready.is_empty() {
+                    // A trial ended: its output goes first; the rest of the input waits.
+                    used = start + i + 1;
+                    break;
+                }
             }
+            self.scratch_pos = used;
             self.scratch = scratch;
             if out > 0 {
                 return Ok(out);
