@@ -47,7 +47,13 @@ proptest! {
     #[test]
     fn csv_written_by_the_csv_crate_reads_back_equal(
         width in 1usize..5,
-        cells in prop::collection::vec(prop::collection::vec(any::<String>(), 5), 0..20),
+        // Arbitrary text, and cells made of delimiters, quotes and line breaks: multi-line
+        // fields whose inner lines read as rows must stay whole (quote recovery never fires
+        // on valid CSV).
+        cells in prop::collection::vec(
+            prop::collection::vec(prop_oneof![any::<String>(), "[a,\"\n\r]{0,12}"], 5),
+            0..20,
+        ),
     ) {
         let header: Vec<String> = (0..width).map(|i| format!("c{i}")).collect();
         let rows: Vec<Vec<String>> = cells.into_iter().map(|mut r| { r.truncate(width); r }).collect();
@@ -67,6 +73,38 @@ proptest! {
         }
         // Line numbers only grow.
         prop_assert!(read.windows(2).all(|w| w[0].line < w[1].line));
+    }
+
+    #[test]
+    fn one_unclosed_quote_costs_its_own_row_only(
+        rows in prop::collection::vec(prop::collection::vec("[a-z ]{1,6}", 3), 2..40),
+        broken in any::<prop::sample::Index>(),
+        quoted_after in any::<bool>(),
+    ) {
+        let k = broken.index(rows.len());
+        let mut text = String::from("a,b,c\n");
+        for (i, r) in rows.iter().enumerate() {
+            if i == k {
+                text.push_str(&format!("{},{},\"{}\n", r[0], r[1], r[2]));
+            } else if quoted_after && i > k {
+                // Later rows with quoted fields of their own.
+                text.push_str(&format!("{},\"{}\",{}\n", r[0], r[1], r[2]));
+            } else {
+                text.push_str(&format!("{},{},{}\n", r[0], r[1], r[2]));
+            }
+        }
+        let (_, read) = read_back(text.into_bytes());
+        prop_assert_eq!(read.len(), rows.len());
+        for (i, (got, want)) in read.iter().zip(&rows).enumerate() {
+            prop_assert_eq!(got.line, i as u64 + 2);
+            if i == k {
+                prop_assert_eq!(got.read_issue.as_ref().map(|x| x.code), Some(deskport::model::IssueCode::CsvUnterminatedQuote));
+            } else {
+                prop_assert!(got.read_issue.is_none(), "row {}: {:?}", i, got.read_issue);
+                let got: Vec<&str> = got.record.iter().collect();
+                prop_assert_eq!(got, want.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+        }
     }
 
     #[test]
