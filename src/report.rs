@@ -107,6 +107,8 @@ pub struct ValidateReport {
     pub outputs: BTreeMap<&'static str, String>,
     /// How the in-file duplicate check used memory and its temporary files.
     pub duplicate_index: SpillStats,
+    /// Per phone column: valid as read, and in the regions the numbers suggest.
+    pub phone_diagnosis: Vec<crate::validate::diagnosis::PhoneColumn>,
 }
 
 impl ValidateReport {
@@ -156,6 +158,11 @@ impl ValidateReport {
                 "  unmapped columns (not used): {}\n",
                 self.unmapped_columns.join(", ")
             ));
+        }
+        for d in &self.phone_diagnosis {
+            if let Some(s) = &d.suggestion {
+                out.push_str(&format!("  phones: {s}\n"));
+            }
         }
         for (what, path) in &self.outputs {
             out.push_str(&format!("  {what} → {path}\n"));

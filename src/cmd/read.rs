@@ -38,6 +38,10 @@ pub struct ReadArgs {
     /// or reject the row.
     #[arg(long, value_enum, default_value_t = ExtensionPolicy::Keep)]
     phone_extensions: ExtensionPolicy,
+    /// Read phone numbers in --default-region whatever the row's country column says (when
+    /// the country describes the customer, not the phone; validate's summary suggests it).
+    #[arg(long, requires = "default_region")]
+    phones_ignore_country: bool,
     /// How custom date fields written 02/04/2024 are read: strict (refuse as ambiguous), dmy or mdy.
     #[arg(long, value_enum, default_value_t = DateOrder::Strict)]
     date_order: DateOrder,
@@ -116,6 +120,7 @@ impl ReadArgs {
             date_order: self.date_order,
             required_fields: true,
             phone_extensions: self.phone_extensions,
+            phones_ignore_country: self.phones_ignore_country,
         })
     }
 

@@ -12,6 +12,7 @@ use crate::output::{CleanWriter, OutputError, RejectsWriter};
 use crate::pipeline::{check_batches, CheckOptions, CheckedBatch};
 use crate::progress::Progress;
 use crate::report::{Tally, ValidateReport};
+use crate::validate::diagnosis::PhoneSample;
 use crate::validate::Rules;
 use crossbeam_channel::bounded;
 use std::collections::BTreeMap;
@@ -186,7 +187,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
         (written, checked)
     });
     progress.finish();
-    let tally = tally??;
+    let (tally, phones) = tally??;
     let checked = checked?;
 
     let mapping = match checked.last_mapping {
@@ -223,6 +224,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
         },
         outputs,
         duplicate_index: checked.duplicate_index,
+        phone_diagnosis: phones.finish(&config.rules),
         tally,
     };
     if let Some(path) = &config.report {
@@ -241,8 +243,9 @@ fn write_all(
     columns_can_grow: bool,
     source_format: input::Format,
     on_batch: impl Fn(&Tally),
-) -> Result<Tally, Error> {
+) -> Result<(Tally, PhoneSample), Error> {
     let mut tally = Tally::default();
+    let mut phones = PhoneSample::default();
     let mut clean: Option<CleanWriter> = None;
     let mut rejects: Option<RejectsWriter> = None;
     let open = |mapping: &ResolvedMapping,
@@ -267,6 +270,7 @@ fn write_all(
         open(&batch.mapping, &batch.columns, &mut clean, &mut rejects)?;
         for row in &batch.rows {
             tally.add(row);
+            phones.add(row, &batch.mapping, &config.rules);
             if row.is_clean() {
                 if let (Some(w), Some(c)) = (clean.as_mut(), row.customer.as_ref()) {
                     w.write(c, &row.raw)?;
@@ -278,7 +282,7 @@ fn write_all(
         on_batch(&tally);
     }
     if failed.load(Ordering::SeqCst) {
-        return Ok(tally);
+        return Ok((tally, phones));
     }
     let mapping = config.mapping.resolve(initial_columns);
     open(&mapping, initial_columns, &mut clean, &mut rejects)?;
@@ -288,7 +292,7 @@ fn write_all(
     if let Some(w) = rejects {
         w.finish()?;
     }
-    Ok(tally)
+    Ok((tally, phones))
 }
 
 fn write_report(path: &Path, report: &ValidateReport) -> Result<(), Error> {

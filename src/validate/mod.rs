@@ -7,6 +7,7 @@
 
 pub mod country;
 pub mod custom;
+pub mod diagnosis;
 pub mod email;
 pub mod file;
 pub mod first_seen;
@@ -74,6 +75,9 @@ pub struct Rules {
     pub required_fields: bool,
     /// A phone number with an extension: kept without it (a warning), or rejected.
     pub phone_extensions: ExtensionPolicy,
+    /// Read every phone in `default_region` (or as international), whatever the row's
+    /// country says (for files whose country column does not describe the phones).
+    pub phones_ignore_country: bool,
 }
 
 /// What to do with a phone number that has an extension (`+1-363-717-0669x0743`).
@@ -92,7 +96,7 @@ impl Rules {
     /// rules is refused (the duplicate check's memory limits change nothing and are left out).
     pub fn identity(&self) -> String {
         format!(
-            "platform={} region={} duplicates={:?}{}{}",
+            "platform={} region={} duplicates={:?}{}{}{}",
             self.platform.map_or("none", Platform::name),
             self.default_region
                 .map_or_else(|| "none".to_string(), |r| format!("{r:?}")),
@@ -104,6 +108,11 @@ impl Rules {
             match self.phone_extensions {
                 ExtensionPolicy::Keep => "",
                 ExtensionPolicy::Reject => " extensions=reject",
+            },
+            if self.phones_ignore_country {
+                " phones-ignore-country"
+            } else {
+                ""
             }
         )
     }
@@ -119,6 +128,7 @@ impl Default for Rules {
             date_order: DateOrder::Strict,
             required_fields: true,
             phone_extensions: ExtensionPolicy::Keep,
+            phones_ignore_country: false,
         }
     }
 }
@@ -210,7 +220,9 @@ pub fn normalize(raw: &RawRow, mapping: &ResolvedMapping, rules: &Rules) -> (Cus
         match country::to_alpha2(p.value) {
             Some(code) => {
                 customer.country = Some(code.to_string());
-                region = phone::region_from_code(code).or(region);
+                if !rules.phones_ignore_country {
+                    region = phone::region_from_code(code).or(region);
+                }
             }
             None => {
                 customer.country = Some(p.value.to_string());

@@ -117,6 +117,15 @@ pub fn parse(raw: &str, region: Option<Region>) -> Result<(String, Option<String
     ))
 }
 
+/// The region a valid international number (`+…`) belongs to.
+pub fn region_of(international: &str) -> Option<Region> {
+    let number = PHONE_NUMBER_UTIL.parse(international, None).ok()?;
+    number
+        .is_valid()
+        .then(|| number.get_region_code())
+        .flatten()
+}
+
 /// Whether `value` is exactly a valid phone number in E.164 form (`+31612345678`).
 pub fn is_e164(value: &str) -> bool {
     value.len() > 2

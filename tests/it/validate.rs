@@ -288,6 +288,45 @@ fn phone_extensions_are_kept_apart_and_the_number_stays() {
 }
 
 #[test]
+fn the_summary_says_when_the_country_column_does_not_explain_the_phones() {
+    let wd = Workdir::new();
+    let mut text = String::from("Customer Id,Country,Phone 1\n");
+    let formats = [
+        "(201) 555-01{:02}",
+        "201.555.01{:02}",
+        "+1-201-555-01{:02}x743",
+        "212-555-01{:02}",
+    ];
+    for i in 0..40 {
+        let country = ["Latvia", "Ukraine"][i % 2];
+        let phone = formats[i % 4].replace("{:02}", &format!("{:02}", i));
+        text.push_str(&format!("C{i},{country},{phone}\n"));
+    }
+    wd.write("na.csv", &text);
+    let out = wd.run(&["validate", "na.csv", "--report", "report.json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("try --default-region US --phones-ignore-country"),
+        "{err}"
+    );
+    let report: Value = serde_json::from_str(&wd.read("report.json")).unwrap();
+    let d = &report["phone_diagnosis"][0];
+    assert_eq!(d["column"], "Phone 1");
+    assert_eq!(d["sampled"], 40);
+    assert_eq!(d["valid_in_region"][0][0], "US", "{d}");
+    assert!(d["valid_in_region"][0][1].as_u64() >= Some(2 * d["valid_as_read"].as_u64().unwrap()));
+    // Following the advice reads them all.
+    let (code, report) = validate(
+        &wd,
+        "na.csv",
+        &["--default-region", "US", "--phones-ignore-country"],
+    );
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["clean"], 40);
+    assert!(report["phone_diagnosis"][0]["suggestion"].is_null());
+}
+
+#[test]
 fn max_invalid_decides_the_exit_code() {
     let wd = Workdir::new();
     wd.write(
