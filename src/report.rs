@@ -109,6 +109,8 @@ pub struct ValidateReport {
     pub duplicate_index: SpillStats,
     /// Per phone column: valid as read, and in the regions the numbers suggest.
     pub phone_diagnosis: Vec<crate::validate::diagnosis::PhoneColumn>,
+    /// How much of the country column is recognised.
+    pub country_diagnosis: crate::validate::diagnosis::CountryColumn,
 }
 
 impl ValidateReport {
@@ -158,6 +160,9 @@ impl ValidateReport {
                 "  unmapped columns (not used): {}\n",
                 self.unmapped_columns.join(", ")
             ));
+        }
+        if let Some(s) = self.country_diagnosis.suggestion() {
+            out.push_str(&format!("  {s}\n"));
         }
         for d in &self.phone_diagnosis {
             if let Some(s) = &d.suggestion {

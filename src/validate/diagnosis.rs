@@ -30,16 +30,58 @@ pub struct PhoneColumn {
     pub suggestion: Option<String>,
 }
 
+/// How much of the country column is recognised.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CountryColumn {
+    /// Rows with a country value.
+    pub filled: u64,
+    /// Of those, values that are no ISO code or known country name.
+    pub unrecognised: u64,
+    /// A few of the unrecognised values, as written.
+    pub examples: Vec<String>,
+}
+
+impl CountryColumn {
+    /// The summary line when most values are not countries.
+    pub fn suggestion(&self) -> Option<String> {
+        (self.filled > 0 && self.unrecognised * 2 > self.filled).then(|| {
+            format!(
+                "country: {} of {} values are not recognised countries (e.g. {}); phones in those rows are read with --default-region",
+                percent(self.unrecognised, self.filled),
+                self.filled,
+                self.examples.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+}
+
 /// Collects the sample while rows are written.
 #[derive(Debug, Default)]
 pub struct PhoneSample {
     /// Column → (value, the region the run read it in).
     values: BTreeMap<String, Vec<(String, Option<Region>)>>,
+    /// The country column's figures.
+    pub country: CountryColumn,
 }
 
 impl PhoneSample {
     /// Takes the phone cells of one checked row (until each column has [`SAMPLE`]).
     pub fn add(&mut self, row: &CheckedRow, mapping: &ResolvedMapping, rules: &Rules) {
+        if let Some(value) = row.customer.as_ref().and_then(|c| c.country.as_deref()) {
+            self.country.filled += 1;
+            if row
+                .issues
+                .iter()
+                .any(|i| i.code == crate::model::IssueCode::CountryUnknown)
+            {
+                self.country.unrecognised += 1;
+                if self.country.examples.len() < 3
+                    && !self.country.examples.iter().any(|e| e == value)
+                {
+                    self.country.examples.push(value.to_string());
+                }
+            }
+        }
         let country = row
             .customer
             .as_ref()

@@ -225,6 +225,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
         outputs,
         duplicate_index: checked.duplicate_index,
         phone_diagnosis: phones.finish(&config.rules),
+        country_diagnosis: phones.country.clone(),
         tally,
     };
     if let Some(path) = &config.report {

@@ -324,6 +324,21 @@ fn the_summary_says_when_the_country_column_does_not_explain_the_phones() {
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["clean"], 40);
     assert!(report["phone_diagnosis"][0]["suggestion"].is_null());
+    // A country column that is mostly not countries is pointed out too.
+    wd.write(
+        "c.csv",
+        "Customer Id,Country,Phone 1\n1,Narnia,+31612345678\n2,Mordor,+31612345679\n3,NL,+31612345670\n",
+    );
+    let out = wd.run(&["validate", "c.csv", "--report", "report.json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "country: 67% of 3 values are not recognised countries (e.g. \"Narnia\", \"Mordor\")"
+        ),
+        "{err}"
+    );
+    let report: Value = serde_json::from_str(&wd.read("report.json")).unwrap();
+    assert_eq!(report["country_diagnosis"]["unrecognised"], 2);
 }
 
 #[test]
