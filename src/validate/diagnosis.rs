@@ -12,7 +12,7 @@ use crate::model::CheckedRow;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
-/// Numbers sampled per phone column (the first ones met).
+/// Rows whose phone numbers are sampled (the first ones).
 pub const SAMPLE: usize = 2000;
 
 /// One phone column's figures.
@@ -55,17 +55,19 @@ impl CountryColumn {
     }
 }
 
-/// Collects the sample while rows are written.
+/// Collects, while rows are written, the phone sample (the first [`SAMPLE`] rows) and the
+/// country column's figures (every row).
 #[derive(Debug, Default)]
-pub struct PhoneSample {
+pub struct Diagnosis {
     /// Column → (value, the region the run read it in).
     values: BTreeMap<String, Vec<(String, Option<Region>)>>,
+    rows_sampled: usize,
     /// The country column's figures.
     pub country: CountryColumn,
 }
 
-impl PhoneSample {
-    /// Takes the phone cells of one checked row (until each column has [`SAMPLE`]).
+impl Diagnosis {
+    /// Takes one checked row.
     pub fn add(&mut self, row: &CheckedRow, mapping: &ResolvedMapping, rules: &Rules) {
         if let Some(value) = row.customer.as_ref().and_then(|c| c.country.as_deref()) {
             self.country.filled += 1;
@@ -82,6 +84,11 @@ impl PhoneSample {
                 }
             }
         }
+        // The sample is the first rows: past them the phone cells are not looked at.
+        if self.rows_sampled >= SAMPLE {
+            return;
+        }
+        self.rows_sampled += 1;
         let country = row
             .customer
             .as_ref()
@@ -90,22 +97,18 @@ impl PhoneSample {
             .and_then(phone::region_from_code);
         let region = country.or(rules.default_region);
         for (i, target) in mapping.targets.iter().enumerate() {
-            if *target != Target::Field(Field::Phone) {
-                continue;
-            }
             let value = row.raw.record.get(i).unwrap_or("").trim();
-            if value.is_empty() {
-                continue;
-            }
-            let list = self.values.entry(mapping.columns[i].clone()).or_default();
-            if list.len() < SAMPLE {
-                list.push((value.to_string(), region));
+            if *target == Target::Field(Field::Phone) && !value.is_empty() {
+                self.values
+                    .entry(mapping.columns[i].clone())
+                    .or_default()
+                    .push((value.to_string(), region));
             }
         }
     }
 
-    /// The figures per column.
-    pub fn finish(&self, rules: &Rules) -> Vec<PhoneColumn> {
+    /// The figures per phone column.
+    pub fn phone_columns(&self, rules: &Rules) -> Vec<PhoneColumn> {
         self.values
             .iter()
             .map(|(column, values)| diagnose(column, values, rules))

@@ -12,7 +12,7 @@ use crate::output::{CleanWriter, OutputError, RejectsWriter};
 use crate::pipeline::{check_batches, CheckOptions, CheckedBatch};
 use crate::progress::Progress;
 use crate::report::{Tally, ValidateReport};
-use crate::validate::diagnosis::PhoneSample;
+use crate::validate::diagnosis::Diagnosis;
 use crate::validate::Rules;
 use crossbeam_channel::bounded;
 use std::collections::BTreeMap;
@@ -187,7 +187,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
         (written, checked)
     });
     progress.finish();
-    let (tally, phones) = tally??;
+    let (tally, diagnosis) = tally??;
     let checked = checked?;
 
     let mapping = match checked.last_mapping {
@@ -224,8 +224,8 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
         },
         outputs,
         duplicate_index: checked.duplicate_index,
-        phone_diagnosis: phones.finish(&config.rules),
-        country_diagnosis: phones.country.clone(),
+        phone_diagnosis: diagnosis.phone_columns(&config.rules),
+        country_diagnosis: diagnosis.country.clone(),
         tally,
     };
     if let Some(path) = &config.report {
@@ -244,9 +244,9 @@ fn write_all(
     columns_can_grow: bool,
     source_format: input::Format,
     on_batch: impl Fn(&Tally),
-) -> Result<(Tally, PhoneSample), Error> {
+) -> Result<(Tally, Diagnosis), Error> {
     let mut tally = Tally::default();
-    let mut phones = PhoneSample::default();
+    let mut diagnosis = Diagnosis::default();
     let mut clean: Option<CleanWriter> = None;
     let mut rejects: Option<RejectsWriter> = None;
     let open = |mapping: &ResolvedMapping,
@@ -271,7 +271,7 @@ fn write_all(
         open(&batch.mapping, &batch.columns, &mut clean, &mut rejects)?;
         for row in &batch.rows {
             tally.add(row);
-            phones.add(row, &batch.mapping, &config.rules);
+            diagnosis.add(row, &batch.mapping, &config.rules);
             if row.is_clean() {
                 if let (Some(w), Some(c)) = (clean.as_mut(), row.customer.as_ref()) {
                     w.write(c, &row.raw)?;
@@ -283,7 +283,7 @@ fn write_all(
         on_batch(&tally);
     }
     if failed.load(Ordering::SeqCst) {
-        return Ok((tally, phones));
+        return Ok((tally, diagnosis));
     }
     let mapping = config.mapping.resolve(initial_columns);
     open(&mapping, initial_columns, &mut clean, &mut rejects)?;
@@ -293,7 +293,7 @@ fn write_all(
     if let Some(w) = rejects {
         w.finish()?;
     }
-    Ok((tally, phones))
+    Ok((tally, diagnosis))
 }
 
 fn write_report(path: &Path, report: &ValidateReport) -> Result<(), Error> {
