@@ -1,7 +1,7 @@
 //! `deskport check`: flags → read-only calls against the account → what deskport understood
 //! of each reply (keys and shapes, never values) → exit 0 when it can work with it.
 
-use super::connect::{omnidesk_client, udesk_client, ConnectArgs};
+use super::connect::{udesk_client, ConnectArgs};
 use super::Ui;
 use crate::check;
 use crate::validate::Platform;
@@ -45,7 +45,7 @@ pub fn run(args: CheckArgs, ui: Ui) -> anyhow::Result<Exit> {
         let report = match connect.target {
             Platform::Omnidesk => {
                 let brand = connect.omnidesk_brand(args.brand_id, false)?;
-                let client = omnidesk_client(settings, base, brand, transport, connect.omnidesk_custom_keys());
+                let client = connect.omnidesk_client(settings, base, brand, transport);
                 check::omnidesk(&client, brand).await
             }
             Platform::Udesk => check::udesk(&udesk_client(settings, base, transport)).await,

@@ -358,16 +358,22 @@ fn log_pause(ui: Ui, notice: &PauseNotice) {
     }
 }
 
-/// The Omnidesk client for these settings.
-pub fn omnidesk_client(
-    settings: &PlatformSettings,
-    base: BaseUrl,
-    brand: u64,
-    transport: Transport,
-    keys: CustomKeys,
-) -> Arc<Omnidesk> {
-    let key = settings.api_key.clone().unwrap_or_else(|| Secret::new(""));
-    Arc::new(Omnidesk::new(base, key, brand, transport).with_custom_keys(keys))
+impl ConnectArgs {
+    /// The Omnidesk client for these settings, writing custom field keys in the forms the
+    /// flags ask for.
+    pub fn omnidesk_client(
+        &self,
+        settings: &PlatformSettings,
+        base: BaseUrl,
+        brand: u64,
+        transport: Transport,
+    ) -> Arc<Omnidesk> {
+        let key = settings.api_key.clone().unwrap_or_else(|| Secret::new(""));
+        Arc::new(
+            Omnidesk::new(base, key, brand, transport)
+                .with_custom_keys(self.omnidesk_custom_keys()),
+        )
+    }
 }
 
 /// The Udesk client for these settings (a token, else log-in with the password).

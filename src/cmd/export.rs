@@ -1,7 +1,7 @@
 //! `deskport export`: flags → [`ExportConfig`] → [`export::run`](crate::export::run) →
 //! summary and, when stopped, the command that continues.
 
-use super::connect::{omnidesk_client, rerun_hint, spawn_ctrl_c, udesk_client, ConnectArgs};
+use super::connect::{rerun_hint, spawn_ctrl_c, udesk_client, ConnectArgs};
 use super::{seconds, usage, Ui};
 use crate::export::{self as export_cmd, ExportConfig, OutFormat, UdeskSource};
 use crate::import::Stop;
@@ -165,13 +165,7 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
         config.scroll_ttl = ttl;
         config.progress = ui.progress();
         let client = match target {
-            Platform::Omnidesk => export_cmd::Client::Omnidesk(omnidesk_client(
-                settings,
-                base,
-                args.brand_id.unwrap_or(1),
-                transport,
-                connect.omnidesk_custom_keys(),
-            )),
+            Platform::Omnidesk => export_cmd::Client::Omnidesk(connect.omnidesk_client(settings, base, args.brand_id.unwrap_or(1), transport)),
             Platform::Udesk => {
                 let udesk = udesk_client(settings, base, transport);
                 if titled {

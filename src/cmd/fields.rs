@@ -2,7 +2,7 @@
 //! table or JSON, and saved for `--fields FILE` (offline `validate`, or an import whose
 //! account no longer answers the definitions call).
 
-use super::connect::{omnidesk_client, udesk_client, ConnectArgs};
+use super::connect::{udesk_client, ConnectArgs};
 use super::Ui;
 use crate::validate::Platform;
 use crate::{Error, Exit};
@@ -55,15 +55,10 @@ pub fn run(args: FieldsArgs, ui: Ui) -> anyhow::Result<Exit> {
         let fields = match connect.target {
             Platform::Omnidesk => {
                 let brand = connect.omnidesk_brand(args.brand_id, true)?;
-                omnidesk_client(
-                    settings,
-                    base,
-                    brand,
-                    transport,
-                    connect.omnidesk_custom_keys(),
-                )
-                .custom_fields_seen(args.records.max(1))
-                .await
+                connect
+                    .omnidesk_client(settings, base, brand, transport)
+                    .custom_fields_seen(args.records.max(1))
+                    .await
             }
             Platform::Udesk => {
                 udesk_client(settings, base, transport)

@@ -1,7 +1,7 @@
 //! `deskport import`: flags → [`ImportConfig`] → [`import::run`](crate::import::run) (or the
 //! dry run) against the chosen platform → summary and the command that resumes.
 
-use super::connect::{omnidesk_client, rerun_hint, spawn_ctrl_c, udesk_client, ConnectArgs};
+use super::connect::{rerun_hint, spawn_ctrl_c, udesk_client, ConnectArgs};
 use super::read::ReadArgs;
 use super::{usage, Ui};
 use crate::import::{self as import_cmd, ImportConfig, Mode, Stop};
@@ -131,13 +131,7 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
             Platform::Omnidesk => {
                 let brand = connect.omnidesk_brand(args.brand_id, args.dry_run)?;
                 config.brand_id = Some(brand);
-                let client = omnidesk_client(
-                    settings,
-                    base,
-                    brand,
-                    transport,
-                    connect.omnidesk_custom_keys(),
-                );
+                let client = connect.omnidesk_client(settings, base, brand, transport);
                 drive(client, &config, &args, lookups, stop, &hint, ui).await
             }
             Platform::Udesk => {

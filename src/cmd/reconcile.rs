@@ -1,6 +1,6 @@
 //! `deskport reconcile`: flags → [`ReconcileConfig`] → [`reconcile::run`] → summary.
 
-use super::connect::{omnidesk_client, udesk_client, ConnectArgs};
+use super::connect::{udesk_client, ConnectArgs};
 use super::read::ReadArgs;
 use super::{usage, Ui};
 use crate::export as export_cmd;
@@ -80,7 +80,7 @@ pub fn run(args: ReconcileArgs, ui: Ui) -> anyhow::Result<Exit> {
         let client = match connect.target {
             Platform::Omnidesk => {
                 let brand = connect.omnidesk_brand(args.brand_id, false)?;
-                export_cmd::Client::Omnidesk(omnidesk_client(settings, base, brand, transport, connect.omnidesk_custom_keys()))
+                export_cmd::Client::Omnidesk(connect.omnidesk_client(settings, base, brand, transport))
             }
             Platform::Udesk => export_cmd::Client::Udesk(udesk_client(settings, base, transport)),
         };
