@@ -143,6 +143,22 @@ async fn fields_lists_the_account_and_saves_what_validate_reads_offline() {
         "{err}"
     );
     assert!(!rig.work.file("r.csv").exists());
+    // Read from the account instead of the file, the same error.
+    let out = run(rig.deskport(&[
+        "validate",
+        "c.csv",
+        "--target",
+        "udesk",
+        "--base-url",
+        &base,
+    ]))
+    .await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("requires custom fields"),
+        "{}",
+        describe(&out)
+    );
     // The dry run checks with the same definitions, offline.
     let out = rig.work.run(&[
         "import",
