@@ -10,6 +10,7 @@ use crate::input::{InputError, RowReader};
 use crate::mapping::{Mapping, ResolvedMapping};
 use crate::model::{CheckedRow, RowBatch};
 use crate::validate::first_seen::SpillStats;
+use crate::validate::profile::{profile_batch, BatchProfile};
 use crate::validate::{check_row, DuplicateIndex, Rules};
 use crossbeam_channel::bounded;
 use rayon::prelude::*;
@@ -27,6 +28,8 @@ pub struct CheckedBatch {
     pub mapping: Arc<ResolvedMapping>,
     /// The checked rows.
     pub rows: Vec<CheckedRow>,
+    /// Their column profile, when [`CheckOptions::profile`] asked for one.
+    pub profile: Option<BatchProfile>,
 }
 
 /// How to check.
@@ -40,6 +43,8 @@ pub struct CheckOptions<'a> {
     pub threads: usize,
     /// Rows per batch.
     pub batch_rows: usize,
+    /// Whether to profile the source columns (on the checking pool).
+    pub profile: bool,
 }
 
 /// What a finished [`check_batches`] leaves behind.
@@ -124,10 +129,14 @@ pub fn check_batches(
                         .map(|raw| check_row(raw, &mapping, rules))
                         .collect()
                 });
+                let profile = options
+                    .profile
+                    .then(|| pool.install(|| profile_batch(&rows, &mapping, &batch.columns, 256)));
                 let checked = CheckedBatch {
                     columns: batch.columns,
                     mapping,
                     rows,
+                    profile,
                 };
                 if checked_tx.send(Ok(checked)).is_err() {
                     break;
@@ -179,6 +188,7 @@ pub fn spawn_checked(
             rules: &rules,
             threads,
             batch_rows,
+            profile: false,
         };
         if let Err(e) = check_batches(reader, options, |b| tx.blocking_send(Ok(b)).is_ok()) {
             tx.blocking_send(Err(e)).ok();

@@ -21,6 +21,23 @@ pub struct CodeCount {
     pub count: u64,
     /// The first lines it occurred on.
     pub first_lines: Vec<u64>,
+    /// The first occurrences, with the column, the value as read and the message.
+    pub samples: Vec<IssueSample>,
+}
+
+/// One occurrence of an issue, as the report shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IssueSample {
+    /// The line the row starts on.
+    pub line: u64,
+    /// The source column, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// The value as read (cut to 200 characters), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// What is wrong.
+    pub message: String,
 }
 
 /// The running tally of a validation run.
@@ -60,8 +77,17 @@ impl Tally {
                     severity: issue.severity,
                     count: 0,
                     first_lines: Vec::new(),
+                    samples: Vec::new(),
                 });
             entry.count += 1;
+            if entry.samples.len() < EXAMPLE_LINES {
+                entry.samples.push(IssueSample {
+                    line: row.raw.line,
+                    column: issue.column.clone(),
+                    value: issue.value.clone(),
+                    message: issue.message.clone(),
+                });
+            }
             if entry.first_lines.len() < EXAMPLE_LINES
                 && entry.first_lines.last() != Some(&row.raw.line)
             {
@@ -111,6 +137,8 @@ pub struct ValidateReport {
     pub phone_diagnosis: Vec<crate::validate::diagnosis::PhoneColumn>,
     /// How much of the country column is recognised.
     pub country_diagnosis: crate::validate::diagnosis::CountryColumn,
+    /// Per source column: fill, distinct values, commonest values, formats, share valid.
+    pub column_profile: Vec<crate::validate::profile::ColumnProfile>,
 }
 
 impl ValidateReport {

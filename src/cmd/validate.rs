@@ -33,6 +33,10 @@ pub struct ValidateArgs {
     /// Write the JSON report here.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Write the report as one self-contained HTML page here (summary, diagnosis, column
+    /// profile, sample rows per issue).
+    #[arg(long, value_name = "FILE")]
+    report_html: Option<PathBuf>,
     /// Keep the columns no rule maps in the clean CSV, in their order, after the others.
     #[arg(long)]
     keep_unmapped: bool,
@@ -118,6 +122,7 @@ pub fn run(args: ValidateArgs, ui: Ui) -> anyhow::Result<Exit> {
     config.out = args.out;
     config.rejects = args.rejects;
     config.report = args.report;
+    config.report_html = args.report_html;
     config.keep_unmapped = args.keep_unmapped;
     config.progress = ui.progress();
     let report = file::run(&config)?;

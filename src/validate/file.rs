@@ -13,6 +13,7 @@ use crate::pipeline::{check_batches, CheckOptions, CheckedBatch};
 use crate::progress::Progress;
 use crate::report::{Tally, ValidateReport};
 use crate::validate::diagnosis::Diagnosis;
+use crate::validate::profile::Profile;
 use crate::validate::Rules;
 use crossbeam_channel::bounded;
 use std::collections::BTreeMap;
@@ -42,6 +43,8 @@ pub struct ValidateConfig {
     pub rejects: Option<PathBuf>,
     /// Where the JSON report goes.
     pub report: Option<PathBuf>,
+    /// Where the HTML report goes.
+    pub report_html: Option<PathBuf>,
     /// Worker threads for checking.
     pub threads: usize,
     /// Rows per batch.
@@ -62,6 +65,7 @@ impl ValidateConfig {
             out: None,
             rejects: None,
             report: None,
+            report_html: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             batch_rows: DEFAULT_BATCH_ROWS,
             progress: false,
@@ -176,6 +180,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
             rules: &config.rules,
             threads: config.threads,
             batch_rows: config.batch_rows,
+            profile: config.report.is_some() || config.report_html.is_some(),
         };
         // A send fails only when the writer failed; its error is reported below.
         let checked = check_batches(reader, options, |batch| checked_tx.send(batch).is_ok());
@@ -187,7 +192,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
         (written, checked)
     });
     progress.finish();
-    let (tally, diagnosis) = tally??;
+    let (tally, diagnosis, profile) = tally??;
     let checked = checked?;
 
     let mapping = match checked.last_mapping {
@@ -200,6 +205,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
         ("clean", &config.out),
         ("rejects", &config.rejects),
         ("report", &config.report),
+        ("report_html", &config.report_html),
     ] {
         if let Some(p) = path {
             outputs.insert(what, p.display().to_string());
@@ -226,10 +232,14 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
         duplicate_index: checked.duplicate_index,
         phone_diagnosis: diagnosis.phone_columns(&config.rules),
         country_diagnosis: diagnosis.country.clone(),
+        column_profile: profile.columns(),
         tally,
     };
     if let Some(path) = &config.report {
         write_report(path, &report)?;
+    }
+    if let Some(path) = &config.report_html {
+        write_output(path, crate::validate::html::render(&report).as_bytes())?;
     }
     Ok(report)
 }
@@ -244,9 +254,10 @@ fn write_all(
     columns_can_grow: bool,
     source_format: input::Format,
     on_batch: impl Fn(&Tally),
-) -> Result<(Tally, Diagnosis), Error> {
+) -> Result<(Tally, Diagnosis, Profile), Error> {
     let mut tally = Tally::default();
     let mut diagnosis = Diagnosis::default();
+    let mut profile = Profile::default();
     let mut clean: Option<CleanWriter> = None;
     let mut rejects: Option<RejectsWriter> = None;
     let open = |mapping: &ResolvedMapping,
@@ -267,8 +278,11 @@ fn write_all(
         }
         Ok(())
     };
-    for batch in batches.iter() {
+    for mut batch in batches.iter() {
         open(&batch.mapping, &batch.columns, &mut clean, &mut rejects)?;
+        if let Some(p) = batch.profile.take() {
+            profile.add(p, &batch.columns, &batch.mapping);
+        }
         for row in &batch.rows {
             tally.add(row);
             diagnosis.add(row, &batch.mapping, &config.rules);
@@ -283,7 +297,7 @@ fn write_all(
         on_batch(&tally);
     }
     if failed.load(Ordering::SeqCst) {
-        return Ok((tally, diagnosis));
+        return Ok((tally, diagnosis, profile));
     }
     let mapping = config.mapping.resolve(initial_columns);
     open(&mapping, initial_columns, &mut clean, &mut rejects)?;
@@ -293,12 +307,16 @@ fn write_all(
     if let Some(w) = rejects {
         w.finish()?;
     }
-    Ok((tally, diagnosis))
+    Ok((tally, diagnosis, profile))
 }
 
 fn write_report(path: &Path, report: &ValidateReport) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(report).map_err(|e| Error::Internal(e.to_string()))?;
-    crate::output::write_whole(path, (text + "\n").as_bytes()).map_err(|source| {
+    write_output(path, (text + "\n").as_bytes())
+}
+
+fn write_output(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    crate::output::write_whole(path, bytes).map_err(|source| {
         Error::Output(OutputError {
             path: path.to_path_buf(),
             source,

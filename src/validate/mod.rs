@@ -11,8 +11,10 @@ pub mod diagnosis;
 pub mod email;
 pub mod file;
 pub mod first_seen;
+pub mod html;
 pub mod name;
 pub mod phone;
+pub mod profile;
 
 use crate::fields::DateOrder;
 use crate::mapping::{Field, ResolvedMapping, Target};

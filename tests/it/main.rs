@@ -10,5 +10,6 @@ mod hostile;
 mod import;
 mod platform_docs;
 mod properties;
+mod report;
 mod sandbox;
 mod validate;
