@@ -10,7 +10,7 @@ use crate::input::{InputError, RowReader};
 use crate::mapping::{Mapping, ResolvedMapping};
 use crate::model::{CheckedRow, RowBatch};
 use crate::validate::first_seen::SpillStats;
-use crate::validate::profile::{profile_batch, BatchProfile};
+use crate::validate::profile::Profile;
 use crate::validate::{check_row, DuplicateIndex, Rules};
 use crossbeam_channel::bounded;
 use rayon::prelude::*;
@@ -28,8 +28,6 @@ pub struct CheckedBatch {
     pub mapping: Arc<ResolvedMapping>,
     /// The checked rows.
     pub rows: Vec<CheckedRow>,
-    /// Their column profile, when [`CheckOptions::profile`] asked for one.
-    pub profile: Option<BatchProfile>,
 }
 
 /// How to check.
@@ -54,6 +52,8 @@ pub struct CheckSummary {
     pub last_mapping: Option<Arc<ResolvedMapping>>,
     /// How the in-file duplicate index used memory and disk.
     pub duplicate_index: SpillStats,
+    /// The source columns' profile, when [`CheckOptions::profile`] asked for one.
+    pub profile: Option<Profile>,
 }
 
 /// Refuses columns that do not fit the account (custom columns naming no field, required
@@ -98,6 +98,7 @@ pub fn check_batches(
         // Checking runs a batch ahead of the duplicate check, which needs input order.
         let checker = scope.spawn(move || {
             let mut current: Option<(Arc<Vec<String>>, Arc<ResolvedMapping>)> = None;
+            let mut profile = options.profile.then(Profile::default);
             for message in raw_rx.iter() {
                 let batch = match message {
                     Ok(batch) => batch,
@@ -129,19 +130,19 @@ pub fn check_batches(
                         .map(|raw| check_row(raw, &mapping, rules))
                         .collect()
                 });
-                let profile = options
-                    .profile
-                    .then(|| pool.install(|| profile_batch(&rows, &mapping, &batch.columns, 256)));
+                if let Some(p) = profile.as_mut() {
+                    pool.install(|| p.add(&rows, &batch.columns, &mapping));
+                }
                 let checked = CheckedBatch {
                     columns: batch.columns,
                     mapping,
                     rows,
-                    profile,
                 };
                 if checked_tx.send(Ok(checked)).is_err() {
                     break;
                 }
             }
+            profile
         });
         let mut index = DuplicateIndex::new(options.rules);
         let mut last_mapping = None;
@@ -159,12 +160,13 @@ pub fn check_batches(
             Ok::<_, Error>(())
         })();
         drop(checked_rx);
-        checker
+        let profile = checker
             .join()
             .map_err(|_| Error::Internal("checker thread panicked".into()))?;
         result.map(|()| CheckSummary {
             last_mapping,
             duplicate_index: index.spill_stats(),
+            profile,
         })
     })
 }

@@ -192,7 +192,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
         (written, checked)
     });
     progress.finish();
-    let (tally, diagnosis, profile) = tally??;
+    let (tally, diagnosis) = tally??;
     let checked = checked?;
 
     let mapping = match checked.last_mapping {
@@ -232,7 +232,11 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
         duplicate_index: checked.duplicate_index,
         phone_diagnosis: diagnosis.phone_columns(&config.rules),
         country_diagnosis: diagnosis.country.clone(),
-        column_profile: profile.columns(),
+        column_profile: checked
+            .profile
+            .as_ref()
+            .map(Profile::columns)
+            .unwrap_or_default(),
         tally,
     };
     if let Some(path) = &config.report {
@@ -254,10 +258,9 @@ fn write_all(
     columns_can_grow: bool,
     source_format: input::Format,
     on_batch: impl Fn(&Tally),
-) -> Result<(Tally, Diagnosis, Profile), Error> {
+) -> Result<(Tally, Diagnosis), Error> {
     let mut tally = Tally::default();
     let mut diagnosis = Diagnosis::default();
-    let mut profile = Profile::default();
     let mut clean: Option<CleanWriter> = None;
     let mut rejects: Option<RejectsWriter> = None;
     let open = |mapping: &ResolvedMapping,
@@ -278,11 +281,8 @@ fn write_all(
         }
         Ok(())
     };
-    for mut batch in batches.iter() {
+    for batch in batches.iter() {
         open(&batch.mapping, &batch.columns, &mut clean, &mut rejects)?;
-        if let Some(p) = batch.profile.take() {
-            profile.add(p, &batch.columns, &batch.mapping);
-        }
         for row in &batch.rows {
             tally.add(row);
             diagnosis.add(row, &batch.mapping, &config.rules);
@@ -297,7 +297,7 @@ fn write_all(
         on_batch(&tally);
     }
     if failed.load(Ordering::SeqCst) {
-        return Ok((tally, diagnosis, profile));
+        return Ok((tally, diagnosis));
     }
     let mapping = config.mapping.resolve(initial_columns);
     open(&mapping, initial_columns, &mut clean, &mut rejects)?;
@@ -307,7 +307,7 @@ fn write_all(
     if let Some(w) = rejects {
         w.finish()?;
     }
-    Ok((tally, diagnosis, profile))
+    Ok((tally, diagnosis))
 }
 
 fn write_report(path: &Path, report: &ValidateReport) -> Result<(), Error> {
