@@ -6,7 +6,12 @@ use std::str::FromStr;
 
 /// Normalizes one address, or says why it is not one.
 pub fn normalize(raw: &str) -> Result<String, String> {
-    let trimmed = raw.trim().trim_start_matches("mailto:");
+    // `strip_prefix`, not `trim_start_matches`: a string pattern there sets up a two-way
+    // searcher on every call.
+    let mut trimmed = raw.trim();
+    while let Some(rest) = trimmed.strip_prefix("mailto:") {
+        trimmed = rest;
+    }
     let parsed =
         EmailAddress::from_str(trimmed).map_err(|e| format!("not a valid email address: {e}"))?;
     let local = parsed.local_part();

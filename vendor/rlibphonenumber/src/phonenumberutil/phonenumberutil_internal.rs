@@ -1576,7 +1576,13 @@ impl PhoneNumberUtilInternal {
     /// national_number if it is written in RFC3966; otherwise extract a possible
     /// number out of it and write to national_number.
     pub fn build_national_number_for_parsing(&self, number_to_parse: &str) -> ParseResult<String> {
-        let index_of_phone_context = number_to_parse.find(RFC3966_PHONE_CONTEXT);
+        // deskport patch: both parameters start with ';', which almost no number has; a
+        // `str::find` of a string pattern sets up a two-way searcher on every call.
+        let index_of_phone_context = if number_to_parse.contains(';') {
+            number_to_parse.find(RFC3966_PHONE_CONTEXT)
+        } else {
+            None
+        };
 
         let mut national_number =
             String::with_capacity(number_to_parse.len() + RFC3966_PREFIX.len());
@@ -1623,7 +1629,11 @@ impl PhoneNumberUtilInternal {
         // Delete the isdn-subaddress and everything after it if it is present. Note
         // extension won't appear at the same time with isdn-subaddress according to
         // paragraph 5.3 of the RFC3966 spec.
-        let index_of_isdn = national_number.find(RFC3966_ISDN_SUBADDRESS);
+        let index_of_isdn = if national_number.contains(';') {
+            national_number.find(RFC3966_ISDN_SUBADDRESS)
+        } else {
+            None
+        };
         if let Some(index_of_isdn) = index_of_isdn {
             national_number.truncate(index_of_isdn);
         }
