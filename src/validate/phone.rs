@@ -84,8 +84,29 @@ pub fn to_e164(raw: &str, region: Option<Region>) -> Result<String, PhoneProblem
 
 /// Normalizes one phone number to E.164 and gives its extension apart (`+1 363-717-0669
 /// x0743` → `+13637170669`, `0743`); the number itself must be valid.
+///
+/// A number that is not valid as written and starts with `00` is read once more with the
+/// `00` as the international prefix (ITU's recommended one, `001-201-555-0123` → `+1…`),
+/// since no national number starts so: this reads it under regions whose own prefix is
+/// another (`011` in North America) or with no region at all. A number valid as written
+/// is never read the other way.
 pub fn parse(raw: &str, region: Option<Region>) -> Result<(String, Option<String>), PhoneProblem> {
     let raw = raw.trim();
+    let as_written = parse_as_written(raw, region);
+    if as_written.is_err() {
+        if let Some(rest) = raw.strip_prefix("00").filter(|r| !r.starts_with('0')) {
+            if let Ok(parsed) = parse_as_written(&format!("+{rest}"), region) {
+                return Ok(parsed);
+            }
+        }
+    }
+    as_written
+}
+
+fn parse_as_written(
+    raw: &str,
+    region: Option<Region>,
+) -> Result<(String, Option<String>), PhoneProblem> {
     let international = raw.starts_with('+') || raw.starts_with("00");
     let number = PHONE_NUMBER_UTIL.parse(raw, region).map_err(|e| match e {
         ParseError::InvalidCountryCode if region.is_none() && !international => {
@@ -140,6 +161,33 @@ mod tests {
 
     fn e164(raw: &str, region: &str) -> Result<String, PhoneProblem> {
         to_e164(raw, region_from_code(region))
+    }
+
+    #[test]
+    fn a_00_prefix_is_read_as_international_where_the_region_dials_out_otherwise() {
+        let us = region_from_code("US");
+        assert_eq!(
+            parse("001-201-555-0123x77", us),
+            Ok(("+12015550123".into(), Some("77".into())))
+        );
+        assert_eq!(
+            parse("001 201 555 0123", None),
+            Ok(("+12015550123".into(), None))
+        );
+        assert_eq!(
+            parse("0031 6 12345678", us),
+            Ok(("+31612345678".into(), None))
+        );
+        // Where 00 is the region's own prefix nothing changes; a valid national reading wins.
+        assert_eq!(
+            parse("0031 6 12345678", region_from_code("DE")),
+            Ok(("+31612345678".into(), None))
+        );
+        assert_eq!(
+            parse("0612345678", region_from_code("NL")),
+            Ok(("+31612345678".into(), None))
+        );
+        assert!(parse("000 123", us).is_err());
     }
 
     #[test]
