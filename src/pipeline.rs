@@ -10,7 +10,6 @@ use crate::input::{InputError, RowReader};
 use crate::mapping::{Mapping, ResolvedMapping};
 use crate::model::{CheckedRow, RowBatch};
 use crate::validate::first_seen::SpillStats;
-use crate::validate::profile::Profile;
 use crate::validate::{check_row, DuplicateIndex, Rules};
 use crossbeam_channel::bounded;
 use rayon::prelude::*;
@@ -41,8 +40,6 @@ pub struct CheckOptions<'a> {
     pub threads: usize,
     /// Rows per batch.
     pub batch_rows: usize,
-    /// Whether to profile the source columns (on the checking pool).
-    pub profile: bool,
 }
 
 /// What a finished [`check_batches`] leaves behind.
@@ -52,8 +49,6 @@ pub struct CheckSummary {
     pub last_mapping: Option<Arc<ResolvedMapping>>,
     /// How the in-file duplicate index used memory and disk.
     pub duplicate_index: SpillStats,
-    /// The source columns' profile, when [`CheckOptions::profile`] asked for one.
-    pub profile: Option<Profile>,
 }
 
 /// Refuses columns that do not fit the account (custom columns naming no field, required
@@ -98,7 +93,6 @@ pub fn check_batches(
         // Checking runs a batch ahead of the duplicate check, which needs input order.
         let checker = scope.spawn(move || {
             let mut current: Option<(Arc<Vec<String>>, Arc<ResolvedMapping>)> = None;
-            let mut profile = options.profile.then(Profile::default);
             for message in raw_rx.iter() {
                 let batch = match message {
                     Ok(batch) => batch,
@@ -130,9 +124,6 @@ pub fn check_batches(
                         .map(|raw| check_row(raw, &mapping, rules))
                         .collect()
                 });
-                if let Some(p) = profile.as_mut() {
-                    pool.install(|| p.add(&rows, &batch.columns, &mapping));
-                }
                 let checked = CheckedBatch {
                     columns: batch.columns,
                     mapping,
@@ -142,7 +133,6 @@ pub fn check_batches(
                     break;
                 }
             }
-            profile
         });
         let mut index = DuplicateIndex::new(options.rules);
         let mut last_mapping = None;
@@ -160,13 +150,12 @@ pub fn check_batches(
             Ok::<_, Error>(())
         })();
         drop(checked_rx);
-        let profile = checker
+        checker
             .join()
             .map_err(|_| Error::Internal("checker thread panicked".into()))?;
         result.map(|()| CheckSummary {
             last_mapping,
             duplicate_index: index.spill_stats(),
-            profile,
         })
     })
 }
@@ -190,7 +179,6 @@ pub fn spawn_checked(
             rules: &rules,
             threads,
             batch_rows,
-            profile: false,
         };
         if let Err(e) = check_batches(reader, options, |b| tx.blocking_send(Ok(b)).is_ok()) {
             tx.blocking_send(Err(e)).ok();

@@ -180,7 +180,6 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
             rules: &config.rules,
             threads: config.threads,
             batch_rows: config.batch_rows,
-            profile: config.report.is_some() || config.report_html.is_some(),
         };
         // A send fails only when the writer failed; its error is reported below.
         let checked = check_batches(reader, options, |batch| checked_tx.send(batch).is_ok());
@@ -192,7 +191,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
         (written, checked)
     });
     progress.finish();
-    let (tally, diagnosis) = tally??;
+    let (tally, diagnosis, profile) = tally??;
     let checked = checked?;
 
     let mapping = match checked.last_mapping {
@@ -232,11 +231,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
         duplicate_index: checked.duplicate_index,
         phone_diagnosis: diagnosis.phone_columns(&config.rules),
         country_diagnosis: diagnosis.country.clone(),
-        column_profile: checked
-            .profile
-            .as_ref()
-            .map(Profile::columns)
-            .unwrap_or_default(),
+        column_profile: profile.as_ref().map(Profile::columns).unwrap_or_default(),
         tally,
     };
     if let Some(path) = &config.report {
@@ -258,9 +253,12 @@ fn write_all(
     columns_can_grow: bool,
     source_format: input::Format,
     on_batch: impl Fn(&Tally),
-) -> Result<(Tally, Diagnosis), Error> {
+) -> Result<(Tally, Diagnosis, Option<Profile>), Error> {
     let mut tally = Tally::default();
     let mut diagnosis = Diagnosis::default();
+    // Built here, where the rows are at hand and no other stage waits for it.
+    let mut profile =
+        (config.report.is_some() || config.report_html.is_some()).then(Profile::default);
     let mut clean: Option<CleanWriter> = None;
     let mut rejects: Option<RejectsWriter> = None;
     let open = |mapping: &ResolvedMapping,
@@ -283,6 +281,9 @@ fn write_all(
     };
     for batch in batches.iter() {
         open(&batch.mapping, &batch.columns, &mut clean, &mut rejects)?;
+        if let Some(p) = profile.as_mut() {
+            p.add(&batch.rows, &batch.columns, &batch.mapping);
+        }
         for row in &batch.rows {
             tally.add(row);
             diagnosis.add(row, &batch.mapping, &config.rules);
@@ -297,7 +298,7 @@ fn write_all(
         on_batch(&tally);
     }
     if failed.load(Ordering::SeqCst) {
-        return Ok((tally, diagnosis));
+        return Ok((tally, diagnosis, profile));
     }
     let mapping = config.mapping.resolve(initial_columns);
     open(&mapping, initial_columns, &mut clean, &mut rejects)?;
@@ -307,7 +308,7 @@ fn write_all(
     if let Some(w) = rejects {
         w.finish()?;
     }
-    Ok((tally, diagnosis))
+    Ok((tally, diagnosis, profile))
 }
 
 fn write_report(path: &Path, report: &ValidateReport) -> Result<(), Error> {

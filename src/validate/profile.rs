@@ -342,15 +342,13 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// Profiles one batch, a column per task on the current rayon pool (each column's rows
-    /// in order, so the result does not depend on the threads).
+    /// Profiles one batch, column by column, each column's rows in order.
     pub fn add(
         &mut self,
         rows: &[CheckedRow],
         columns: &Arc<Vec<String>>,
         mapping: &ResolvedMapping,
     ) {
-        use rayon::prelude::*;
         let sources = match &self.last {
             Some((cols, sources)) if Arc::ptr_eq(cols, columns) => sources.clone(),
             _ => {
@@ -386,7 +384,7 @@ impl Profile {
         self.rows += rows.len() as u64;
         let targets = &self.targets;
         self.stats
-            .par_iter_mut()
+            .iter_mut()
             .zip(&self.names)
             .zip(sources)
             .enumerate()
