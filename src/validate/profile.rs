@@ -2,10 +2,11 @@
 //! (estimated), its commonest values, what its values look like, and how many of them the
 //! rules accepted.
 //!
-//! Built on the checking pool, a chunk of rows at a time, and merged in input order by the
-//! writer: every piece is mergeable (counts; a HyperLogLog++ sketch; a Misra–Gries summary
-//! of the frequent values), so the profile costs the writer a few merges per batch, not work
-//! per cell, and its memory is fixed per column whatever the file size.
+//! Built by the writer stage, batch by batch in input order (so the same whatever the
+//! threads), from counts, a HyperLogLog++ sketch and a Misra–Gries summary of the frequent
+//! values per column: memory fixed per column whatever the file size, and per cell one
+//! hash, one table look-up and, for a value the rules did not already type, a look at its
+//! bytes.
 
 use crate::mapping::{Field, ResolvedMapping, Target};
 use crate::model::CheckedRow;
