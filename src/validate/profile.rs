@@ -209,7 +209,12 @@ impl Frequent {
             let i = i as usize;
             self.counts[i] += 1;
             if self.values[i].is_none() {
-                self.values[i] = Some(value.into());
+                // Only what the report quotes: a huge field must not stay in memory.
+                let end = value
+                    .char_indices()
+                    .nth(MAX_VALUE_CHARS)
+                    .map_or(value.len(), |(i, _)| i);
+                self.values[i] = Some(value[..end].into());
             }
             return true;
         }
@@ -427,7 +432,7 @@ impl Profile {
                     top_values: top
                         .into_iter()
                         .map(|(count, value)| TopValue {
-                            value: value.chars().take(MAX_VALUE_CHARS).collect(),
+                            value: value.to_string(),
                             count,
                         })
                         .collect(),
@@ -615,6 +620,12 @@ mod tests {
         }
         assert!(f.exact);
         assert!(f.counts.iter().all(|&c| c == 100));
+        // A long value is kept only as far as the report quotes it.
+        let long = "é".repeat(10_000);
+        f.add(12_345, &long);
+        f.add(12_345, &long);
+        let kept = f.values.last().unwrap().as_deref().unwrap();
+        assert_eq!(kept.chars().count(), MAX_VALUE_CHARS);
         let mut f = Frequent::default();
         // One value is a third of the stream; the rest are all distinct.
         for i in 0..3000u64 {
