@@ -14,6 +14,9 @@
 //!   nothing written) to show what writing adds;
 //! - `udesk`: 100,000 customers, 20 ms latency, the budget at 10 calls a second (a sandbox
 //!   minute of 6 s): the achieved rate against the bound the budget sets;
+//! - `compress`: DESKPORT_BENCH_CUSTOMERS (default 100,000) Omnidesk customers, no
+//!   latency, to `.csv`, `.csv.gz` and `.csv.zst`, interleaved three times: medians and
+//!   the ratios to plain CSV (target: `.zst` within 10%);
 //! - `rss`: peak RSS exporting DESKPORT_BENCH_RSS_CUSTOMERS customers (default 1,000,000)
 //!   from each platform.
 
@@ -33,11 +36,17 @@ struct Run {
     report: Value,
 }
 
-/// Runs the exporter; returns wall time, peak RSS of the child and its JSON summary.
+/// Runs the exporter to `out.csv`; returns wall time, peak RSS of the child and its JSON
+/// summary.
 fn run_export(dir: &Path, args: &[String]) -> Run {
+    run_export_to(dir, "out.csv", args)
+}
+
+/// [`run_export`] to the file `out` (in `dir`).
+fn run_export_to(dir: &Path, out: &str, args: &[String]) -> Run {
     let log = dir.join("stderr.log");
     for suffix in ["", ".partial", ".checkpoint"] {
-        let _ = std::fs::remove_file(dir.join(format!("out.csv{suffix}")));
+        let _ = std::fs::remove_file(dir.join(format!("{out}{suffix}")));
     }
     let (secs, rss) = run_measured(
         Command::new(env!("CARGO_BIN_EXE_deskport"))
@@ -45,7 +54,7 @@ fn run_export(dir: &Path, args: &[String]) -> Run {
             .env("DESKPORT_OMNIDESK_API_KEY", sandbox::DEMO_OMNIDESK_API_KEY)
             .env("DESKPORT_UDESK_EMAIL", sandbox::DEMO_UDESK_EMAIL)
             .env("DESKPORT_UDESK_TOKEN", sandbox::DEMO_UDESK_TOKEN)
-            .args(["--log-format", "json", "export", "--out", "out.csv"])
+            .args(["--log-format", "json", "export", "--out", out])
             .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file")),
@@ -216,6 +225,44 @@ impl Bench {
         drop(server);
     }
 
+    fn compress(&self) {
+        let customers = env_number("DESKPORT_BENCH_CUSTOMERS", 100_000);
+        let n = customers.to_string();
+        let server = self.sandbox(&["--seed-customers", &n]);
+        let args = strings(&[
+            "--target",
+            "omnidesk",
+            "--base-url",
+            &server.base,
+            "--max-concurrency",
+            "8",
+        ]);
+        let outs = ["out.csv", "out.csv.gz", "out.csv.zst"];
+        let mut secs: Vec<Vec<f64>> = vec![Vec::new(); outs.len()];
+        for _ in 0..3 {
+            for (i, out) in outs.iter().enumerate() {
+                let run = run_export_to(&self.dir, out, &args);
+                assert_eq!(run.report["rows"].as_u64(), Some(customers));
+                secs[i].push(run.secs);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let medians: Vec<f64> = secs.iter_mut().map(median).collect();
+        for (i, out) in outs.iter().enumerate() {
+            let bytes = std::fs::metadata(self.dir.join(out)).map_or(0, |m| m.len());
+            println!(
+                "compress {out:<12} {:>6.2} s (median of 3)  {:>6.1} MB  {:.2}x plain CSV time",
+                medians[i],
+                bytes as f64 / 1e6,
+                medians[i] / medians[0]
+            );
+        }
+        drop(server);
+    }
+
     fn rss(&self) {
         let customers = env_number("DESKPORT_BENCH_RSS_CUSTOMERS", 1_000_000);
         eprintln!("seeding {customers} customers …");
@@ -253,8 +300,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let scenarios =
-        std::env::var("DESKPORT_BENCH_SCENARIOS").unwrap_or_else(|_| "omnidesk,udesk,rss".into());
+    let scenarios = std::env::var("DESKPORT_BENCH_SCENARIOS")
+        .unwrap_or_else(|_| "omnidesk,udesk,compress,rss".into());
     let dir = tempfile::tempdir().expect("temp dir");
     let bench = Bench {
         runtime: tokio::runtime::Runtime::new().expect("runtime"),
@@ -265,6 +312,7 @@ fn main() {
             "omnidesk" => bench.omnidesk(),
             "udesk" => bench.udesk(),
             "rss" => bench.rss(),
+            "compress" => bench.compress(),
             other => eprintln!("unknown scenario {other:?}"),
         }
     }

@@ -30,7 +30,8 @@ Exit codes:
 pub struct ExportArgs {
     #[command(flatten)]
     connect: ConnectArgs,
-    /// The file to write; it appears only when the export is complete.
+    /// The file to write; it appears only when the export is complete. A name ending in
+    /// .gz or .zst is compressed (gzip, Zstandard), resumable like a plain one.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
     /// csv or jsonl (default: from the extension of --out, else csv).
@@ -110,6 +111,12 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
                 ));
             }
         }
+    }
+    let to_stdout = args.out == std::path::Path::new("-");
+    if to_stdout && (args.resume || args.checkpoint.is_some()) {
+        return Err(usage(
+            "--out - streams to standard output and keeps no checkpoint, so it cannot be resumed: write to a file (--out FILE) to resume",
+        ));
     }
     let format = args
         .format
@@ -192,7 +199,7 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
             Ok(r) => r,
             Err(e) => {
                 let exit = e.exit();
-                let resumable = matches!(exit, Exit::Aborted);
+                let resumable = matches!(exit, Exit::Aborted) && !to_stdout;
                 let message = if resumable {
                     format!("{e}\nnothing written is lost; continue with:\n  {hint}")
                 } else {
@@ -206,10 +213,10 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
         };
         ui.summary(
             || match report.stopped {
-                Some(_) => format!("{}continue with:\n  {hint}\n", report.summary()),
-                None => report.summary(),
+                Some(_) if !to_stdout => format!("{}continue with:\n  {hint}\n", report.summary()),
+                _ => report.summary(),
             },
-            || serde_json::json!({"level": "info", "event": "summary", "command": "export", "report": report, "resume": report.stopped.as_ref().map(|_| &hint)}),
+            || serde_json::json!({"level": "info", "event": "summary", "command": "export", "report": report, "resume": report.stopped.as_ref().filter(|_| !to_stdout).map(|_| &hint)}),
         );
         Ok(if report.stopped.is_some() {
             Exit::Aborted

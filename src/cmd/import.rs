@@ -32,7 +32,7 @@ Exit codes:
 /// `deskport import`'s flags.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The CSV or JSONL file (gzip allowed).
+    /// The CSV or JSONL file (gzip or zstd allowed).
     input: String,
     #[command(flatten)]
     read: ReadArgs,

@@ -27,7 +27,7 @@ Exit codes:
 /// `deskport reconcile`'s flags.
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
-    /// The CSV or JSONL file that was imported (gzip allowed).
+    /// The CSV or JSONL file that was imported (gzip or zstd allowed).
     input: String,
     #[command(flatten)]
     read: ReadArgs,

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 /// `deskport validate`'s flags.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// The CSV or JSONL file (gzip allowed), or - for standard input.
+    /// The CSV or JSONL file (gzip or zstd allowed), or - for standard input.
     input: String,
     #[command(flatten)]
     read: ReadArgs,

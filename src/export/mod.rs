@@ -10,6 +10,7 @@
 //! export of the same data. A run lock on `OUT.lock` keeps two exports off one file.
 
 pub mod checkpoint;
+pub mod compress;
 pub mod record;
 pub mod source;
 
@@ -20,6 +21,7 @@ use crate::platform::udesk::{ListFilter, Udesk};
 use crate::platform::CallError;
 use crate::progress::Progress;
 use checkpoint::{now_ms, sync_dir, Checkpoint, CheckpointError, Cursor, Params};
+use compress::Compression;
 use record::{guard, header, id_of, Record};
 use rustc_hash::FxHashSet;
 use serde::Serialize;
@@ -49,9 +51,12 @@ impl OutFormat {
         }
     }
 
-    /// From the file name: `.jsonl`/`.ndjson` → JSONL, else CSV.
+    /// From the file name: `.jsonl`/`.ndjson` → JSONL, else CSV (after a `.gz`/`.zst`).
     pub fn from_path(path: &Path) -> OutFormat {
-        match path.extension().and_then(|e| e.to_str()) {
+        match Compression::inner_path(path)
+            .extension()
+            .and_then(|e| e.to_str())
+        {
             Some(e) if e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("ndjson") => {
                 OutFormat::Jsonl
             }
@@ -98,6 +103,8 @@ pub struct ExportConfig {
     pub checkpoint: PathBuf,
     /// Output format.
     pub format: OutFormat,
+    /// How the file is compressed (from its name).
+    pub compression: Compression,
     /// What is exported (checked against the checkpoint on resume).
     pub params: Params,
     /// Continue from the checkpoint (a fresh export when there is none).
@@ -122,6 +129,7 @@ impl ExportConfig {
         ExportConfig {
             checkpoint: suffixed(&out, ".checkpoint"),
             format: OutFormat::from_path(&out),
+            compression: Compression::from_path(&out),
             out,
             params,
             resume: false,
@@ -132,6 +140,12 @@ impl ExportConfig {
             progress: false,
             fields: None,
         }
+    }
+
+    /// Whether the export streams to standard output (`--out -`): no partial file, lock or
+    /// checkpoint, so nothing to resume.
+    pub fn to_stdout(&self) -> bool {
+        self.out == Path::new("-")
     }
 
     /// `OUT.partial`.
@@ -223,6 +237,9 @@ pub struct ExportReport {
     pub out: PathBuf,
     /// Format.
     pub format: &'static str,
+    /// `gzip` or `zstd` when the file is compressed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<&'static str>,
     /// Customers in the file.
     pub rows: u64,
     /// Of those, written by earlier runs (resume).
@@ -281,6 +298,10 @@ impl ExportReport {
                     .as_ref()
                     .map(|s| format!("incomplete: {s}\n"))
                     .unwrap_or_default()
+            ),
+            Some(why) if self.out == Path::new("-") => format!(
+                "export to standard output stopped ({why}) after {} customers ({} pages, {} retries, {:.1} s); what was written is incomplete and there is no checkpoint: run the export again\n",
+                self.rows, self.pages, self.retries, self.elapsed_seconds
             ),
             Some(why) => format!(
                 "export stopped ({why}) after {} customers ({} pages, {} retries, {:.1} s); the checkpoint is written\n",
@@ -344,6 +365,7 @@ struct Writer {
     bytes: u64,
     rows: u64,
     format: OutFormat,
+    compression: Compression,
     raw: bool,
     custom: Option<Vec<String>>,
     /// Option titles for select values (`--labels`).
@@ -412,17 +434,41 @@ impl Writer {
         Ok(())
     }
 
-    /// Appends what is buffered to the file.
+    /// Appends what is buffered to the file (compressed: as one complete member/frame, so
+    /// every flush ends on a boundary a resume can cut at).
     fn flush(&mut self) -> Result<(), ExportError> {
         self.take_csv()?;
-        self.file.write_all(&self.buffer).map_err(|e| self.io(e))?;
-        self.bytes += self.buffer.len() as u64;
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let written = match self.compression {
+            Compression::None => {
+                self.file.write_all(&self.buffer).map_err(|e| self.io(e))?;
+                self.buffer.len()
+            }
+            c => {
+                let framed = c.frame(&self.buffer).map_err(|e| self.io(e))?;
+                self.file.write_all(&framed).map_err(|e| self.io(e))?;
+                framed.len()
+            }
+        };
+        self.bytes += written as u64;
         self.buffer.clear();
         Ok(())
     }
 
     fn sync(&mut self) -> Result<(), ExportError> {
         self.flush()?;
+        if self.bytes == 0 && self.compression != Compression::None {
+            // An empty compressed file is no valid one: an empty member/frame is.
+            let empty = self.compression.frame(&[]).map_err(|e| self.io(e))?;
+            self.file.write_all(&empty).map_err(|e| self.io(e))?;
+            self.bytes += empty.len() as u64;
+        }
+        if self.path == Path::new("-") {
+            // A pipe or terminal has nothing to make durable.
+            return Ok(());
+        }
         self.file.sync_data().map_err(|e| self.io(e))
     }
 }
@@ -447,6 +493,7 @@ fn rebuild_seen(
     path: &Path,
     bytes: u64,
     format: OutFormat,
+    compression: Compression,
     custom: &[String],
     titles: Option<&FieldDefs>,
 ) -> Result<(Seen, u64), ExportError> {
@@ -459,7 +506,7 @@ fn rebuild_seen(
         reason,
     };
     let file = File::open(path).map_err(io)?;
-    let reader = std::io::BufReader::new(file.take(bytes));
+    let reader = std::io::BufReader::new(compression.reader(file.take(bytes)).map_err(io)?);
     let mut seen = Seen::default();
     let mut rows = 0u64;
     match format {
@@ -504,8 +551,11 @@ struct Start {
 }
 
 fn open(config: &ExportConfig) -> Result<Start, ExportError> {
-    let partial = config.partial();
-    let existing = Checkpoint::load(&config.checkpoint)?;
+    let partial = if config.to_stdout() {
+        config.out.clone()
+    } else {
+        config.partial()
+    };
     let io = |source| ExportError::Io {
         path: partial.clone(),
         source,
@@ -516,6 +566,7 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
         bytes: 0,
         rows: 0,
         format: config.format,
+        compression: config.compression,
         raw: config.params.raw,
         custom: None,
         labels: config.fields.clone().filter(|_| config.params.labels),
@@ -526,6 +577,17 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
         csv: csv_writer(),
         buffer: Vec::new(),
     };
+    if config.to_stdout() {
+        use std::os::fd::AsFd;
+        let stdout = std::io::stdout().as_fd().try_clone_to_owned().map_err(io)?;
+        return Ok(Start {
+            writer: new_writer(File::from(stdout)),
+            seen: Seen::default(),
+            cursor: None,
+            pages: 0,
+        });
+    }
+    let existing = Checkpoint::load(&config.checkpoint)?;
     let checkpoint = match existing {
         Some(c) if config.resume && !config.restart => c,
         Some(_) if !config.restart => {
@@ -599,6 +661,7 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
         &partial,
         checkpoint.bytes,
         config.format,
+        config.compression,
         &checkpoint.custom_columns,
         config
             .fields
@@ -638,7 +701,11 @@ pub async fn run(
     stop: Arc<Stop>,
 ) -> Result<ExportReport, ExportError> {
     let started = Instant::now();
-    let _lock = lock(config)?;
+    let _lock = if config.to_stdout() {
+        None
+    } else {
+        Some(lock(config)?)
+    };
     let Start {
         mut writer,
         mut seen,
@@ -697,6 +764,7 @@ pub async fn run(
     let mut report = ExportReport {
         out: config.out.clone(),
         format: config.format.as_str(),
+        compression: config.compression.as_str(),
         rows: writer.rows,
         rows_before,
         pages: 0,
@@ -826,6 +894,9 @@ fn save_checkpoint(
     pages: u64,
 ) -> Result<(), ExportError> {
     writer.sync()?;
+    if config.to_stdout() {
+        return Ok(());
+    }
     let cursor = match cursor {
         Some(c) => c.clone(),
         // Nothing read yet: the start of the listing.
@@ -854,6 +925,9 @@ fn save_checkpoint(
 
 /// The end: rename `OUT.partial` to `OUT` (atomic), make it durable, drop the checkpoint.
 fn finish(config: &ExportConfig) -> Result<(), ExportError> {
+    if config.to_stdout() {
+        return Ok(());
+    }
     let partial = config.partial();
     std::fs::rename(&partial, &config.out).map_err(|source| ExportError::Io {
         path: config.out.clone(),
@@ -929,10 +1003,18 @@ mod tests {
         let keep = text.len() as u64;
         text.push_str("7,torn");
         std::fs::write(&path, &text).unwrap();
-        let (mut seen, rows) = rebuild_seen(&path, keep, OutFormat::Csv, &custom, None).unwrap();
+        let (mut seen, rows) = rebuild_seen(
+            &path,
+            keep,
+            OutFormat::Csv,
+            Compression::None,
+            &custom,
+            None,
+        )
+        .unwrap();
         assert_eq!(rows, 2);
         assert!(!seen.insert("5"));
         assert!(seen.insert("7"));
-        assert!(rebuild_seen(&path, keep, OutFormat::Csv, &[], None).is_err());
+        assert!(rebuild_seen(&path, keep, OutFormat::Csv, Compression::None, &[], None).is_err());
     }
 }

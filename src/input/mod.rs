@@ -67,7 +67,10 @@ impl Format {
             .file_name()
             .map(|n| n.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
-        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        let name = [".gz", ".zst"]
+            .iter()
+            .find_map(|ext| name.strip_suffix(ext))
+            .unwrap_or(&name);
         if [".jsonl", ".ndjson", ".json"]
             .iter()
             .any(|ext| name.ends_with(ext))
@@ -162,6 +165,8 @@ pub struct SourceInfo {
     pub format: Format,
     /// Whether the bytes were gzip-compressed.
     pub gzip: bool,
+    /// Whether the bytes were Zstandard-compressed.
+    pub zstd: bool,
     /// The encoding used to decode, and how it was chosen.
     pub encoding: decode::EncodingInfo,
     /// The CSV delimiter used, and whether it was sniffed.
@@ -244,6 +249,7 @@ pub struct OpenedInput {
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Opens the input, detects compression, encoding, format and delimiter.
 pub fn open(options: &InputOptions) -> Result<OpenedInput, InputError> {
@@ -286,8 +292,14 @@ pub fn open_stream(
         .fill_buf()
         .map_err(|source| InputError::Read { line: 0, source })?;
     let gzip = head.starts_with(&GZIP_MAGIC);
+    let zstd = head.starts_with(&ZSTD_MAGIC);
     let plain: Box<dyn Read + Send> = if gzip {
         Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+    } else if zstd {
+        Box::new(
+            zstd::stream::read::Decoder::with_buffer(buffered)
+                .map_err(|source| InputError::Read { line: 0, source })?,
+        )
     } else {
         Box::new(buffered)
     };
@@ -326,6 +338,7 @@ pub fn open_stream(
             input: options.path.display(),
             format,
             gzip,
+            zstd,
             encoding,
             delimiter,
         },

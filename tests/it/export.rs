@@ -234,6 +234,43 @@ async fn udesk_exports_every_customer_once_with_its_fields() {
 /// Kills the export (SIGKILL) `kills` times at growing sizes of the partial file, resumes,
 /// and compares the final file with an uninterrupted export of the same data.
 async fn kill_and_resume(rig: &Rig, target: &str, out: &str, args: &[&str], kills: usize) {
+    kill_and_resume_as(rig, target, out, args, kills, |bytes| bytes.to_vec()).await
+}
+
+/// The decompressed text of a `.gz` (by the system's `gzip`) or `.zst` (by the zstd crate)
+/// file: readers other than the one the export writes with.
+fn decompressed(name: &str, bytes: &[u8]) -> Vec<u8> {
+    if name.ends_with(".gz") {
+        let mut gzip = Command::new("gzip")
+            .args(["-dc"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("gzip");
+        let mut stdin = gzip.stdin.take().unwrap();
+        let input = bytes.to_vec();
+        let feeder = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+        let out = gzip.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        assert!(out.status.success(), "gzip -dc: {}", describe(&out));
+        out.stdout
+    } else if name.ends_with(".zst") {
+        zstd::stream::decode_all(bytes).expect("zstd frames")
+    } else {
+        bytes.to_vec()
+    }
+}
+
+/// As [`kill_and_resume`], comparing what `decode` makes of the files (a Udesk resume starts
+/// a new scroll, so pages and with them compressed frames may be cut elsewhere).
+async fn kill_and_resume_as(
+    rig: &Rig,
+    target: &str,
+    out: &str,
+    args: &[&str],
+    kills: usize,
+    decode: impl Fn(&[u8]) -> Vec<u8>,
+) {
     let reference = format!("reference-{out}");
     let whole = rig.run(target, &reference, args).await;
     assert_exit(&whole, 0);
@@ -259,6 +296,7 @@ async fn kill_and_resume(rig: &Rig, target: &str, out: &str, args: &[&str], kill
     let last = rig.run(target, out, &resume_args).await;
     assert_exit(&last, 0);
     let got = rig.bytes(out);
+    let (got, expected) = (decode(&got), decode(&expected));
     assert!(
         got == expected,
         "resumed file differs: {} bytes vs {}",
@@ -285,6 +323,107 @@ async fn omnidesk_kill_9_and_resume_gives_the_same_bytes() {
     for fault in ["injected_errors", "injected_drops", "over_capacity"] {
         assert!(stats[fault].as_u64().unwrap() > 0, "{fault}: {stats}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_to_standard_output_is_the_file_and_leaves_nothing_behind() {
+    let rig = Rig::start(3_000).await;
+    for target in ["omnidesk", "udesk"] {
+        let file = rig.run(target, "file.csv", &[]).await;
+        assert_exit(&file, 0);
+        let piped = rig.run(target, "-", &[]).await;
+        assert_exit(&piped, 0);
+        assert!(
+            piped.stdout == rig.bytes("file.csv"),
+            "{target}: stdout differs"
+        );
+        let jsonl = rig.run(target, "-", &["--format", "jsonl"]).await;
+        assert_exit(&jsonl, 0);
+        assert_eq!(
+            String::from_utf8_lossy(&jsonl.stdout).lines().count(),
+            3_000
+        );
+        let summary: Value = serde_json::from_str(
+            String::from_utf8_lossy(&jsonl.stderr)
+                .lines()
+                .last()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(summary["report"]["rows"], 3_000, "{summary}");
+    }
+    for name in ["-", "-.partial", "-.checkpoint", "-.lock"] {
+        assert!(!rig.path(name).exists(), "{name} was left");
+    }
+    // Nothing to resume from: said before anything is read.
+    let resume = rig.run("omnidesk", "-", &["--resume"]).await;
+    assert_exit(&resume, 2);
+    assert!(resume.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&resume.stderr).contains("cannot be resumed"),
+        "{}",
+        describe(&resume)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_exports_hold_the_same_text_and_resume_after_kill_9() {
+    let rig = Rig::start(8_000).await;
+    rig.faults(json!({"latency_ms": 3})).await;
+    let plain = rig.run("omnidesk", "plain.csv", &[]).await;
+    assert_exit(&plain, 0);
+    let plain_jsonl = rig.run("omnidesk", "plain.jsonl", &[]).await;
+    assert_exit(&plain_jsonl, 0);
+    // Omnidesk pages are cut at the same offsets on a resume: the same compressed bytes.
+    kill_and_resume(&rig, "omnidesk", "o.csv.gz", &["--max-concurrency", "2"], 2).await;
+    kill_and_resume(
+        &rig,
+        "omnidesk",
+        "o.jsonl.zst",
+        &["--max-concurrency", "2"],
+        2,
+    )
+    .await;
+    assert_eq!(
+        decompressed("o.csv.gz", &rig.bytes("o.csv.gz")),
+        rig.bytes("plain.csv")
+    );
+    assert_eq!(
+        decompressed("o.jsonl.zst", &rig.bytes("o.jsonl.zst")),
+        rig.bytes("plain.jsonl")
+    );
+    assert!(rig.bytes("o.csv.gz").len() * 3 < rig.bytes("plain.csv").len());
+    // A Udesk resume starts a new scroll: the text is the same, the frames may differ.
+    rig.faults(json!({"latency_ms": 40})).await;
+    kill_and_resume_as(&rig, "udesk", "u.csv.zst", &[], 2, |b| {
+        decompressed("u.csv.zst", b)
+    })
+    .await;
+    // What an export compresses, validate and import read as they are.
+    for file in ["o.csv.gz", "o.jsonl.zst", "u.csv.zst"] {
+        let out = rig
+            .work
+            .run(&["validate", file, "--report", "r.json", "--quiet"]);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{}",
+            describe(&out)
+        );
+        let report: Value = serde_json::from_str(&rig.work.read("r.json")).unwrap();
+        assert_eq!(report["rows_read"], 8_000, "{file}");
+    }
+    // An export with nothing to write is still a valid compressed file.
+    let empty = rig
+        .run(
+            "omnidesk",
+            "none.csv.gz",
+            &["--query", "nosuchcustomeranywhere"],
+        )
+        .await;
+    assert_exit(&empty, 0);
+    let text = String::from_utf8(decompressed("none.csv.gz", &rig.bytes("none.csv.gz"))).unwrap();
+    assert_eq!(text.lines().count(), 1, "the header alone: {text:?}");
+    assert!(text.starts_with(rig.work.read("plain.csv").split(',').next().unwrap()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
