@@ -368,11 +368,19 @@ impl ConnectArgs {
         brand: u64,
         transport: Transport,
     ) -> Arc<Omnidesk> {
+        Arc::new(self.omnidesk(settings, base, brand, transport))
+    }
+
+    /// [`Self::omnidesk_client`], not yet shared, for a command to set more on it.
+    pub fn omnidesk(
+        &self,
+        settings: &PlatformSettings,
+        base: BaseUrl,
+        brand: u64,
+        transport: Transport,
+    ) -> Omnidesk {
         let key = settings.api_key.clone().unwrap_or_else(|| Secret::new(""));
-        Arc::new(
-            Omnidesk::new(base, key, brand, transport)
-                .with_custom_keys(self.omnidesk_custom_keys()),
-        )
+        Omnidesk::new(base, key, brand, transport).with_custom_keys(self.omnidesk_custom_keys())
     }
 }
 

@@ -41,6 +41,10 @@ pub struct ImportArgs {
     /// Omnidesk brand for rows without a brand_id column (with --sandbox: 1).
     #[arg(long, value_name = "N")]
     brand_id: Option<u64>,
+    /// Omnidesk: send noSync with every create and addChannelOnly, so the platform does not
+    /// link other tickets with the same email or phone to the imported customers.
+    #[arg(long)]
+    no_sync: bool,
     /// create: new customers only; upsert: update or create; update: existing customers only.
     #[arg(long, value_enum, default_value_t = Mode::Create)]
     mode: Mode,
@@ -68,6 +72,11 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
     };
     let connect = &args.connect;
     connect.check()?;
+    if args.no_sync && connect.target != Platform::Omnidesk {
+        return Err(usage(
+            "--no-sync is Omnidesk's noSync; Udesk links no tickets to an imported customer",
+        ));
+    }
     let journal_dir = args
         .journal
         .clone()
@@ -131,7 +140,11 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
             Platform::Omnidesk => {
                 let brand = connect.omnidesk_brand(args.brand_id, args.dry_run)?;
                 config.brand_id = Some(brand);
-                let client = connect.omnidesk_client(settings, base, brand, transport);
+                let client = Arc::new(
+                    connect
+                        .omnidesk(settings, base, brand, transport)
+                        .with_no_sync(args.no_sync),
+                );
                 drive(client, &config, &args, lookups, stop, &hint, ui).await
             }
             Platform::Udesk => {

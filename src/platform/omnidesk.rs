@@ -405,6 +405,8 @@ pub struct Omnidesk {
     default_brand: u64,
     transport: Transport,
     custom_keys: CustomKeys,
+    /// Send `noSync` with creates and `addChannelOnly` (`--no-sync`).
+    no_sync: bool,
 }
 
 impl Omnidesk {
@@ -417,7 +419,29 @@ impl Omnidesk {
             default_brand,
             transport,
             custom_keys: CustomKeys::default(),
+            no_sync: false,
         }
+    }
+
+    /// The same client sending `noSync` with every create and `addChannelOnly` (000:292,
+    /// 002:14, 002:67): the platform then does not link other tickets with the same contact
+    /// address to the customer. Sent as `true` when asked and never otherwise, since 001
+    /// says its presence is what counts.
+    pub fn with_no_sync(mut self, no_sync: bool) -> Self {
+        self.no_sync = no_sync;
+        self
+    }
+
+    /// The create form and the `addChannelOnly` forms for `c`, with `noSync` when asked.
+    fn create_forms(&self, c: &Customer) -> (Fields, Vec<Fields>) {
+        let (mut form, mut extras) = create_fields(c, self.default_brand, self.custom_keys.create);
+        if self.no_sync {
+            form.push(field("noSync", "true"));
+            for extra in &mut extras {
+                extra.push(field("noSync", "true"));
+            }
+        }
+        (form, extras)
     }
 
     /// The same client writing custom field keys in these forms.
@@ -656,7 +680,7 @@ impl Target for Omnidesk {
         else {
             return Ok(None);
         };
-        let (form, _) = create_fields(c, self.default_brand, self.custom_keys.create);
+        let (form, _) = self.create_forms(c);
         let sent: Vec<(&str, &str)> = form
             .iter()
             .filter(|(k, _)| k == "firstname" || k == "lastname")
@@ -667,7 +691,7 @@ impl Target for Omnidesk {
     }
 
     async fn create(&self, c: &Customer) -> Result<String, CallError> {
-        let (form, _) = create_fields(c, self.default_brand, self.custom_keys.create);
+        let (form, _) = self.create_forms(c);
         let body = self
             .post_multipart("/api/v2/customer", &form, Retry::NotIdempotent)
             .await?;
@@ -680,7 +704,7 @@ impl Target for Omnidesk {
     }
 
     async fn complete(&self, c: &Customer, _platform_id: &str) -> Result<(), CallError> {
-        let (_, extras) = create_fields(c, self.default_brand, self.custom_keys.create);
+        let (_, extras) = self.create_forms(c);
         for form in &extras {
             self.post_multipart("/api/v2/customer/addChannelOnly", form, Retry::Idempotent)
                 .await?;
@@ -708,7 +732,7 @@ impl Target for Omnidesk {
     }
 
     fn describe_create(&self, c: &Customer) -> String {
-        let (form, extras) = create_fields(c, self.default_brand, self.custom_keys.create);
+        let (form, extras) = self.create_forms(c);
         let mut text = format!(
             "POST {} (multipart/form-data, header apiKey: <redacted>)\n",
             self.base.join("/api/v2/customer")

@@ -344,6 +344,8 @@ pub struct Stats {
     pub injected_drops: AtomicU64,
     /// Applied, then cut.
     pub injected_apply_then_drops: AtomicU64,
+    /// Omnidesk creates and `addChannelOnly` calls that carried `noSync`.
+    pub no_sync_writes: AtomicU64,
 }
 
 impl Stats {
@@ -357,6 +359,7 @@ impl Stats {
             "injected_apply_then_errors": g(&self.injected_apply_then_errors),
             "injected_drops": g(&self.injected_drops),
             "injected_apply_then_drops": g(&self.injected_apply_then_drops),
+            "no_sync_writes": g(&self.no_sync_writes),
         })
     }
 }

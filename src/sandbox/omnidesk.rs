@@ -11,6 +11,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Brands that exist in the sandbox tenant.
@@ -394,6 +395,9 @@ async fn create(
         "extra_email",
         "extra_telephone",
     ];
+    if fields.get("noSync").is_some() {
+        shared.stats.no_sync_writes.fetch_add(1, Ordering::Relaxed);
+    }
     match create_from(&shared, &fields, &known, "brand_id", "primary_id") {
         Ok(id) => written(
             &shared,
@@ -809,6 +813,7 @@ async fn add_channel_only(
         "customer_id",
         "primary_id",
         "brand_id",
+        "noSync",
         "extra_email",
         "extra_telephone",
         "extra_twitter",
@@ -819,6 +824,9 @@ async fn add_channel_only(
             Ok(b) => b,
             Err(r) => return r,
         };
+    if fields.get("noSync").is_some() {
+        shared.stats.no_sync_writes.fetch_add(1, Ordering::Relaxed);
+    }
     let mut channels = Vec::new();
     if let Some(e) = fields.get("extra_email") {
         if let Err(r) = check_email("extra_email", e) {

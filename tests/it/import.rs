@@ -369,6 +369,42 @@ async fn omnidesk_create_holds_exactly_the_valid_rows() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_sync_goes_with_every_create_and_add_channel_only_when_asked() {
+    let rig = Rig::start(SandboxConfig::default()).await;
+    let multi = multichannel_csv(&rig.work);
+    let out = rig.run(&multi, "omnidesk", &["--journal", "plain"]).await;
+    assert_exit(&out, 0);
+    assert_eq!(
+        rig.state().await["stats"]["no_sync_writes"],
+        0,
+        "not unless asked"
+    );
+    let again = rig.work.write(
+        "again.csv",
+        std::fs::read_to_string(&multi)
+            .unwrap()
+            .replace(",Anna,", ",Anja,")
+            .replace('M', "N"),
+    );
+    let out = rig
+        .run(
+            again.to_str().unwrap(),
+            "omnidesk",
+            &["--journal", "nosync", "--no-sync"],
+        )
+        .await;
+    assert_exit(&out, 0);
+    assert_eq!(count(&report(&out), "created"), 3);
+    // Three creates, and N1's two addChannelOnly calls (its third email, two more phones).
+    assert_eq!(rig.state().await["stats"]["no_sync_writes"], 5);
+    let udesk = rig
+        .run(&multi, "udesk", &["--journal", "u", "--no-sync"])
+        .await;
+    assert_exit(&udesk, 2);
+    assert!(String::from_utf8_lossy(&udesk.stderr).contains("--no-sync is Omnidesk's"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udesk_create_uses_bulk_import_and_holds_exactly_the_valid_rows() {
     let rig = Rig::start(SandboxConfig {
         time_scale: 60.0,
