@@ -15,6 +15,7 @@ pub mod import;
 pub mod read;
 pub mod reconcile;
 pub mod sandbox;
+pub mod undo;
 pub mod validate;
 
 use crate::{Error, Exit};
@@ -58,6 +59,9 @@ enum Command {
     /// Write the valid rows of a file to Omnidesk or Udesk, with a journal so a stopped run resumes.
     #[command(after_help = import::HELP)]
     Import(import::ImportArgs),
+    /// Delete exactly the customers an import created (from its journal); resumable.
+    #[command(after_help = undo::HELP)]
+    Undo(undo::UndoArgs),
     /// Export the platform's customers to CSV or JSONL, with a checkpoint so a stopped export resumes.
     #[command(after_help = export::HELP)]
     Export(export::ExportArgs),
@@ -115,6 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Validate(args) => validate::run(args, ui),
         Command::Import(args) => import::run(args, ui),
+        Command::Undo(args) => undo::run(args, ui),
         Command::Export(args) => export::run(args, ui),
         Command::Reconcile(args) => reconcile::run(args, ui),
         Command::Check(args) => check::run(args, ui),

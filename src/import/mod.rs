@@ -22,6 +22,7 @@ pub mod results;
 mod row;
 mod settle;
 mod start;
+pub mod undo;
 mod workers;
 
 use crate::error::Error;

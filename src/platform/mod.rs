@@ -220,6 +220,16 @@ pub trait Target: Send + Sync + 'static {
     fn update(&self, customer: &Customer)
         -> impl Future<Output = Result<String, CallError>> + Send;
 
+    /// Deletes the customer with this platform id; `CallError::NotFound` when there is none
+    /// (already deleted). Idempotent.
+    fn delete(&self, _platform_id: &str) -> impl Future<Output = Result<(), CallError>> + Send {
+        async {
+            Err(CallError::Rejected {
+                message: "this platform client cannot delete".into(),
+            })
+        }
+    }
+
     /// Most rows one bulk create carries (0: the platform has no bulk create).
     fn bulk_rows(&self) -> usize {
         0

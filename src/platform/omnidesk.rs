@@ -712,6 +712,29 @@ impl Target for Omnidesk {
         Ok(())
     }
 
+    /// `DELETE /api/v2/customer/{id}` (000:155-170, whose reply is "No content": an empty
+    /// success is a success).
+    async fn delete(&self, platform_id: &str) -> Result<(), CallError> {
+        if platform_id.is_empty() || !platform_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CallError::Rejected {
+                message: format!("{platform_id:?} is no Omnidesk customer id"),
+            });
+        }
+        let url = self.base.join(&format!("/api/v2/customer/{platform_id}"));
+        self.transport
+            .call(
+                Retry::Idempotent,
+                |client| client.delete(&url).header("apiKey", self.api_key.expose()),
+                |status, headers, body| {
+                    if status.is_success() && body.iter().all(u8::is_ascii_whitespace) {
+                        return Ok(());
+                    }
+                    decode(status, headers, body).map(|_| ())
+                },
+            )
+            .await
+    }
+
     async fn update(&self, c: &Customer) -> Result<String, CallError> {
         let form = update_fields(c, self.default_brand, self.custom_keys.update);
         let url = self.base.join("/api/v2/customer/updateCustomer");

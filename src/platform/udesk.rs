@@ -711,6 +711,23 @@ impl Target for Udesk {
         Ok(customer_id(&reply))
     }
 
+    /// `DELETE /customers/destroy_customer?type=id&content=ID` (003:739-769).
+    async fn delete(&self, platform_id: &str) -> Result<(), CallError> {
+        let query = [
+            ("type", "id".to_string()),
+            ("content", platform_id.to_string()),
+        ];
+        self.signed(
+            reqwest::Method::DELETE,
+            "/open_api_v1/customers/destroy_customer",
+            &query,
+            None,
+            Retry::Idempotent,
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn update(&self, c: &Customer) -> Result<String, CallError> {
         let query = [
             ("type", "token".to_string()),

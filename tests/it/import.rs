@@ -1526,3 +1526,146 @@ async fn the_udesk_call_plan_is_shown_at_the_start_and_in_the_dry_run() {
         after - before
     );
 }
+
+/// `deskport undo JOURNAL --target T --base-url … --yes ARGS`.
+fn undo_command(rig: &Rig, journal: &str, target: &str, args: &[&str]) -> Command {
+    let mut cmd = rig.authed();
+    cmd.args(["--log-format", "json", "undo", journal, "--target", target])
+        .args(["--base-url", &rig.base(), "--yes"])
+        .args(args);
+    if target == "udesk" {
+        cmd.args(["--udesk-minute", "1"]);
+    }
+    cmd
+}
+
+fn undo_lines(rig: &Rig, journal: &str) -> usize {
+    std::fs::read_to_string(rig.work.file(journal).join("undo.jsonl"))
+        .map_or(0, |t| t.lines().count())
+}
+
+async fn undo_after_an_upsert(target: &str) {
+    let rig = Rig::start(SandboxConfig {
+        seed_customers: 40,
+        // Udesk's minute in a second, as the commands' --udesk-minute 1 expect.
+        time_scale: 60.0,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let input = fixture("customers.csv");
+    // A part of the file is there before the import: those rows are updated, not created.
+    let text = std::fs::read_to_string(&input).unwrap();
+    let part: String = text.lines().take(120).map(|l| format!("{l}\n")).collect();
+    let part = rig.work.write("part.csv", part);
+    let pre = rig
+        .run(part.to_str().unwrap(), target, &["--journal", "pre"])
+        .await;
+    assert!(
+        pre.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        describe(&pre)
+    );
+    let before = held_ids(&rig.state().await, target);
+    assert!(before.len() > 60, "{}", before.len());
+
+    let out = rig.run(&input, target, &["--mode", "upsert"]).await;
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        describe(&out)
+    );
+    let r = report(&out);
+    let (created, updated) = (count(&r, "created"), count(&r, "updated"));
+    assert!(created > 200 && updated > 50, "{r}");
+
+    // The dry run lists, sends nothing.
+    let dry = output(undo_command(&rig, "journal", target, &["--dry-run"])).await;
+    assert_exit(&dry, 0);
+    let said = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        said.contains(&format!("undo would delete {created} customers")),
+        "{said}"
+    );
+    assert_eq!(
+        held_ids(&rig.state().await, target).len() as u64,
+        before.len() as u64 + created
+    );
+
+    // Slow deletes, killed part-way, then run again to the end.
+    rig.faults(json!({"latency_ms": 15})).await;
+    let mut child = undo_command(&rig, "journal", target, &["--max-concurrency", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while undo_lines(&rig, "journal") < 20 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "undo ended before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    rig.faults(json!({"error_rate": 0.05, "apply_then_drop_rate": 0.05}))
+        .await;
+    let done = output(undo_command(&rig, "journal", target, &[])).await;
+    assert_exit(&done, 0);
+    let summary: Value = serde_json::from_str(
+        String::from_utf8_lossy(&done.stderr)
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    let u = &summary["report"];
+    assert_eq!(u["created_by_import"], created);
+    assert!(u["deleted_before"].as_u64().unwrap() >= 20, "{u}");
+    assert_eq!(
+        u["deleted"].as_u64().unwrap()
+            + u["deleted_before"].as_u64().unwrap()
+            + u["already_gone"].as_u64().unwrap(),
+        created,
+        "{u}"
+    );
+    assert_eq!(u["updated_not_undone"], updated);
+    // Exactly the customers that were there before the import are left.
+    rig.faults(json!({})).await;
+    assert_eq!(held_ids(&rig.state().await, target), before);
+    let (header, rows) = read_csv(&rig.work.file("journal").join("undo.csv"));
+    assert_eq!(header[3], "undo");
+    assert_eq!(rows.len() as u64, created);
+    assert!(rows.iter().all(|r| r[3] == "deleted" || r[3] == "gone"));
+    // Run again: nothing left to do, nothing sent twice.
+    let again = output(undo_command(&rig, "journal", target, &[])).await;
+    assert_exit(&again, 0);
+    let summary: Value = serde_json::from_str(
+        String::from_utf8_lossy(&again.stderr)
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["report"]["deleted"], 0);
+    assert_eq!(held_ids(&rig.state().await, target), before);
+    // Another target than the import's is refused before anything is sent.
+    let other = if target == "omnidesk" {
+        "udesk"
+    } else {
+        "omnidesk"
+    };
+    let wrong = output(undo_command(&rig, "journal", other, &[])).await;
+    assert_exit(&wrong, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_deletes_exactly_what_an_omnidesk_import_created_and_resumes_after_kill_9() {
+    undo_after_an_upsert("omnidesk").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_deletes_exactly_what_a_udesk_import_created_and_resumes_after_kill_9() {
+    undo_after_an_upsert("udesk").await;
+}
