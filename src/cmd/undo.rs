@@ -125,7 +125,10 @@ pub fn run(args: UndoArgs, ui: Ui) -> anyhow::Result<Exit> {
             }
         };
         connection.close().await;
-        let report = report?;
+        let report = match report {
+            Err(e @ undo::UndoError::Locked(_)) => return Err(usage(e.to_string())),
+            other => other?,
+        };
         ui.summary(
             || match report.stopped {
                 Some(_) => format!("{}continue with:\n  {hint}\n", report.summary(&dir)),

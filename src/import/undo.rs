@@ -32,6 +32,9 @@ pub enum UndoError {
     /// Reading the import's journal failed.
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
+    /// An import or another undo is running on this journal.
+    #[error("{0}")]
+    Locked(String),
     /// Reading or writing the undo's own files failed.
     #[error("{path}: {source}")]
     Io {
@@ -235,6 +238,8 @@ pub async fn run<T: Target>(
     stop: Arc<Stop>,
 ) -> Result<UndoReport, UndoError> {
     let started = Instant::now();
+    // The import's run lock: no import (or second undo) writes this journal meanwhile.
+    let _lock = super::start::lock(dir).map_err(|e| UndoError::Locked(e.to_string()))?;
     let path = dir.join(UNDO_JOURNAL);
     let io = |source| UndoError::Io {
         path: path.clone(),
