@@ -1591,6 +1591,15 @@ async fn undo_after_an_upsert(target: &str) {
         before.len() as u64 + created
     );
 
+    // Replies exactly as documented from here on (Omnidesk's delete: "No content").
+    let profile = rig
+        .http
+        .put(format!("{}/__sandbox/profile", rig.base()))
+        .json(&json!({ "name": "documented" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(profile.status().is_success());
     // Slow deletes, killed part-way, then run again to the end.
     rig.faults(json!({"latency_ms": 15})).await;
     let mut child = undo_command(&rig, "journal", target, &["--max-concurrency", "2"])
@@ -1631,6 +1640,8 @@ async fn undo_after_an_upsert(target: &str) {
         "{u}"
     );
     assert_eq!(u["updated_not_undone"], updated);
+    // The documented empty reply is a delete, not a failure retried into "not found".
+    assert!(u["deleted"].as_u64().unwrap() > 0, "{u}");
     // Exactly the customers that were there before the import are left.
     rig.faults(json!({})).await;
     assert_eq!(held_ids(&rig.state().await, target), before);
