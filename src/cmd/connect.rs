@@ -371,6 +371,15 @@ impl ConnectArgs {
         Arc::new(self.omnidesk(settings, base, brand, transport))
     }
 
+    /// Where rows go, as journals and checkpoints record it: `sandbox`, or the origin.
+    pub fn origin(&self, base: &BaseUrl) -> String {
+        if self.sandbox {
+            "sandbox".to_string()
+        } else {
+            base.join("")
+        }
+    }
+
     /// [`Self::omnidesk_client`], not yet shared, for a command to set more on it.
     pub fn omnidesk(
         &self,

@@ -138,11 +138,7 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
         let connection = connect.connect(ui).await?;
         let settings = &connection.settings;
         let base = connect.require(settings)?;
-        let origin = if connect.sandbox {
-            "sandbox".to_string()
-        } else {
-            base.join("")
-        };
+        let origin = connect.origin(&base);
         let params = crate::export::checkpoint::Params {
             target: target.name().to_string(),
             origin,

@@ -122,11 +122,7 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
             return Err(connect.no_credentials());
         }
         let mut config = config;
-        config.origin = if connect.sandbox {
-            "sandbox".to_string()
-        } else {
-            base.join("")
-        };
+        config.origin = connect.origin(&base);
         let stop = Arc::new(Stop::default());
         let hint = rerun_hint(&[("--journal", config.journal_dir.display().to_string())]);
         spawn_ctrl_c(

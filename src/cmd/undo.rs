@@ -56,7 +56,7 @@ pub fn run(args: UndoArgs, ui: Ui) -> anyhow::Result<Exit> {
     }
     let todo = plan.to_delete();
     let describe = format!(
-        "{} customers created by the import of {} ({} already deleted by an earlier undo); {} updated rows cannot be undone (their earlier values are not known) and {} that existed are left alone",
+        "{} customers created by the import of {} ({} already done by an earlier undo); {} updated rows cannot be undone (their earlier values are not known) and {} that existed are left alone",
         todo.len(),
         plan.header.input,
         plan.created.len() - todo.len(),
@@ -87,11 +87,7 @@ pub fn run(args: UndoArgs, ui: Ui) -> anyhow::Result<Exit> {
         let connection = connect.connect(ui).await?;
         let settings = &connection.settings;
         let base = connect.require(settings)?;
-        let origin = if connect.sandbox {
-            "sandbox".to_string()
-        } else {
-            base.join("")
-        };
+        let origin = connect.origin(&base);
         if let Some(then) = &plan.header.origin {
             if *then != origin {
                 return Err(usage(format!(
