@@ -3,6 +3,7 @@
 
 use super::connect::{rerun_hint, spawn_ctrl_c, udesk_client, ConnectArgs};
 use super::{seconds, usage, Ui};
+use crate::export::changes::{self, default_changes_path, Baseline, ChangesConfig};
 use crate::export::{self as export_cmd, ExportConfig, OutFormat, UdeskSource};
 use crate::import::Stop;
 use crate::validate::Platform;
@@ -75,6 +76,23 @@ pub struct ExportArgs {
     /// field titles, for people who open the file in a spreadsheet (import maps both back).
     #[arg(long, value_enum, default_value_t = Headers::Keys)]
     headers: Headers,
+    /// Also write what changed since PREVIOUS, an earlier export of the same target and
+    /// format: one row per customer inserted, updated (with the fields) or deleted, in
+    /// OUT with .changes before its extension (or --changes).
+    #[arg(long, value_name = "PREVIOUS", conflicts_with = "state")]
+    changes_since: Option<PathBuf>,
+    /// Keep this snapshot's digest in DIR and write the changes since the last export run
+    /// with the same DIR (on the first, every customer is an insert): a cron line needs
+    /// no file juggling.
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Where --changes-since/--state write the changes (.gz/.zst compress).
+    #[arg(long, value_name = "FILE")]
+    changes: Option<PathBuf>,
+    /// CSV with --changes-since/--state: drop the columns of custom fields the platform no
+    /// longer has (by default they stay, empty, so loads downstream do not break).
+    #[arg(long)]
+    drop_removed_columns: bool,
 }
 
 /// How the custom columns of an export are headed.
@@ -121,6 +139,30 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
     let format = args
         .format
         .unwrap_or_else(|| OutFormat::from_path(&args.out));
+    let baseline = match (&args.changes_since, &args.state) {
+        (Some(p), _) => Some(Baseline::File(p.clone())),
+        (None, Some(d)) => Some(Baseline::State(d.clone())),
+        (None, None) => None,
+    };
+    if baseline.is_none() && (args.changes.is_some() || args.drop_removed_columns) {
+        return Err(usage(
+            "--changes and --drop-removed-columns go with --changes-since PREVIOUS or --state DIR",
+        ));
+    }
+    if baseline.is_some() && to_stdout {
+        return Err(usage(
+            "--changes-since and --state compare the finished snapshot file, which --out - does not keep: write to a file (--out FILE)",
+        ));
+    }
+    let changes_out = args
+        .changes
+        .clone()
+        .unwrap_or_else(|| default_changes_path(&args.out));
+    if changes_out == args.out || args.changes_since.as_ref() == Some(&changes_out) {
+        return Err(usage(
+            "--changes must name a file of its own, not the snapshot or PREVIOUS",
+        ));
+    }
     let titled = args.labels || args.headers == Headers::Titles;
     if titled && (target != Platform::Udesk || format != OutFormat::Csv) {
         return Err(usage(
@@ -139,6 +181,7 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
         let settings = &connection.settings;
         let base = connect.require(settings)?;
         let origin = connect.origin(&base);
+        let mut changes_prepared = None;
         let params = crate::export::checkpoint::Params {
             target: target.name().to_string(),
             origin,
@@ -157,7 +200,24 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
             labels: args.labels,
             header_titles: args.headers == Headers::Titles,
         };
+        if let Some(baseline) = baseline {
+            let prepared = changes::prepare(
+                ChangesConfig {
+                    baseline,
+                    out: changes_out,
+                    keep_removed_columns: !args.drop_removed_columns,
+                    temp_dir: spill_dir(&args.out),
+                    sort_budget: changes::SORT_BUDGET,
+                },
+                &params.target,
+                &params.origin,
+                format,
+            )
+            .map_err(|e| usage(e.to_string()))?;
+            changes_prepared = Some(Arc::new(prepared));
+        }
         let mut config = ExportConfig::new(args.out.clone(), params);
+        config.changes = changes_prepared;
         config.format = format;
         if let Some(c) = &args.checkpoint {
             config.checkpoint = c.clone();
@@ -222,4 +282,13 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
             Exit::Ok
         })
     })
+}
+
+/// Where the change comparison's sorted runs spill: beside the output (a disk the export
+/// already writes to, not a memory-backed /tmp).
+fn spill_dir(out: &std::path::Path) -> PathBuf {
+    match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }

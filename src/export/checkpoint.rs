@@ -72,6 +72,9 @@ pub struct Checkpoint {
     pub params: Params,
     /// The custom field columns of the CSV (fixed by the first page).
     pub custom_columns: Vec<String>,
+    /// Of those, the ones kept only because the previous snapshot had them.
+    #[serde(default)]
+    pub kept_columns: Vec<String>,
     /// Where to continue.
     pub cursor: Cursor,
     /// Customers written.
@@ -199,6 +202,7 @@ mod tests {
                 header_titles: false,
             },
             custom_columns: vec!["TextField_1".into()],
+            kept_columns: Vec::new(),
             cursor: Cursor::Scroll {
                 scroll_id: Some("abc".into()),
                 issued_at_ms: 5,

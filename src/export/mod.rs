@@ -9,9 +9,11 @@
 //! it, and continues from the cursor; its final file is byte-identical to an uninterrupted
 //! export of the same data. A run lock on `OUT.lock` keeps two exports off one file.
 
+pub mod changes;
 pub mod checkpoint;
 pub mod compress;
 pub mod record;
+pub mod sorted;
 pub mod source;
 
 use crate::fields::FieldDefs;
@@ -121,6 +123,8 @@ pub struct ExportConfig {
     pub progress: bool,
     /// The account's custom fields, for `--labels` and `--headers titles`.
     pub fields: Option<Arc<FieldDefs>>,
+    /// `--changes-since`/`--state`: the baseline, checked before any request.
+    pub changes: Option<Arc<changes::Prepared>>,
 }
 
 impl ExportConfig {
@@ -139,6 +143,7 @@ impl ExportConfig {
             checkpoint_every: Duration::from_millis(200),
             progress: false,
             fields: None,
+            changes: None,
         }
     }
 
@@ -212,6 +217,9 @@ pub enum ExportError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The changes since the baseline could not be written (the checkpoint is kept).
+    #[error("changes: {0}")]
+    Changes(#[from] changes::ChangesError),
     /// The platform refused or failed (the checkpoint is written; resume later).
     #[error("the platform: {0}")]
     Platform(CallError),
@@ -272,6 +280,9 @@ pub struct ExportReport {
     /// Set when the finished file has fewer customers than the platform reported (less
     /// those that vanished or were filtered out): the export is not to be trusted whole.
     pub short: Option<String>,
+    /// What changed since the baseline (`--changes-since`/`--state`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<changes::ChangesReport>,
 }
 
 impl ExportReport {
@@ -279,7 +290,7 @@ impl ExportReport {
     pub fn summary(&self) -> String {
         match &self.stopped {
             None => format!(
-                "exported {} customers to {} ({}{} pages, {} retries, {} throttled, {:.1} s{})\n{}",
+                "exported {} customers to {} ({}{} pages, {} retries, {} throttled, {:.1} s{})\n{}{}",
                 self.rows,
                 self.out.display(),
                 self.platform_total
@@ -297,6 +308,10 @@ impl ExportReport {
                 self.short
                     .as_ref()
                     .map(|s| format!("incomplete: {s}\n"))
+                    .unwrap_or_default(),
+                self.changes
+                    .as_ref()
+                    .map(changes::ChangesReport::summary)
                     .unwrap_or_default()
             ),
             Some(why) if self.out == Path::new("-") => format!(
@@ -372,6 +387,8 @@ struct Writer {
     labels: Option<Arc<FieldDefs>>,
     /// Field titles for the custom columns' header (`--headers titles`).
     titles: Option<Arc<FieldDefs>>,
+    /// Custom columns written only because the previous snapshot had them.
+    kept: Vec<String>,
     csv: csv::Writer<Vec<u8>>,
     buffer: Vec<u8>,
 }
@@ -384,9 +401,16 @@ impl Writer {
         }
     }
 
-    /// Writes the CSV header once the custom columns are known.
-    fn start(&mut self, custom: Vec<String>) -> Result<(), ExportError> {
+    /// Writes the CSV header once the custom columns are known: the platform's, then those
+    /// of `keep` it no longer has (CSV).
+    fn start(&mut self, mut custom: Vec<String>, keep: &[String]) -> Result<(), ExportError> {
         if self.format == OutFormat::Csv {
+            self.kept = keep
+                .iter()
+                .filter(|k| !custom.contains(k))
+                .cloned()
+                .collect();
+            custom.extend(self.kept.iter().cloned());
             self.csv
                 .write_record(header(&custom, self.titles.as_deref()))
                 .map_err(|e| self.io(e.into()))?;
@@ -574,6 +598,7 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
             .fields
             .clone()
             .filter(|_| config.params.header_titles),
+        kept: Vec::new(),
         csv: csv_writer(),
         buffer: Vec::new(),
     };
@@ -685,6 +710,7 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
     writer.bytes = checkpoint.bytes;
     writer.rows = checkpoint.rows;
     writer.custom = Some(checkpoint.custom_columns.clone());
+    writer.kept = checkpoint.kept_columns.clone();
     Ok(Start {
         writer,
         seen,
@@ -715,6 +741,11 @@ pub async fn run(
     let rows_before = writer.rows;
     let stats = &client.transport().stats;
     let platform = config.params.target.clone();
+    let keep: Vec<String> = config
+        .changes
+        .as_ref()
+        .map(|c| c.keep_columns.clone())
+        .unwrap_or_default();
 
     // Udesk names its custom fields up front; Omnidesk's come with the first page.
     if writer.custom.is_none() {
@@ -723,7 +754,7 @@ pub async fn run(
                 Some(f) => f.as_ref().clone(),
                 None => udesk.custom_fields().await.map_err(ExportError::Platform)?,
             };
-            writer.start(fields.fields.into_iter().map(|f| f.key).collect())?;
+            writer.start(fields.fields.into_iter().map(|f| f.key).collect(), &keep)?;
         }
     }
 
@@ -780,6 +811,7 @@ pub async fn run(
         stopped: None,
         platform_total: None,
         short: None,
+        changes: None,
     };
     let progress = Progress::rows(None, config.progress);
     let mut last_cursor = cursor;
@@ -805,7 +837,7 @@ pub async fn run(
             }
         };
         if writer.custom.is_none() {
-            writer.start(custom_columns_of(&page.records))?;
+            writer.start(custom_columns_of(&page.records), &keep)?;
         }
         for value in &page.records {
             if let Some(id) = id_of(value) {
@@ -845,10 +877,30 @@ pub async fn run(
     if finished {
         if writer.custom.is_none() {
             // Nothing came: the file still gets its header.
-            writer.start(Vec::new())?;
+            writer.start(Vec::new(), &keep)?;
         }
         writer.sync()?;
+        let pending = match &config.changes {
+            Some(prepared) => {
+                let (found, pending) = changes::write(
+                    prepared,
+                    &config.partial(),
+                    config.format,
+                    config.compression,
+                    &writer.kept,
+                    (&config.params.target, &config.params.origin),
+                )?;
+                report.changes = Some(found);
+                pending
+            }
+            None => None,
+        };
         finish(config)?;
+        if let Some(state) = pending {
+            // Only once the snapshot is in place: a run that dies before this compares the
+            // next one with the same earlier state again.
+            state.commit()?;
+        }
     } else if writer.custom.is_some() {
         save_checkpoint(config, &mut writer, last_cursor.as_ref(), pages)?;
     }
@@ -913,6 +965,7 @@ fn save_checkpoint(
         version: checkpoint::VERSION,
         params: config.params.clone(),
         custom_columns: writer.custom.clone().unwrap_or_default(),
+        kept_columns: writer.kept.clone(),
         cursor,
         rows: writer.rows,
         bytes: writer.bytes,

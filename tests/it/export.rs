@@ -900,3 +900,194 @@ async fn reconcile_after_a_udesk_bulk_import_finds_every_row() {
         assert_eq!(counts.get("different"), None, "{rows:?}");
     }
 }
+
+/// The rows of a changes CSV as (op, changed_fields, platform_id), in file order.
+fn change_rows(path: &std::path::Path) -> Vec<(String, String, String)> {
+    let (header, rows) = read_csv(path);
+    assert_eq!(&header[..3], ["op", "changed_fields", "platform_id"]);
+    rows.into_iter()
+        .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nightly_changes_with_a_state_dir_or_a_previous_file_and_after_kill_9() {
+    let rig = Rig::start(3_000).await;
+    let ids: Vec<u64> = rig.server.shared.data().omni.order.clone();
+
+    // The first night: no state yet, every customer is an insert.
+    let first = rig
+        .run("omnidesk", "day1.csv", &["--state", "state", "--details"])
+        .await;
+    assert_exit(&first, 0);
+    assert_eq!(report(&first)["changes"]["first_run"], true);
+    let inserts = change_rows(&rig.path("day1.changes.csv"));
+    assert_eq!(inserts.len(), 3_000);
+    assert!(inserts
+        .iter()
+        .all(|(op, changed, _)| op == "insert" && changed.is_empty()));
+    assert!(rig.path("state/state.json").exists() && rig.path("state/digest").exists());
+
+    // During the day: two customers go, one is renamed, one gains a custom field nobody had
+    // (on the first page, so it becomes a column), one is new. (`--details`: the list has
+    // no custom fields, 000:111-128.)
+    {
+        let mut data = rig.server.shared.data();
+        let omni = &mut data.omni;
+        omni.remove(ids[4]).unwrap();
+        omni.remove(ids[16]).unwrap();
+        omni.customers.get_mut(&ids[9]).unwrap().firstname = "Renamed".into();
+        omni.customers
+            .get_mut(&ids[0])
+            .unwrap()
+            .custom_fields
+            .insert("loyalty".into(), "gold".into());
+        let mut new = omni.customers[&ids[1]].clone();
+        new.id = omni.next_id();
+        new.external_primary_id = "brand-new".into();
+        new.channels.clear();
+        omni.insert(new);
+    }
+    let second = rig
+        .run("omnidesk", "day2.csv", &["--state", "state", "--details"])
+        .await;
+    assert_exit(&second, 0);
+    let changes = &report(&second)["changes"];
+    let counts =
+        |c: &Value| ["inserted", "updated", "deleted", "unchanged"].map(|k| c[k].as_u64().unwrap());
+    assert_eq!(counts(changes), [1, 2, 2, 2_996], "{changes}");
+    assert_eq!(changes["fields_added"], json!(["custom_loyalty"]));
+    let mut got = change_rows(&rig.path("day2.changes.csv"));
+    let deletes: Vec<_> = got.drain(..2).collect();
+    assert_eq!(
+        deletes,
+        vec![
+            ("delete".into(), String::new(), ids[4].to_string()),
+            ("delete".into(), String::new(), ids[16].to_string())
+        ]
+    );
+    assert_eq!(
+        got,
+        vec![
+            ("update".into(), "custom_loyalty".into(), ids[0].to_string()),
+            ("update".into(), "firstname".into(), ids[9].to_string()),
+            (
+                "insert".into(),
+                String::new(),
+                rig.server.shared.data().omni.last_id.to_string()
+            ),
+        ]
+    );
+    // The same comparison from the previous file instead of the state.
+    let from_file = rig
+        .run(
+            "omnidesk",
+            "day2b.csv",
+            &[
+                "--changes-since",
+                "day1.csv",
+                "--changes",
+                "day2b-changes.csv",
+                "--details",
+            ],
+        )
+        .await;
+    assert_exit(&from_file, 0);
+    assert_eq!(
+        rig.bytes("day2b-changes.csv"),
+        rig.bytes("day2.changes.csv")
+    );
+
+    // The field is gone again: reported, and the column stays (empty) in the snapshot.
+    rig.server
+        .shared
+        .data()
+        .omni
+        .customers
+        .get_mut(&ids[0])
+        .unwrap()
+        .custom_fields
+        .remove("loyalty");
+    rig.server.shared.data().omni.remove(ids[30]).unwrap();
+    let third = rig
+        .run("omnidesk", "day3.csv", &["--state", "state", "--details"])
+        .await;
+    assert_exit(&third, 0);
+    let changes = &report(&third)["changes"];
+    assert_eq!(counts(changes), [0, 1, 1, 2_997], "{changes}");
+    assert_eq!(changes["fields_removed"], json!(["custom_loyalty"]));
+    let (header, _) = read_csv(&rig.path("day3.csv"));
+    assert!(header.contains(&"custom_loyalty".to_string()), "{header:?}");
+
+    // Killed and resumed, the changes are those of an uninterrupted run, byte for byte.
+    rig.faults(json!({"latency_ms": 3})).await;
+    rig.server.shared.data().omni.remove(ids[40]).unwrap();
+    kill_and_resume(
+        &rig,
+        "omnidesk",
+        "day4.csv",
+        &[
+            "--changes-since",
+            "day3.csv",
+            "--details",
+            "--max-concurrency",
+            "2",
+        ],
+        2,
+    )
+    .await;
+    assert_eq!(
+        rig.bytes("day4.changes.csv"),
+        rig.bytes("reference-day4.changes.csv")
+    );
+    assert_eq!(
+        change_rows(&rig.path("day4.changes.csv")),
+        vec![("delete".into(), String::new(), ids[40].to_string())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udesk_jsonl_changes_compressed_and_the_refusals() {
+    let rig = Rig::start(500).await;
+    let first = rig
+        .run("udesk", "u1.jsonl.zst", &["--state", "ustate"])
+        .await;
+    assert_exit(&first, 0);
+    let gone = rig.server.shared.data().udesk.order[3];
+    rig.server.shared.data().udesk.remove(gone).unwrap();
+    let second = rig
+        .run("udesk", "u2.jsonl.zst", &["--state", "ustate"])
+        .await;
+    assert_exit(&second, 0);
+    let text = String::from_utf8(decompressed(".zst", &rig.bytes("u2.changes.jsonl.zst"))).unwrap();
+    assert_eq!(text, format!("{{\"op\":\"delete\",\"id\":\"{gone}\"}}\n"));
+
+    // Configuration mistakes are one error before any export: another format, another
+    // target's state, stdout.
+    for (target, out, args, says) in [
+        (
+            "udesk",
+            "x.csv",
+            vec!["--changes-since", "u1.jsonl.zst"],
+            "reads as jsonl",
+        ),
+        (
+            "omnidesk",
+            "y.jsonl",
+            vec!["--state", "ustate"],
+            "target was udesk",
+        ),
+        ("udesk", "-", vec!["--state", "ustate"], "--out -"),
+        (
+            "udesk",
+            "z.csv",
+            vec!["--changes", "c.csv"],
+            "go with --changes-since",
+        ),
+    ] {
+        let out = rig.run(target, out, &args).await;
+        assert_exit(&out, 2);
+        assert!(describe(&out).contains(says), "{says}: {}", describe(&out));
+    }
+    assert!(!rig.path("x.csv").exists() && !rig.path("y.jsonl").exists());
+}
