@@ -17,6 +17,10 @@
 //! - `compress`: DESKPORT_BENCH_CUSTOMERS (default 100,000) Omnidesk customers, no
 //!   latency, to `.csv`, `.csv.gz` and `.csv.zst`, interleaved three times: medians and
 //!   the ratios to plain CSV (target: `.zst` within 10%);
+//! - `changes`: DESKPORT_BENCH_CHANGES_CUSTOMERS (default 1,000,000) Omnidesk customers, no
+//!   latency: a plain export against `--changes-since PREVIOUS` where PREVIOUS differs in
+//!   1% of the customers (every 200th renamed, every 200th+100 left out), interleaved three
+//!   times: medians, the ratio and the peak RSS (targets ≤ 1.3×, < 100 MB);
 //! - `rss`: peak RSS exporting DESKPORT_BENCH_RSS_CUSTOMERS customers (default 1,000,000)
 //!   from each platform.
 
@@ -263,6 +267,62 @@ impl Bench {
         drop(server);
     }
 
+    fn changes(&self) {
+        let customers = env_number("DESKPORT_BENCH_CHANGES_CUSTOMERS", 1_000_000);
+        eprintln!("seeding {customers} customers …");
+        let n = customers.to_string();
+        let server = self.sandbox(&["--seed-customers", &n]);
+        let args = strings(&[
+            "--target",
+            "omnidesk",
+            "--base-url",
+            &server.base,
+            "--max-concurrency",
+            "8",
+        ]);
+        let first = run_export_to(&self.dir, "first.csv", &args);
+        assert_eq!(first.report["rows"].as_u64(), Some(customers));
+        // PREVIOUS: the same customers, 0.5% with another first name, 0.5% missing.
+        let mut reader = csv::Reader::from_path(self.dir.join("first.csv")).expect("first.csv");
+        let mut writer = csv::Writer::from_path(self.dir.join("previous.csv")).expect("previous");
+        writer.write_record(reader.headers().expect("header")).unwrap();
+        let first_name = 4; // BASE_COLUMNS: platform_id, external_id, brand_id, brand_name, firstname
+        for (i, row) in reader.records().enumerate() {
+            let mut row: Vec<String> = row.unwrap().iter().map(str::to_string).collect();
+            match i % 200 {
+                0 => row[first_name] = format!("{}x", row[first_name]),
+                100 => continue,
+                _ => {}
+            }
+            writer.write_record(&row).unwrap();
+        }
+        writer.flush().unwrap();
+        drop(writer);
+        let mut with_changes = args.clone();
+        with_changes.extend(strings(&["--changes-since", "previous.csv"]));
+        let (mut plain, mut changed, mut rss) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..3 {
+            plain.push(run_export_to(&self.dir, "plain.csv", &args).secs);
+            let run = run_export_to(&self.dir, "nightly.csv", &with_changes);
+            let c = &run.report["changes"];
+            assert_eq!(c["updated"].as_u64(), Some(customers.div_ceil(200)));
+            assert_eq!(c["inserted"].as_u64(), Some((customers + 100) / 200));
+            changed.push(run.secs);
+            rss.push(run.rss);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (p, c) = (median(&mut plain), median(&mut changed));
+        println!(
+            "changes {customers} customers, 1% changed: plain {p:.2} s, --changes-since {c:.2} s (medians of 3): {:.2}x (target <= 1.3x); peak RSS {:.0} MiB (target < 100 MB)",
+            c / p,
+            mib(rss.into_iter().max().unwrap_or(0))
+        );
+        drop(server);
+    }
+
     fn rss(&self) {
         let customers = env_number("DESKPORT_BENCH_RSS_CUSTOMERS", 1_000_000);
         eprintln!("seeding {customers} customers …");
@@ -301,7 +361,7 @@ fn main() {
         return;
     }
     let scenarios = std::env::var("DESKPORT_BENCH_SCENARIOS")
-        .unwrap_or_else(|_| "omnidesk,udesk,compress,rss".into());
+        .unwrap_or_else(|_| "omnidesk,udesk,compress,changes,rss".into());
     let dir = tempfile::tempdir().expect("temp dir");
     let bench = Bench {
         runtime: tokio::runtime::Runtime::new().expect("runtime"),
@@ -313,6 +373,7 @@ fn main() {
             "udesk" => bench.udesk(),
             "rss" => bench.rss(),
             "compress" => bench.compress(),
+            "changes" => bench.changes(),
             other => eprintln!("unknown scenario {other:?}"),
         }
     }

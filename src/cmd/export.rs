@@ -19,6 +19,8 @@ Credentials and base URL as for import (environment or --config, never flags).
 The file appears only when complete: rows go to OUT.partial, a checkpoint to
 OUT.checkpoint after every fsynced group of pages, and OUT.partial is renamed to OUT
 at the end. --resume continues from the checkpoint (a fresh export when there is none).
+--changes-since PREVIOUS or --state DIR also write OUT.changes.EXT: one insert, update
+(with the fields) or delete row per customer changed since then.
 
 Exit codes:
   0  the export is complete
