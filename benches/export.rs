@@ -15,8 +15,8 @@
 //! - `udesk`: 100,000 customers, 20 ms latency, the budget at 10 calls a second (a sandbox
 //!   minute of 6 s): the achieved rate against the bound the budget sets;
 //! - `compress`: DESKPORT_BENCH_CUSTOMERS (default 100,000) Omnidesk customers, no
-//!   latency, to `.csv`, `.csv.gz` and `.csv.zst`, interleaved three times: medians and
-//!   the ratios to plain CSV (target: `.zst` within 10%);
+//!   latency, to `.csv`, `.csv.gz`, `.csv.zst` and `.parquet`, interleaved three times:
+//!   medians and the ratios to plain CSV (target: `.zst` and Parquet within 10%);
 //! - `changes`: DESKPORT_BENCH_CHANGES_CUSTOMERS (default 1,000,000) Omnidesk customers, no
 //!   latency: a plain export against `--changes-since PREVIOUS` where PREVIOUS differs in
 //!   1% of the customers (every 200th renamed, every 200th+100 left out), interleaved three
@@ -241,7 +241,7 @@ impl Bench {
             "--max-concurrency",
             "8",
         ]);
-        let outs = ["out.csv", "out.csv.gz", "out.csv.zst"];
+        let outs = ["out.csv", "out.csv.gz", "out.csv.zst", "out.parquet"];
         let mut secs: Vec<Vec<f64>> = vec![Vec::new(); outs.len()];
         for _ in 0..3 {
             for (i, out) in outs.iter().enumerate() {
@@ -285,7 +285,9 @@ impl Bench {
         // PREVIOUS: the same customers, 0.5% with another first name, 0.5% missing.
         let mut reader = csv::Reader::from_path(self.dir.join("first.csv")).expect("first.csv");
         let mut writer = csv::Writer::from_path(self.dir.join("previous.csv")).expect("previous");
-        writer.write_record(reader.headers().expect("header")).unwrap();
+        writer
+            .write_record(reader.headers().expect("header"))
+            .unwrap();
         let first_name = 4; // BASE_COLUMNS: platform_id, external_id, brand_id, brand_name, firstname
         for (i, row) in reader.records().enumerate() {
             let mut row: Vec<String> = row.unwrap().iter().map(str::to_string).collect();

@@ -37,7 +37,7 @@ pub struct ExportArgs {
     /// .gz or .zst is compressed (gzip, Zstandard), resumable like a plain one.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
-    /// csv or jsonl (default: from the extension of --out, else csv).
+    /// csv, jsonl or parquet (default: from the extension of --out, else csv).
     #[arg(long, value_enum)]
     format: Option<OutFormat>,
     /// Only customers matching this search keyword (Omnidesk: letters, digits and spaces).
@@ -156,10 +156,19 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
             "--changes-since and --state compare the finished snapshot file, which --out - does not keep: write to a file (--out FILE)",
         ));
     }
-    let changes_out = args
-        .changes
-        .clone()
-        .unwrap_or_else(|| default_changes_path(&args.out));
+    let compressed = crate::export::compress::Compression::from_path(&args.out)
+        .as_str()
+        .is_some();
+    if format == OutFormat::Parquet && (to_stdout || compressed) {
+        return Err(usage(
+            "--format parquet writes a file of its own (compressed inside with Zstandard): not --out - and not .gz/.zst",
+        ));
+    }
+    // A Parquet export's changes are JSONL (its snapshot is staged as JSONL).
+    let changes_out = args.changes.clone().unwrap_or_else(|| match format {
+        OutFormat::Parquet => default_changes_path(&args.out.with_extension("jsonl")),
+        _ => default_changes_path(&args.out),
+    });
     if changes_out == args.out || args.changes_since.as_ref() == Some(&changes_out) {
         return Err(usage(
             "--changes must name a file of its own, not the snapshot or PREVIOUS",

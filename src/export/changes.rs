@@ -206,6 +206,13 @@ pub fn prepare(
             }
             state
         }
+        Baseline::File(path) if format == OutFormat::Parquet => {
+            return Err(ChangesError::Baseline {
+                path: path.clone(),
+                reason: "a Parquet export compares with --state DIR, not with a previous file"
+                    .into(),
+            })
+        }
         Baseline::File(path) => {
             let mut text = open_text(path, Compression::from_path(path))?;
             let bad = |reason: String| ChangesError::Baseline {
@@ -566,7 +573,7 @@ fn digest_file(
             }
             Ok((columns, rows))
         }
-        OutFormat::Jsonl => {
+        OutFormat::Jsonl | OutFormat::Parquet => {
             let mut columns = Columns::default();
             let mut value_text = Vec::new();
             for line in text.lines() {
@@ -799,7 +806,7 @@ pub fn write(
                 .map_err(|e| io_at(snapshot)(e.into()))?
                 .clone(),
         ),
-        OutFormat::Jsonl => None,
+        OutFormat::Jsonl | OutFormat::Parquet => None,
     };
     let mut out = ChangesWriter::create(&partial, format, compression, head.as_ref())?;
     let mut marks: Sorter<Mark> = Sorter::new(temp, config.sort_budget);
@@ -958,7 +965,7 @@ fn copy_marked(
                 ordinal += 1;
             }
         }
-        OutFormat::Jsonl => {
+        OutFormat::Jsonl | OutFormat::Parquet => {
             let mut ordinal = 0u64;
             for line in text.lines() {
                 let line = line.map_err(io_at(snapshot))?;
@@ -1025,7 +1032,7 @@ impl ChangesWriter {
 
     fn delete(&mut self, id: &str) -> Result<(), ChangesError> {
         match self.format {
-            OutFormat::Jsonl => {
+            OutFormat::Jsonl | OutFormat::Parquet => {
                 self.buffer.extend_from_slice(br#"{"op":"delete","id":"#);
                 serde_json::to_writer(&mut self.buffer, id).expect("strings serialize");
                 self.buffer.extend_from_slice(b"}\n");

@@ -12,6 +12,7 @@
 pub mod changes;
 pub mod checkpoint;
 pub mod compress;
+pub mod parquet;
 pub mod record;
 pub mod sorted;
 pub mod source;
@@ -42,6 +43,8 @@ pub enum OutFormat {
     Csv,
     /// The platform's object, one per line.
     Jsonl,
+    /// Typed columns ([`parquet::SCHEMA`]); staged as JSONL for resuming.
+    Parquet,
 }
 
 impl OutFormat {
@@ -50,6 +53,15 @@ impl OutFormat {
         match self {
             OutFormat::Csv => "csv",
             OutFormat::Jsonl => "jsonl",
+            OutFormat::Parquet => "parquet",
+        }
+    }
+
+    /// What `OUT.partial` holds while the export runs (Parquet is staged as JSONL).
+    pub fn staged(self) -> OutFormat {
+        match self {
+            OutFormat::Parquet => OutFormat::Jsonl,
+            other => other,
         }
     }
 
@@ -62,6 +74,7 @@ impl OutFormat {
             Some(e) if e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("ndjson") => {
                 OutFormat::Jsonl
             }
+            Some(e) if e.eq_ignore_ascii_case("parquet") => OutFormat::Parquet,
             _ => OutFormat::Csv,
         }
     }
@@ -217,6 +230,9 @@ pub enum ExportError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The Parquet file could not be made from the staged export (the checkpoint is kept).
+    #[error(transparent)]
+    Parquet(#[from] parquet::ParquetError),
     /// The changes since the baseline could not be written (the checkpoint is kept).
     #[error("changes: {0}")]
     Changes(#[from] changes::ChangesError),
@@ -389,6 +405,8 @@ struct Writer {
     titles: Option<Arc<FieldDefs>>,
     /// Custom columns written only because the previous snapshot had them.
     kept: Vec<String>,
+    /// `--format parquet`: the file every staged row also goes to.
+    parquet: Option<parquet::Sink>,
     csv: csv::Writer<Vec<u8>>,
     buffer: Vec<u8>,
 }
@@ -431,9 +449,12 @@ impl Writer {
 
     fn row(&mut self, value: &Value, platform: &str) -> Result<(), ExportError> {
         match self.format {
-            OutFormat::Jsonl => {
+            OutFormat::Jsonl | OutFormat::Parquet => {
                 serde_json::to_writer(&mut self.buffer, value).expect("JSON values serialize");
                 self.buffer.push(b'\n');
+                if let Some(sink) = &mut self.parquet {
+                    sink.add(value)?;
+                }
             }
             OutFormat::Csv => {
                 let mut record = if platform == "omnidesk" {
@@ -520,6 +541,7 @@ fn rebuild_seen(
     compression: Compression,
     custom: &[String],
     titles: Option<&FieldDefs>,
+    mut on_value: impl FnMut(&Value) -> Result<(), ExportError>,
 ) -> Result<(Seen, u64), ExportError> {
     let io = |source| ExportError::Io {
         path: path.into(),
@@ -551,7 +573,7 @@ fn rebuild_seen(
                 rows += 1;
             }
         }
-        OutFormat::Jsonl => {
+        OutFormat::Jsonl | OutFormat::Parquet => {
             for line in reader.lines() {
                 let line = line.map_err(io)?;
                 let value: Value = serde_json::from_str(&line)
@@ -559,11 +581,20 @@ fn rebuild_seen(
                 if let Some(id) = id_of(&value) {
                     seen.insert(&id);
                 }
+                on_value(&value)?;
                 rows += 1;
             }
         }
     }
     Ok((seen, rows))
+}
+
+/// `OUT.converting`, the Parquet file a `--format parquet` export writes beside its staging.
+fn parquet_sink(config: &ExportConfig) -> Result<parquet::Sink, ExportError> {
+    Ok(parquet::Sink::create(
+        &suffixed(&config.out, ".converting"),
+        &config.params.target,
+    )?)
 }
 
 /// What to start from: a fresh file, or the checkpoint's state.
@@ -589,7 +620,7 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
         file,
         bytes: 0,
         rows: 0,
-        format: config.format,
+        format: config.format.staged(),
         compression: config.compression,
         raw: config.params.raw,
         custom: None,
@@ -599,6 +630,7 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
             .clone()
             .filter(|_| config.params.header_titles),
         kept: Vec::new(),
+        parquet: None,
         csv: csv_writer(),
         buffer: Vec::new(),
     };
@@ -624,8 +656,12 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
         _ => {
             let _ = std::fs::remove_file(&config.checkpoint);
             let file = File::create(&partial).map_err(io)?;
+            let mut writer = new_writer(file);
+            if config.format == OutFormat::Parquet {
+                writer.parquet = Some(parquet_sink(config)?);
+            }
             return Ok(Start {
-                writer: new_writer(file),
+                writer,
                 seen: Seen::default(),
                 cursor: None,
                 pages: 0,
@@ -682,16 +718,25 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
             ),
         });
     }
+    // Parquet: the file is written anew from the staged rows (a writer cannot be reopened).
+    let mut sink = match config.format {
+        OutFormat::Parquet => Some(parquet_sink(config)?),
+        _ => None,
+    };
     let (seen, rows) = rebuild_seen(
         &partial,
         checkpoint.bytes,
-        config.format,
+        config.format.staged(),
         config.compression,
         &checkpoint.custom_columns,
         config
             .fields
             .as_deref()
             .filter(|_| config.params.header_titles),
+        |value| match &mut sink {
+            Some(s) => Ok(s.add(value)?),
+            None => Ok(()),
+        },
     )?;
     if rows != checkpoint.rows {
         return Err(ExportError::Partial {
@@ -711,6 +756,7 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
     writer.rows = checkpoint.rows;
     writer.custom = Some(checkpoint.custom_columns.clone());
     writer.kept = checkpoint.kept_columns.clone();
+    writer.parquet = sink;
     Ok(Start {
         writer,
         seen,
@@ -895,6 +941,15 @@ pub async fn run(
             }
             None => None,
         };
+        if let Some(sink) = writer.parquet.take() {
+            // The Parquet file takes the staged JSONL's place, to be renamed like it.
+            let converted = sink.finish()?;
+            std::fs::rename(&converted, config.partial()).map_err(|source| ExportError::Io {
+                path: config.partial(),
+                source,
+            })?;
+            report.bytes = std::fs::metadata(config.partial()).map_or(0, |m| m.len());
+        }
         finish(config)?;
         if let Some(state) = pending {
             // Only once the snapshot is in place: a run that dies before this compares the
@@ -1063,11 +1118,21 @@ mod tests {
             Compression::None,
             &custom,
             None,
+            |_| Ok(()),
         )
         .unwrap();
         assert_eq!(rows, 2);
         assert!(!seen.insert("5"));
         assert!(seen.insert("7"));
-        assert!(rebuild_seen(&path, keep, OutFormat::Csv, Compression::None, &[], None).is_err());
+        assert!(rebuild_seen(
+            &path,
+            keep,
+            OutFormat::Csv,
+            Compression::None,
+            &[],
+            None,
+            |_| Ok(())
+        )
+        .is_err());
     }
 }

@@ -1062,6 +1062,20 @@ async fn udesk_jsonl_changes_compressed_and_the_refusals() {
     let text = String::from_utf8(decompressed(".zst", &rig.bytes("u2.changes.jsonl.zst"))).unwrap();
     assert_eq!(text, format!("{{\"op\":\"delete\",\"id\":\"{gone}\"}}\n"));
 
+    // A Parquet export keeps its state too; its changes are JSONL.
+    for (out, expected) in [("p1.parquet", 499), ("p2.parquet", 498)] {
+        if out == "p2.parquet" {
+            let gone = rig.server.shared.data().udesk.order[7];
+            rig.server.shared.data().udesk.remove(gone).unwrap();
+        }
+        let run = rig.run("udesk", out, &["--state", "pstate"]).await;
+        assert_exit(&run, 0);
+        assert_eq!(report(&run)["rows"], expected);
+    }
+    let text = std::fs::read_to_string(rig.path("p2.changes.jsonl")).unwrap();
+    assert!(text.starts_with("{\"op\":\"delete\",\"id\":\""), "{text}");
+    assert_eq!(text.lines().count(), 1);
+
     // Configuration mistakes are one error before any export: another format, another
     // target's state, stdout.
     for (target, out, args, says) in [
@@ -1084,10 +1098,155 @@ async fn udesk_jsonl_changes_compressed_and_the_refusals() {
             vec!["--changes", "c.csv"],
             "go with --changes-since",
         ),
+        (
+            "udesk",
+            "p.parquet",
+            vec!["--changes-since", "u1.jsonl.zst"],
+            "not with a previous file",
+        ),
+        ("udesk", "p.parquet.gz", vec![], "compressed inside"),
     ] {
         let out = rig.run(target, out, &args).await;
         assert_exit(&out, 2);
         assert!(describe(&out).contains(says), "{says}: {}", describe(&out));
     }
     assert!(!rig.path("x.csv").exists() && !rig.path("y.jsonl").exists());
+}
+
+/// The rows of a Parquet export read by the parquet crate's own record reader, as the CSV
+/// export's cells (lists joined with `;`, custom fields as `custom_<key>`); times as
+/// milliseconds.
+fn parquet_rows(path: &std::path::Path) -> BTreeMap<String, BTreeMap<String, String>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::{Field, ListAccessor, MapAccessor};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let text = |f: &Field| match f {
+        Field::Null => String::new(),
+        Field::Str(s) => s.clone(),
+        Field::Long(n) | Field::TimestampMillis(n) => n.to_string(),
+        other => panic!("unexpected {other:?}"),
+    };
+    let mut by_id = BTreeMap::new();
+    for row in reader.get_row_iter(None).unwrap() {
+        let row = row.unwrap();
+        let mut cells = BTreeMap::new();
+        for (name, field) in row.get_column_iter() {
+            match field {
+                Field::ListInternal(list) => {
+                    let items: Vec<String> = (0..list.len())
+                        .map(|i| list.get_string(i).unwrap().clone())
+                        .collect();
+                    cells.insert(name.clone(), items.join(";"));
+                }
+                Field::MapInternal(map) => {
+                    let (keys, values) = (map.get_keys(), map.get_values());
+                    for i in 0..map.len() {
+                        cells.insert(
+                            format!("custom_{}", keys.get_string(i).unwrap()),
+                            values.get_string(i).unwrap().clone(),
+                        );
+                    }
+                }
+                other => {
+                    cells.insert(name.clone(), text(other));
+                }
+            }
+        }
+        let id = cells["platform_id"].clone();
+        assert!(by_id.insert(id.clone(), cells).is_none(), "id {id} twice");
+    }
+    by_id
+}
+
+/// Whether a tool a test needs must be there (CI) rather than the check skipped.
+fn pyarrow_required() -> bool {
+    std::env::var("DESKPORT_PYARROW_TESTS").as_deref() == Ok("require")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_exports_hold_the_csv_values_typed_and_resume_after_kill_9() {
+    let rig = Rig::start(6_000).await;
+    rig.faults(json!({"latency_ms": 3})).await;
+    kill_and_resume(
+        &rig,
+        "omnidesk",
+        "o.parquet",
+        &["--max-concurrency", "2"],
+        2,
+    )
+    .await;
+    for (target, args) in [
+        ("omnidesk", vec![]),
+        ("udesk", vec!["--udesk-source", "list"]),
+    ] {
+        let (csv_out, parquet_out) = (format!("{target}.csv"), format!("{target}.parquet"));
+        assert_exit(&rig.run(target, &csv_out, &args).await, 0);
+        let done = rig.run(target, &parquet_out, &args).await;
+        assert_exit(&done, 0);
+        assert_eq!(report(&done)["format"], "parquet");
+        let csv = rows_by_id(&rig.path(&csv_out));
+        let parquet = parquet_rows(&rig.path(&parquet_out));
+        assert_eq!(csv.len(), parquet.len());
+        let mut custom_cells = 0;
+        for (id, row) in &csv {
+            let typed = &parquet[id];
+            for (column, cell) in row {
+                if column.ends_with("_at") {
+                    assert_eq!(typed[column].is_empty(), cell.is_empty(), "{id} {column}");
+                } else if column.starts_with("custom_") && column != "custom_fields_json" {
+                    if !cell.is_empty() {
+                        custom_cells += 1;
+                        assert_eq!(typed.get(column), Some(cell), "{id} {column}");
+                    }
+                } else if column != "custom_fields_json" {
+                    assert_eq!(&typed[column], cell, "{id} {column}");
+                }
+            }
+        }
+        assert!(
+            target == "omnidesk" || custom_cells > 0,
+            "no custom fields compared"
+        );
+    }
+
+    // An independent reader: Apache Arrow's own (pyarrow), with the documented types.
+    let probe = Command::new("python3")
+        .args(["-c", "import pyarrow"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !probe {
+        assert!(!pyarrow_required(), "python3 with pyarrow is required");
+        eprintln!("skipped: python3 pyarrow not found (pip install pyarrow)");
+        return;
+    }
+    let script = "import pyarrow.parquet as pq, json, sys\nt = pq.read_table(sys.argv[1])\nprint(json.dumps({'rows': t.num_rows, 'types': {f.name: str(f.type) for f in t.schema}, 'ids': t.column('platform_id').to_pylist()}))";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(rig.path("udesk.parquet"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pyarrow: {}", describe(&out));
+    let read: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(read["rows"], 6_000);
+    let types = &read["types"];
+    assert_eq!(types["platform_id"], "int64");
+    assert_eq!(types["phones"], "list<element: string>");
+    assert_eq!(types["created_at"], "timestamp[ms, tz=UTC]");
+    assert!(
+        types["custom_fields"]
+            .as_str()
+            .unwrap()
+            .starts_with("map<string, string"),
+        "{types}"
+    );
+    let ids: BTreeSet<String> = read["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        rows_by_id(&rig.path("udesk.csv")).into_keys().collect()
+    );
 }
