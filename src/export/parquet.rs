@@ -17,8 +17,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -88,12 +88,12 @@ struct Leaf {
 }
 
 impl Leaf {
-    fn optional_text(&mut self, value: &str) {
+    fn optional_text(&mut self, value: String) {
         if value.is_empty() {
             self.def.push(0);
         } else {
             self.def.push(1);
-            self.bytes.push(value.as_bytes().to_vec().into());
+            self.bytes.push(value.into_bytes().into());
         }
     }
 
@@ -107,15 +107,15 @@ impl Leaf {
         }
     }
 
-    fn list(&mut self, items: &[String]) {
+    fn list(&mut self, items: Vec<String>) {
         if items.is_empty() {
             self.def.push(1);
             self.rep.push(0);
         }
-        for (i, item) in items.iter().enumerate() {
+        for (i, item) in items.into_iter().enumerate() {
             self.def.push(3);
             self.rep.push(i16::from(i > 0));
-            self.bytes.push(item.as_bytes().to_vec().into());
+            self.bytes.push(item.into_bytes().into());
         }
     }
 
@@ -126,6 +126,15 @@ impl Leaf {
         self.rep.clear();
     }
 }
+
+/// Columns whose values repeat across customers (dictionary-encoded).
+const DICTIONARY_COLUMNS: [&str; 5] = [
+    "brand_id",
+    "brand_name",
+    "level",
+    "tags.list.element",
+    "custom_fields.key_value.key",
+];
 
 /// Leaves in schema order.
 const LEAVES: usize = 20;
@@ -147,7 +156,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn add(&mut self, r: &Record) -> Result<(), ParquetError> {
+    fn add(&mut self, r: Record) -> Result<(), ParquetError> {
         let bad = |field: &'static str, value: &str, expected: &'static str| ParquetError::Value {
             id: r.id.clone(),
             field,
@@ -159,7 +168,7 @@ impl Batch {
             r.id.parse::<i64>()
                 .map_err(|_| bad("platform_id", &r.id, "an integer"))?;
         l[0].ints.push(id);
-        l[1].optional_text(&r.external_id);
+        l[1].optional_text(r.external_id);
         let brand = match r.brand_id.as_str() {
             "" => None,
             b => Some(
@@ -168,24 +177,18 @@ impl Batch {
             ),
         };
         l[2].optional_int(brand);
-        for (i, text) in [
-            &r.brand_name,
-            &r.firstname,
-            &r.lastname,
-            &r.nick_name,
-            &r.email,
-        ]
-        .into_iter()
-        .enumerate()
+        for (i, text) in [r.brand_name, r.firstname, r.lastname, r.nick_name, r.email]
+            .into_iter()
+            .enumerate()
         {
             l[3 + i].optional_text(text);
         }
-        l[8].list(&r.other_emails);
-        l[9].list(&r.phones);
-        l[10].list(&r.channels);
-        l[11].optional_text(&r.level);
-        l[12].list(&r.tags);
-        l[13].optional_text(&r.description);
+        l[8].list(r.other_emails);
+        l[9].list(r.phones);
+        l[10].list(r.channels);
+        l[11].optional_text(r.level);
+        l[12].list(r.tags);
+        l[13].optional_text(r.description);
         for (i, (field, text)) in [
             ("created_at", &r.created_at),
             ("updated_at", &r.updated_at),
@@ -207,14 +210,14 @@ impl Batch {
                 leaf.rep.push(0);
             }
         }
-        for (i, (key, value)) in r.custom_fields.iter().enumerate() {
+        for (i, (key, value)) in r.custom_fields.into_iter().enumerate() {
             let rep = i16::from(i > 0);
             l[18].def.push(2);
             l[18].rep.push(rep);
-            l[18].bytes.push(key.as_bytes().to_vec().into());
+            l[18].bytes.push(key.into_bytes().into());
             l[19].def.push(3);
             l[19].rep.push(rep);
-            l[19].bytes.push(value.as_bytes().to_vec().into());
+            l[19].bytes.push(value.into_bytes().into());
         }
         self.rows += 1;
         Ok(())
@@ -276,6 +279,17 @@ impl Sink {
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
             .set_created_by(format!("deskport {}", env!("CARGO_PKG_VERSION")))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            // Dictionaries only where values repeat: for ids, names and addresses they
+            // would be built and thrown away.
+            .set_dictionary_enabled(false);
+        let properties = DICTIONARY_COLUMNS
+            .iter()
+            .fold(properties, |p, c| {
+                p.set_column_dictionary_enabled(
+                    ColumnPath::new(c.split('.').map(String::from).collect()),
+                    true,
+                )
+            })
             .build();
         let file = File::create(path).map_err(|source| ParquetError::Io {
             path: path.to_path_buf(),
@@ -300,7 +314,7 @@ impl Sink {
         } else {
             Record::from_udesk(value)
         };
-        self.batch.add(&record)?;
+        self.batch.add(record)?;
         self.rows += 1;
         if self.batch.rows == ROW_GROUP_ROWS {
             self.batch.write(&mut self.writer)?;
@@ -328,6 +342,7 @@ fn convert(staged: &Path, out: &Path, platform: &str) -> Result<u64, ParquetErro
         path: staged.to_path_buf(),
         source,
     };
+    use std::io::{BufRead, BufReader};
     let mut sink = Sink::create(out, platform)?;
     let reader = BufReader::with_capacity(1 << 16, File::open(staged).map_err(io)?);
     for line in reader.lines() {
@@ -368,6 +383,15 @@ mod tests {
         let reader = SerializedFileReader::new(File::open(&out).unwrap()).unwrap();
         let meta = reader.metadata().file_metadata();
         assert_eq!(meta.num_rows(), 2);
+        let group = reader.metadata().row_group(0);
+        let dictionary = |i: usize| {
+            group
+                .column(i)
+                .encodings()
+                .any(|e| e == parquet::basic::Encoding::RLE_DICTIONARY)
+        };
+        assert!(dictionary(12), "tags: {:?}", group.column(12));
+        assert!(!dictionary(7), "email: {:?}", group.column(7));
         let rows: Vec<String> = reader
             .get_row_iter(None)
             .unwrap()
