@@ -95,6 +95,10 @@ pub struct ExportArgs {
     /// longer has (by default they stay, empty, so loads downstream do not break).
     #[arg(long)]
     drop_removed_columns: bool,
+    /// Write parts of N customers each instead of one file: OUT-00001.csv, OUT-00002.csv, …
+    /// (each CSV part with the header), all appearing when the export is complete.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    split_rows: Option<u64>,
 }
 
 /// How the custom columns of an export are headed.
@@ -133,6 +137,11 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
         }
     }
     let to_stdout = args.out == std::path::Path::new("-");
+    if to_stdout && args.split_rows.is_some() {
+        return Err(usage(
+            "--split-rows writes part files beside --out FILE; standard output is one stream",
+        ));
+    }
     if to_stdout && (args.resume || args.checkpoint.is_some()) {
         return Err(usage(
             "--out - streams to standard output and keeps no checkpoint, so it cannot be resumed: write to a file (--out FILE) to resume",
@@ -210,6 +219,7 @@ pub fn run(args: ExportArgs, ui: Ui) -> anyhow::Result<Exit> {
             raw: args.raw,
             labels: args.labels,
             header_titles: args.headers == Headers::Titles,
+            split_rows: args.split_rows,
         };
         if let Some(baseline) = baseline {
             let prepared = changes::prepare(

@@ -57,19 +57,7 @@ pub struct ChangesConfig {
 
 /// `dir/customers.csv.gz` → `dir/customers.changes.csv.gz`.
 pub fn default_changes_path(out: &Path) -> PathBuf {
-    let name = out.file_name().unwrap_or_default().to_string_lossy();
-    let (body, compressed) = match Compression::from_path(out) {
-        Compression::None => (name.as_ref(), ""),
-        _ => name
-            .rsplit_once('.')
-            .map(|(b, _)| (b, &name[b.len()..]))
-            .unwrap_or((name.as_ref(), "")),
-    };
-    let (stem, ext) = match body.rsplit_once('.') {
-        Some((s, _)) if !s.is_empty() => (s, &body[s.len()..]),
-        _ => (body, ""),
-    };
-    out.with_file_name(format!("{stem}.changes{ext}{compressed}"))
+    super::with_infix(out, ".changes")
 }
 
 /// Why the changes could not be worked out.

@@ -38,6 +38,9 @@ pub struct Params {
     /// Custom columns are headed by the field's title (`--headers titles`), not `custom_<key>`.
     #[serde(default)]
     pub header_titles: bool,
+    /// `--split-rows`: customers per part file.
+    #[serde(default)]
+    pub split_rows: Option<u64>,
 }
 
 /// Where the next page comes from.
@@ -75,6 +78,9 @@ pub struct Checkpoint {
     /// Of those, the ones kept only because the previous snapshot had them.
     #[serde(default)]
     pub kept_columns: Vec<String>,
+    /// `--split-rows`: where parts after the first start in `OUT.partial` (bytes).
+    #[serde(default)]
+    pub part_starts: Vec<u64>,
     /// Where to continue.
     pub cursor: Cursor,
     /// Customers written.
@@ -200,9 +206,11 @@ mod tests {
                 raw: false,
                 labels: false,
                 header_titles: false,
+                split_rows: None,
             },
             custom_columns: vec!["TextField_1".into()],
             kept_columns: Vec::new(),
+            part_starts: Vec::new(),
             cursor: Cursor::Scroll {
                 scroll_id: Some("abc".into()),
                 issued_at_ms: 5,

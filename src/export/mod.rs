@@ -177,6 +177,28 @@ impl ExportConfig {
     }
 }
 
+/// `dir/customers.csv.gz` with `infix` before its extensions: `dir/customers{infix}.csv.gz`.
+pub fn with_infix(out: &Path, infix: &str) -> PathBuf {
+    let name = out.file_name().unwrap_or_default().to_string_lossy();
+    let (body, compressed) = match Compression::from_path(out) {
+        Compression::None => (name.as_ref(), ""),
+        _ => name
+            .rsplit_once('.')
+            .map(|(b, _)| (b, &name[b.len()..]))
+            .unwrap_or((name.as_ref(), "")),
+    };
+    let (stem, ext) = match body.rsplit_once('.') {
+        Some((s, _)) if !s.is_empty() => (s, &body[s.len()..]),
+        _ => (body, ""),
+    };
+    out.with_file_name(format!("{stem}{infix}{ext}{compressed}"))
+}
+
+/// `--split-rows`: part `n` (from 1) of `out`, `dir/customers-00003.csv.gz`.
+pub fn part_path(out: &Path, n: usize) -> PathBuf {
+    with_infix(out, &format!("-{n:05}"))
+}
+
 /// `path` with `suffix` appended to its file name.
 pub fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
@@ -299,6 +321,9 @@ pub struct ExportReport {
     /// What changed since the baseline (`--changes-since`/`--state`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changes: Option<changes::ChangesReport>,
+    /// `--split-rows`: the part files written, in order (`out` itself is not written).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PathBuf>,
 }
 
 impl ExportReport {
@@ -308,7 +333,16 @@ impl ExportReport {
             None => format!(
                 "exported {} customers to {} ({}{} pages, {} retries, {} throttled, {:.1} s{})\n{}{}",
                 self.rows,
-                self.out.display(),
+                match (self.parts.first(), self.parts.last()) {
+                    (Some(first), Some(last)) if self.parts.len() > 1 => format!(
+                        "{} parts, {} … {}",
+                        self.parts.len(),
+                        first.display(),
+                        last.display()
+                    ),
+                    (Some(only), _) => only.display().to_string(),
+                    _ => self.out.display().to_string(),
+                },
                 self.platform_total
                     .map(|t| format!("the platform reports {t}; "))
                     .unwrap_or_default(),
@@ -405,8 +439,12 @@ struct Writer {
     titles: Option<Arc<FieldDefs>>,
     /// Custom columns written only because the previous snapshot had them.
     kept: Vec<String>,
-    /// `--format parquet`: the file every staged row also goes to.
-    parquet: Option<parquet::Sink>,
+    /// `--format parquet`: the file(s) every staged row also goes to.
+    parquet: Option<parquet::Parts>,
+    /// `--split-rows`: customers per part.
+    split: Option<u64>,
+    /// Where parts after the first start in the partial file (bytes, on flush boundaries).
+    part_starts: Vec<u64>,
     csv: csv::Writer<Vec<u8>>,
     buffer: Vec<u8>,
 }
@@ -476,6 +514,11 @@ impl Writer {
             }
         }
         self.rows += 1;
+        if self.split.is_some_and(|n| self.rows.is_multiple_of(n)) {
+            // A part ends here: on a flush, so also on a compressed frame's end.
+            self.flush()?;
+            self.part_starts.push(self.bytes);
+        }
         Ok(())
     }
 
@@ -589,11 +632,13 @@ fn rebuild_seen(
     Ok((seen, rows))
 }
 
-/// `OUT.converting`, the Parquet file a `--format parquet` export writes beside its staging.
-fn parquet_sink(config: &ExportConfig) -> Result<parquet::Sink, ExportError> {
-    Ok(parquet::Sink::create(
-        &suffixed(&config.out, ".converting"),
+/// `OUT.converting` (or the parts' ones), the Parquet files a `--format parquet` export
+/// writes beside its staging.
+fn parquet_sink(config: &ExportConfig) -> Result<parquet::Parts, ExportError> {
+    Ok(parquet::Parts::create(
+        &config.out,
         &config.params.target,
+        config.params.split_rows,
     )?)
 }
 
@@ -631,6 +676,8 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
             .filter(|_| config.params.header_titles),
         kept: Vec::new(),
         parquet: None,
+        split: config.params.split_rows,
+        part_starts: Vec::new(),
         csv: csv_writer(),
         buffer: Vec::new(),
     };
@@ -689,6 +736,11 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
             ),
             ("details", a.details.to_string(), b.details.to_string()),
             ("raw", a.raw.to_string(), b.raw.to_string()),
+            (
+                "split rows",
+                format!("{:?}", a.split_rows),
+                format!("{:?}", b.split_rows),
+            ),
         ];
         for (name, then, now) in pairs {
             if then != now {
@@ -757,6 +809,12 @@ fn open(config: &ExportConfig) -> Result<Start, ExportError> {
     writer.custom = Some(checkpoint.custom_columns.clone());
     writer.kept = checkpoint.kept_columns.clone();
     writer.parquet = sink;
+    writer.part_starts = checkpoint
+        .part_starts
+        .iter()
+        .copied()
+        .filter(|&b| b <= checkpoint.bytes)
+        .collect();
     Ok(Start {
         writer,
         seen,
@@ -858,6 +916,7 @@ pub async fn run(
         platform_total: None,
         short: None,
         changes: None,
+        parts: Vec::new(),
     };
     let progress = Progress::rows(None, config.progress);
     let mut last_cursor = cursor;
@@ -941,16 +1000,37 @@ pub async fn run(
             }
             None => None,
         };
-        if let Some(sink) = writer.parquet.take() {
-            // The Parquet file takes the staged JSONL's place, to be renamed like it.
-            let converted = sink.finish()?;
-            std::fs::rename(&converted, config.partial()).map_err(|source| ExportError::Io {
-                path: config.partial(),
-                source,
-            })?;
-            report.bytes = std::fs::metadata(config.partial()).map_or(0, |m| m.len());
+        let parts = match writer.parquet.take() {
+            Some(files) => {
+                let mut files = files.finish()?;
+                if config.params.split_rows.is_none() {
+                    // The Parquet file takes the staged JSONL's place, to be renamed like it.
+                    let file = files.remove(0);
+                    rename(&file, &config.partial())?;
+                    report.bytes = std::fs::metadata(config.partial()).map_or(0, |m| m.len());
+                }
+                files
+            }
+            None if config.params.split_rows.is_some() => cut_parts(config, &writer)?,
+            None => Vec::new(),
+        };
+        if !parts.is_empty() {
+            report.bytes = 0;
+            for (i, file) in parts.iter().enumerate() {
+                let part = part_path(&config.out, i + 1);
+                rename(file, &part)?;
+                report.bytes += std::fs::metadata(&part).map_or(0, |m| m.len());
+                report.parts.push(part);
+            }
+            // Parts beyond these are an earlier, longer export's: not this one's.
+            for n in parts.len() + 1.. {
+                if std::fs::remove_file(part_path(&config.out, n)).is_err() {
+                    break;
+                }
+            }
+            let _ = std::fs::remove_file(config.partial());
         }
-        finish(config)?;
+        finish(config, parts.is_empty())?;
         if let Some(state) = pending {
             // Only once the snapshot is in place: a run that dies before this compares the
             // next one with the same earlier state again.
@@ -1021,6 +1101,7 @@ fn save_checkpoint(
         params: config.params.clone(),
         custom_columns: writer.custom.clone().unwrap_or_default(),
         kept_columns: writer.kept.clone(),
+        part_starts: writer.part_starts.clone(),
         cursor,
         rows: writer.rows,
         bytes: writer.bytes,
@@ -1031,16 +1112,81 @@ fn save_checkpoint(
     Ok(())
 }
 
-/// The end: rename `OUT.partial` to `OUT` (atomic), make it durable, drop the checkpoint.
-fn finish(config: &ExportConfig) -> Result<(), ExportError> {
+fn rename(from: &Path, to: &Path) -> Result<(), ExportError> {
+    std::fs::rename(from, to).map_err(|source| ExportError::Io {
+        path: to.to_path_buf(),
+        source,
+    })
+}
+
+/// `--split-rows` (CSV, JSONL): writes the parts `OUT-00001…` from the finished partial
+/// file, cut at the recorded boundaries (flush ends, so also compressed frames' ends),
+/// each CSV part after the first with the header again; returns them as `….partial`
+/// files in order.
+fn cut_parts(config: &ExportConfig, writer: &Writer) -> Result<Vec<PathBuf>, ExportError> {
+    let partial = config.partial();
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ExportError::Io {
+            path: path.clone(),
+            source,
+        }
+    };
+    let header = match config.format {
+        OutFormat::Csv => {
+            let mut csv = csv_writer();
+            csv.write_record(header(
+                writer.custom.as_deref().unwrap_or_default(),
+                writer.titles.as_deref(),
+            ))
+            .map_err(|e| io(&partial)(e.into()))?;
+            let plain = csv
+                .into_inner()
+                .map_err(|e| io(&partial)(std::io::Error::other(e.to_string())))?;
+            match config.compression {
+                Compression::None => plain,
+                c => c.frame(&plain).map_err(io(&partial))?,
+            }
+        }
+        _ => Vec::new(),
+    };
+    let mut bounds = vec![0];
+    bounds.extend(
+        writer
+            .part_starts
+            .iter()
+            .copied()
+            .filter(|&b| b > 0 && b < writer.bytes),
+    );
+    bounds.push(writer.bytes);
+    let mut source = File::open(&partial).map_err(io(&partial))?;
+    let mut files = Vec::new();
+    for (i, range) in bounds.windows(2).enumerate() {
+        let path = suffixed(&part_path(&config.out, i + 1), ".partial");
+        let mut file = File::create(&path).map_err(io(&path))?;
+        if i > 0 {
+            file.write_all(&header).map_err(io(&path))?;
+        }
+        source
+            .seek(std::io::SeekFrom::Start(range[0]))
+            .map_err(io(&partial))?;
+        std::io::copy(&mut (&mut source).take(range[1] - range[0]), &mut file)
+            .map_err(io(&path))?;
+        file.sync_all().map_err(io(&path))?;
+        files.push(path);
+    }
+    Ok(files)
+}
+
+/// The end: rename `OUT.partial` to `OUT` (atomic; unless the export went to parts), make
+/// it durable, drop the checkpoint.
+fn finish(config: &ExportConfig, whole: bool) -> Result<(), ExportError> {
     if config.to_stdout() {
         return Ok(());
     }
-    let partial = config.partial();
-    std::fs::rename(&partial, &config.out).map_err(|source| ExportError::Io {
-        path: config.out.clone(),
-        source,
-    })?;
+    if whole {
+        rename(&config.partial(), &config.out)?;
+    }
     sync_dir(&config.out).map_err(|source| ExportError::Io {
         path: config.out.clone(),
         source,
@@ -1077,6 +1223,15 @@ mod tests {
         assert_eq!(c.lock_path(), PathBuf::from("dir/customers.csv.lock"));
         assert_eq!(c.format, OutFormat::Csv);
         assert_eq!(OutFormat::from_path(Path::new("x.JSONL")), OutFormat::Jsonl);
+        assert_eq!(
+            OutFormat::from_path(Path::new("x.parquet")),
+            OutFormat::Parquet
+        );
+        assert_eq!(
+            part_path(Path::new("d/c.csv.gz"), 3),
+            PathBuf::from("d/c-00003.csv.gz")
+        );
+        assert_eq!(part_path(Path::new("c"), 12), PathBuf::from("c-00012"));
     }
 
     fn params() -> Params {
@@ -1092,6 +1247,7 @@ mod tests {
             raw: false,
             labels: false,
             header_titles: false,
+            split_rows: None,
         }
     }
 

@@ -334,6 +334,67 @@ impl Sink {
     }
 }
 
+/// The Parquet files of one export: one, or with `--split-rows N` a new one every `N`
+/// customers (`OUT-00001.parquet`, …), each written as `….converting` until the end.
+#[derive(Debug)]
+pub struct Parts {
+    out: PathBuf,
+    platform: String,
+    split: Option<u64>,
+    current: Option<Sink>,
+    done: Vec<PathBuf>,
+}
+
+impl Parts {
+    /// The first file of `out`.
+    pub fn create(out: &Path, platform: &str, split: Option<u64>) -> Result<Parts, ParquetError> {
+        let mut parts = Parts {
+            out: out.to_path_buf(),
+            platform: platform.to_string(),
+            split,
+            current: None,
+            done: Vec::new(),
+        };
+        parts.current = Some(Sink::create(&parts.converting(1), platform)?);
+        Ok(parts)
+    }
+
+    fn converting(&self, n: usize) -> PathBuf {
+        let name = match self.split {
+            Some(_) => super::part_path(&self.out, n),
+            None => self.out.clone(),
+        };
+        super::suffixed(&name, ".converting")
+    }
+
+    /// Adds one customer, starting the next part when this one is full.
+    pub fn add(&mut self, value: &serde_json::Value) -> Result<(), ParquetError> {
+        let sink = self.current.as_mut().expect("a part is open until finish");
+        sink.add(value)?;
+        if self.split == Some(sink.rows) {
+            let full = self.current.take().expect("open").finish()?;
+            self.done.push(full);
+            let next = self.converting(self.done.len() + 1);
+            self.current = Some(Sink::create(&next, &self.platform)?);
+        }
+        Ok(())
+    }
+
+    /// Closes the last file; returns every file in order (an empty last part is dropped
+    /// unless it is the only one).
+    pub fn finish(mut self) -> Result<Vec<PathBuf>, ParquetError> {
+        let last = self.current.take().expect("open until finish");
+        if last.rows == 0 && !self.done.is_empty() {
+            let path = last.path.clone();
+            drop(last);
+            let _ = std::fs::remove_file(path);
+        } else {
+            self.done.push(last.finish()?);
+        }
+        Ok(self.done)
+    }
+}
+
 /// Converts a staged JSONL export `staged` of `platform` into the Parquet file `out`;
 /// returns the rows written (what a resume does, for the tests).
 #[cfg(test)]

@@ -1250,3 +1250,73 @@ async fn parquet_exports_hold_the_csv_values_typed_and_resume_after_kill_9() {
         rows_by_id(&rig.path("udesk.csv")).into_keys().collect()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_rows_writes_numbered_parts_that_add_up_to_the_whole_also_after_kill_9() {
+    let rig = Rig::start(2_500).await;
+    assert_exit(&rig.run("omnidesk", "whole.csv", &[]).await, 0);
+    let whole = String::from_utf8(rig.bytes("whole.csv")).unwrap();
+    let (header, body) = whole.split_at(whole.find('\n').unwrap() + 1);
+
+    let split = rig
+        .run("omnidesk", "r.csv", &["--split-rows", "1000"])
+        .await;
+    assert_exit(&split, 0);
+    assert_eq!(report(&split)["parts"].as_array().unwrap().len(), 3);
+    assert!(!rig.path("r.csv").exists() && !rig.path("r.csv.partial").exists());
+    let parts: Vec<String> = (1..=3)
+        .map(|n| String::from_utf8(rig.bytes(&format!("r-{n:05}.csv"))).unwrap())
+        .collect();
+    let mut joined = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        let rows = part
+            .strip_prefix(header)
+            .expect("every part has the header");
+        assert_eq!(rows.lines().count(), [1000, 1000, 500][i]);
+        joined.push_str(rows);
+    }
+    assert_eq!(joined, body);
+
+    // Compressed and killed twice: each part decompresses to the plain part.
+    rig.faults(json!({"latency_ms": 3})).await;
+    let args = ["--split-rows", "1000", "--max-concurrency", "2", "--resume"];
+    let mut killed = 0;
+    for k in 0..2u64 {
+        let mut child = rig.spawn("omnidesk", "g.csv.gz", &args);
+        if rig
+            .wait_for_size(&mut child, "g.csv.gz.partial", 40_000 * (k + 1))
+            .await
+        {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(killed > 0, "the export ended before any kill");
+    assert_exit(&rig.run("omnidesk", "g.csv.gz", &args).await, 0);
+    for (n, part) in parts.iter().enumerate() {
+        let name = format!("g-{:05}.csv.gz", n + 1);
+        let text = decompressed(&name, &rig.bytes(&name));
+        assert_eq!(String::from_utf8(text).unwrap(), *part, "{name}");
+    }
+
+    // A shorter split tonight leaves no part of last night's behind.
+    assert_exit(
+        &rig.run("omnidesk", "r.csv", &["--split-rows", "2000"])
+            .await,
+        0,
+    );
+    assert!(rig.path("r-00002.csv").exists() && !rig.path("r-00003.csv").exists());
+
+    // Parquet parts, each a file of its own.
+    assert_exit(
+        &rig.run("omnidesk", "p.parquet", &["--split-rows", "1000"])
+            .await,
+        0,
+    );
+    let sizes: Vec<usize> = (1..=3)
+        .map(|n| parquet_rows(&rig.path(&format!("p-{n:05}.parquet"))).len())
+        .collect();
+    assert_eq!(sizes, [1000, 1000, 500]);
+    assert!(!rig.path("p-00004.parquet").exists() && !rig.path("p.parquet").exists());
+}
