@@ -195,11 +195,13 @@ pub fn prepare(
             state
         }
         Baseline::File(path) if format == OutFormat::Parquet => {
-            return Err(ChangesError::Baseline {
-                path: path.clone(),
-                reason: "a Parquet export compares with --state DIR, not with a previous file"
-                    .into(),
-            })
+            if !super::parquet::is_parquet(path) {
+                return Err(ChangesError::Baseline {
+                    path: path.clone(),
+                    reason: "it is not a Parquet file; a Parquet export compares with a previous Parquet export".into(),
+                });
+            }
+            None
         }
         Baseline::File(path) => {
             let mut text = open_text(path, Compression::from_path(path))?;
@@ -515,6 +517,7 @@ fn digest_file(
     path: &Path,
     format: OutFormat,
     compression: Compression,
+    platform: &str,
     sorter: &mut Sorter<Digest>,
 ) -> Result<(Columns, u64), ChangesError> {
     let io = io_at(path);
@@ -561,7 +564,50 @@ fn digest_file(
             }
             Ok((columns, rows))
         }
-        OutFormat::Jsonl | OutFormat::Parquet => {
+        OutFormat::Parquet => {
+            // Both sides as the Parquet file's cells: a previous Parquet file, or this
+            // export's staged JSONL read as the file will hold it.
+            let mut columns = Columns::default();
+            let mut push = |columns: &mut Columns, cells: Vec<(String, String)>, rows: u64| {
+                fields.clear();
+                let mut id = String::new();
+                for (name, value) in cells {
+                    let (long, short) = field_hash(value.as_bytes());
+                    fields.push((columns.intern(&name), long, short));
+                    if name == BASE_COLUMNS[0] {
+                        id = value;
+                    }
+                }
+                let (row, hashes) = digest_row(columns, &mut fields, &mut scratch);
+                sorter.push(Digest::new(id, rows, row, hashes))
+            };
+            if super::parquet::is_parquet(path) {
+                let cells = super::parquet::file_cells(path).map_err(|e| bad(0, e.to_string()))?;
+                for row in cells {
+                    let row = row.map_err(|e| bad(rows + 1, e.to_string()))?;
+                    push(&mut columns, row, rows).map_err(&io)?;
+                    rows += 1;
+                }
+            } else {
+                for line in text.lines() {
+                    let line = line.map_err(&io)?;
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let value: serde_json::Value =
+                        serde_json::from_str(&line).map_err(|e| bad(rows + 1, e.to_string()))?;
+                    let record = if platform == "omnidesk" {
+                        super::record::Record::from_omnidesk(&value)
+                    } else {
+                        super::record::Record::from_udesk(&value)
+                    };
+                    push(&mut columns, super::parquet::record_cells(record), rows).map_err(&io)?;
+                    rows += 1;
+                }
+            }
+            Ok((columns, rows))
+        }
+        OutFormat::Jsonl => {
             let mut columns = Columns::default();
             let mut value_text = Vec::new();
             for line in text.lines() {
@@ -693,8 +739,13 @@ pub fn write(
             (Baseline::File(path), _) => {
                 report.baseline = path.clone();
                 let mut sorter = Sorter::new(temp, config.sort_budget);
-                let (columns, rows) =
-                    digest_file(path, format, Compression::from_path(path), &mut sorter)?;
+                let (columns, rows) = digest_file(
+                    path,
+                    format,
+                    Compression::from_path(path),
+                    params.0,
+                    &mut sorter,
+                )?;
                 report.previous_rows = rows;
                 report.spilled_bytes += sorter.spilled();
                 (columns, Box::new(sorter.finish().map_err(io_at(temp))?))
@@ -723,7 +774,7 @@ pub fn write(
 
     // This snapshot's digests, sorted.
     let mut sorter = Sorter::new(temp, config.sort_budget);
-    let (new_columns, rows) = digest_file(snapshot, format, compression, &mut sorter)?;
+    let (new_columns, rows) = digest_file(snapshot, format, compression, params.0, &mut sorter)?;
     report.spilled_bytes += sorter.spilled();
     let new_sorted: Sorted<Digest> = sorter.finish().map_err(io_at(temp))?;
     let mut new = Unique {

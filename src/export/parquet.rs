@@ -395,6 +395,96 @@ impl Parts {
     }
 }
 
+/// A customer's cells as the Parquet file holds them, by column name, as text: lists
+/// joined with `;`, custom fields as `custom_<key>`, times as UTC milliseconds, empty
+/// values left out. What `--changes-since`/`--state` compare for Parquet exports.
+pub fn record_cells(r: Record) -> Vec<(String, String)> {
+    let time = |t: String| millis(&t).map_or(t, |m| m.to_string());
+    let mut cells: Vec<(String, String)> = [
+        ("platform_id", r.id),
+        ("external_id", r.external_id),
+        ("brand_id", r.brand_id),
+        ("brand_name", r.brand_name),
+        ("firstname", r.firstname),
+        ("lastname", r.lastname),
+        ("nick_name", r.nick_name),
+        ("email", r.email),
+        ("other_emails", r.other_emails.join(";")),
+        ("phones", r.phones.join(";")),
+        ("channels", r.channels.join(";")),
+        ("level", r.level),
+        ("tags", r.tags.join(";")),
+        ("description", r.description),
+        ("created_at", time(r.created_at)),
+        ("updated_at", time(r.updated_at)),
+        ("first_contact_at", time(r.first_contact_at)),
+        ("last_contact_at", time(r.last_contact_at)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    cells.extend(
+        r.custom_fields
+            .into_iter()
+            .map(|(k, v)| (format!("{}{k}", super::record::CUSTOM_PREFIX), v)),
+    );
+    cells.retain(|(_, v)| !v.is_empty());
+    cells
+}
+
+/// Whether `path` starts as a Parquet file does (`PAR1`).
+pub fn is_parquet(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok_and(|()| &magic == b"PAR1")
+}
+
+/// The customers of a Parquet export as [`record_cells`] gives them, in file order.
+pub fn file_cells(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<Vec<(String, String)>, ParquetError>>, ParquetError> {
+    use parquet::file::reader::SerializedFileReader;
+    use parquet::record::{Field, ListAccessor, MapAccessor};
+    let file = File::open(path).map_err(|source| ParquetError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let reader = SerializedFileReader::new(file)?;
+    let text = |f: &Field| match f {
+        Field::Null => String::new(),
+        Field::Str(s) => s.clone(),
+        Field::Long(n) | Field::TimestampMillis(n) => n.to_string(),
+        other => other.to_string(),
+    };
+    Ok(reader.into_iter().map(move |row| {
+        let row = row?;
+        let mut cells = Vec::new();
+        for (name, field) in row.get_column_iter() {
+            match field {
+                Field::ListInternal(list) => {
+                    let items: Vec<String> = (0..list.len())
+                        .map(|i| list.get_string(i).cloned())
+                        .collect::<Result<_, _>>()?;
+                    cells.push((name.clone(), items.join(";")));
+                }
+                Field::MapInternal(map) => {
+                    let (keys, values) = (map.get_keys(), map.get_values());
+                    for i in 0..map.len() {
+                        cells.push((
+                            format!("{}{}", super::record::CUSTOM_PREFIX, keys.get_string(i)?),
+                            values.get_string(i).cloned().unwrap_or_default(),
+                        ));
+                    }
+                }
+                other => cells.push((name.clone(), text(other))),
+            }
+        }
+        cells.retain(|(_, v)| !v.is_empty());
+        Ok(cells)
+    }))
+}
+
 /// Converts a staged JSONL export `staged` of `platform` into the Parquet file `out`;
 /// returns the rows written (what a resume does, for the tests).
 #[cfg(test)]

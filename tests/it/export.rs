@@ -1075,6 +1075,31 @@ async fn udesk_jsonl_changes_compressed_and_the_refusals() {
     let text = std::fs::read_to_string(rig.path("p2.changes.jsonl")).unwrap();
     assert!(text.starts_with("{\"op\":\"delete\",\"id\":\""), "{text}");
     assert_eq!(text.lines().count(), 1);
+    // And against the previous Parquet file itself: its cells, as typed.
+    let renamed = rig.server.shared.data().udesk.order[10];
+    rig.server
+        .shared
+        .data()
+        .udesk
+        .customers
+        .get_mut(&renamed)
+        .unwrap()
+        .nick_name = "Renamed".into();
+    let run = rig
+        .run("udesk", "p3.parquet", &["--changes-since", "p2.parquet"])
+        .await;
+    assert_exit(&run, 0);
+    let changes = &report(&run)["changes"];
+    assert_eq!(
+        (&changes["updated"], &changes["unchanged"]),
+        (&json!(1), &json!(497)),
+        "{changes}"
+    );
+    let text = std::fs::read_to_string(rig.path("p3.changes.jsonl")).unwrap();
+    assert!(
+        text.starts_with("{\"op\":\"update\",\"changed\":[\"nick_name\"],\"record\":{"),
+        "{text}"
+    );
 
     // Configuration mistakes are one error before any export: another format, another
     // target's state, stdout.
@@ -1102,7 +1127,7 @@ async fn udesk_jsonl_changes_compressed_and_the_refusals() {
             "udesk",
             "p.parquet",
             vec!["--changes-since", "u1.jsonl.zst"],
-            "not with a previous file",
+            "it is not a Parquet file",
         ),
         ("udesk", "p.parquet.gz", vec![], "compressed inside"),
     ] {
