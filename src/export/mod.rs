@@ -1,4 +1,5 @@
-//! `deskport export`: the platform's customers to CSV or JSONL, resumable.
+//! `deskport export`: the platform's customers to CSV, JSONL or Parquet, resumable; also
+//! in parts (`--split-rows`) and with the changes since a previous export ([`changes`]).
 //!
 //! ```text
 //! source task (pages in order, each with its cursor) ─► writer: skip ids already written,
