@@ -25,7 +25,7 @@ use crate::validate::{Platform, Rules};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// How the platform is read.
@@ -57,6 +57,9 @@ pub struct ReconcileConfig {
     pub via: Via,
     /// Lookups in flight at most.
     pub concurrency: usize,
+    /// `--write-missing`: where the rows missing or different on the platform go, as a file
+    /// `deskport import` takes as it is.
+    pub write_missing: Option<PathBuf>,
 }
 
 /// A reconcile that could not finish.
@@ -109,6 +112,9 @@ pub struct ReconcileReport {
     pub extra: Option<u64>,
     /// Calls made.
     pub requests: u64,
+    /// `--write-missing`: the file and the rows in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_file: Option<(PathBuf, u64)>,
 }
 
 impl ReconcileReport {
@@ -123,8 +129,15 @@ impl ReconcileReport {
             Some(n) => format!("{n} on the platform but not in the input"),
             None => "customers only on the platform not checked (read by lookups; --via export checks them)".into(),
         };
+        let delta = match &self.missing_file {
+            Some((path, rows)) => format!(
+                "{rows} missing or different rows written to {} (deskport import takes it as it is)\n",
+                path.display()
+            ),
+            None => String::new(),
+        };
         format!(
-            "reconcile: {} rows read: {} equal, {} different, {} missing, {} invalid; {extra}\nreport: {} (read the platform by {}, {} calls)\n",
+            "reconcile: {} rows read: {} equal, {} different, {} missing, {} invalid; {extra}\nreport: {} (read the platform by {}, {} calls)\n{delta}",
             self.rows_read,
             self.equal,
             self.different,
@@ -517,6 +530,74 @@ fn write_report(
     std::fs::rename(&partial, path).map_err(io)
 }
 
+/// The columns of `--write-missing`'s file before the custom ones: names `deskport import`
+/// maps by itself.
+const MISSING_COLUMNS: [&str; 11] = [
+    "external_id",
+    "brand_id",
+    "firstname",
+    "lastname",
+    "nick_name",
+    "email",
+    "other_emails",
+    "phones",
+    "level",
+    "tags",
+    "description",
+];
+
+/// Writes the rows missing or different on the platform, as the checks left them
+/// (normalized), one `custom_<key>` column per custom field any of them has; returns how
+/// many.
+fn write_missing(path: &Path, rows: &[Row]) -> Result<u64, ReconcileError> {
+    let io = |source| ReconcileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let wanted: Vec<&Customer> = rows
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.status,
+                Some(Status::Missing | Status::Different(..)) | None
+            )
+        })
+        .filter_map(|r| r.expected.as_ref())
+        .collect();
+    let custom: BTreeSet<&String> = wanted.iter().flat_map(|c| c.custom_fields.keys()).collect();
+    let partial = crate::export::suffixed(path, ".partial");
+    let mut w = csv::Writer::from_path(&partial).map_err(|e| io(e.into()))?;
+    let mut header: Vec<String> = MISSING_COLUMNS.iter().map(|c| c.to_string()).collect();
+    header.extend(custom.iter().map(|k| format!("custom_{k}")));
+    w.write_record(&header).map_err(|e| io(e.into()))?;
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    for c in &wanted {
+        let mut cells = vec![
+            c.external_id.clone(),
+            c.brand_id.map(|b| b.to_string()).unwrap_or_default(),
+            text(&c.firstname),
+            text(&c.lastname),
+            text(&c.nick_name),
+            text(&c.email),
+            c.other_emails.join(";"),
+            c.phones.join(";"),
+            text(&c.level),
+            c.tags.join(";"),
+            text(&c.description),
+        ];
+        cells.extend(
+            custom
+                .iter()
+                .map(|k| c.custom_fields.get(*k).cloned().unwrap_or_default()),
+        );
+        w.write_record(&cells).map_err(|e| io(e.into()))?;
+    }
+    w.flush().map_err(io)?;
+    drop(w);
+    std::fs::rename(&partial, path).map_err(io)?;
+    Ok(wanted.len() as u64)
+}
+
 /// Runs a reconcile and writes the report.
 pub async fn run(
     config: &ReconcileConfig,
@@ -532,6 +613,10 @@ pub async fn run(
         _ => Some(by_export(&client, &mut rows, config.concurrency).await?),
     };
     write_report(&config.out, &rows, extras.as_deref().unwrap_or_default())?;
+    let missing_file = match &config.write_missing {
+        Some(path) => Some((path.clone(), write_missing(path, &rows)?)),
+        None => None,
+    };
     let mut report = ReconcileReport {
         out: config.out.clone(),
         via: if via == Via::Lookups {
@@ -541,6 +626,7 @@ pub async fn run(
         },
         rows_read: rows.len() as u64,
         extra: extras.as_ref().map(|e| e.len() as u64),
+        missing_file,
         ..ReconcileReport::default()
     };
     for r in &rows {

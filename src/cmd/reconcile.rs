@@ -43,6 +43,10 @@ pub struct ReconcileArgs {
     /// auto picks whichever needs fewer calls.
     #[arg(long, value_enum, default_value_t = crate::reconcile::Via::Auto)]
     via: crate::reconcile::Via,
+    /// Also write the rows that are missing or different on the platform to FILE (CSV, the
+    /// values as checked), a delta `deskport import` takes as it is.
+    #[arg(long, value_name = "FILE")]
+    write_missing: Option<PathBuf>,
 }
 
 /// Runs `deskport reconcile`.
@@ -69,6 +73,7 @@ pub fn run(args: ReconcileArgs, ui: Ui) -> anyhow::Result<Exit> {
         out,
         via: args.via,
         concurrency: connect.max_concurrency,
+        write_missing: args.write_missing.clone(),
     };
     let minute = connect.minute()?;
     let transport = connect.transport(minute, ui)?;

@@ -876,6 +876,53 @@ async fn reconcile_after_an_omnidesk_import_reports_exactly_what_changed() {
             assert_eq!(report(&out)["extra"], Value::Null);
         }
     }
+
+    // The delta at cut-over: the missing and different rows as a file import takes as it
+    // is; imported (upsert), the platform holds the input again.
+    let (out, _) = rig
+        .reconcile("omnidesk", &["--write-missing", "delta.csv"])
+        .await;
+    assert_exit(&out, 1);
+    assert_eq!(report(&out)["missing_file"][1], 4);
+    let delta = rows_by_external_id(&rig.path("delta.csv"));
+    let expected: BTreeSet<String> = equal[..4]
+        .iter()
+        .map(|r| r["external_id"].clone())
+        .collect();
+    assert_eq!(delta.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    let base = rig.base();
+    let import = rig
+        .deskport(&[
+            "import",
+            "delta.csv",
+            "--target",
+            "omnidesk",
+            "--base-url",
+            &base,
+            "--journal",
+            "delta-journal",
+            "--mode",
+            "upsert",
+            "--brand-id",
+            "1",
+        ])
+        .await;
+    assert_exit(&import, 0);
+    let (out, after) = rig.reconcile("omnidesk", &[]).await;
+    assert_exit(&out, 0);
+    assert_eq!(statuses(&after).get("missing"), None);
+    assert_eq!(statuses(&after).get("different"), None);
+}
+
+/// A CSV as maps from column to cell, keyed by `external_id`.
+fn rows_by_external_id(path: &std::path::Path) -> BTreeMap<String, BTreeMap<String, String>> {
+    let (header, rows) = read_csv(path);
+    rows.into_iter()
+        .map(|r| {
+            let map: BTreeMap<String, String> = header.iter().cloned().zip(r).collect();
+            (map["external_id"].clone(), map)
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
