@@ -67,6 +67,24 @@ fn run_export_to(dir: &Path, out: &str, args: &[String]) -> Run {
     Run { secs, rss, report }
 }
 
+/// `--target omnidesk --base-url BASE --max-concurrency 8`.
+fn omnidesk_at_8(base: &str) -> Vec<String> {
+    strings(&[
+        "--target",
+        "omnidesk",
+        "--base-url",
+        base,
+        "--max-concurrency",
+        "8",
+    ])
+}
+
+/// The median of some timings.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
@@ -233,14 +251,7 @@ impl Bench {
         let customers = env_number("DESKPORT_BENCH_CUSTOMERS", 100_000);
         let n = customers.to_string();
         let server = self.sandbox(&["--seed-customers", &n]);
-        let args = strings(&[
-            "--target",
-            "omnidesk",
-            "--base-url",
-            &server.base,
-            "--max-concurrency",
-            "8",
-        ]);
+        let args = omnidesk_at_8(&server.base);
         let outs = ["out.csv", "out.csv.gz", "out.csv.zst", "out.parquet"];
         let mut secs: Vec<Vec<f64>> = vec![Vec::new(); outs.len()];
         for _ in 0..3 {
@@ -250,11 +261,7 @@ impl Bench {
                 secs[i].push(run.secs);
             }
         }
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let medians: Vec<f64> = secs.iter_mut().map(median).collect();
+        let medians: Vec<f64> = secs.iter_mut().map(|v| median(v)).collect();
         for (i, out) in outs.iter().enumerate() {
             let bytes = std::fs::metadata(self.dir.join(out)).map_or(0, |m| m.len());
             println!(
@@ -272,14 +279,7 @@ impl Bench {
         eprintln!("seeding {customers} customers …");
         let n = customers.to_string();
         let server = self.sandbox(&["--seed-customers", &n]);
-        let args = strings(&[
-            "--target",
-            "omnidesk",
-            "--base-url",
-            &server.base,
-            "--max-concurrency",
-            "8",
-        ]);
+        let args = omnidesk_at_8(&server.base);
         let first = run_export_to(&self.dir, "first.csv", &args);
         assert_eq!(first.report["rows"].as_u64(), Some(customers));
         // PREVIOUS: the same customers, 0.5% with another first name, 0.5% missing.
@@ -312,10 +312,6 @@ impl Bench {
             changed.push(run.secs);
             rss.push(run.rss);
         }
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
         let (p, c) = (median(&mut plain), median(&mut changed));
         println!(
             "changes {customers} customers, 1% changed: plain {p:.2} s, --changes-since {c:.2} s (medians of 3): {:.2}x (target <= 1.3x); peak RSS {:.0} MiB (target < 100 MB)",
