@@ -463,6 +463,8 @@ struct Columns {
     index: FxHashMap<String, usize>,
     /// xxh3 of each name, for the row hash.
     hashes: Vec<u64>,
+    /// Whether any row had a value in the column.
+    filled: Vec<bool>,
 }
 
 impl Columns {
@@ -483,6 +485,7 @@ impl Columns {
         self.index.insert(name.to_string(), i);
         self.hashes
             .push(xxhash_rust::xxh3::xxh3_64(name.as_bytes()));
+        self.filled.push(false);
         i
     }
 }
@@ -493,23 +496,19 @@ fn field_hash(value: &[u8]) -> (u64, u32) {
     (h, short.max(1))
 }
 
-/// Hashes one row's fields, given as (column, value) with empty values left out; `order`
-/// is scratch space.
-fn digest_row(
-    columns: &Columns,
-    fields: &mut [(usize, u64, u32)],
-    scratch: &mut Vec<u64>,
-) -> (u64, Vec<u32>) {
+/// Hashes one row's fields, given as (column, value hash, short hash) with empty values
+/// left out, in name order; marks their columns as filled.
+fn digest_row(columns: &mut Columns, fields: &mut [(usize, u64, u32)]) -> (u64, Vec<u32>) {
     fields.sort_unstable_by(|a, b| columns.names[a.0].cmp(&columns.names[b.0]));
-    scratch.clear();
+    let mut row = xxhash_rust::xxh3::Xxh3::new();
     let mut hashes = vec![0u32; columns.names.len()];
     for &(c, long, short) in fields.iter() {
-        scratch.push(columns.hashes[c]);
-        scratch.push(long);
+        row.update(&columns.hashes[c].to_le_bytes());
+        row.update(&long.to_le_bytes());
         hashes[c] = short;
+        columns.filled[c] = true;
     }
-    let bytes: Vec<u8> = scratch.iter().flat_map(|v| v.to_le_bytes()).collect();
-    (xxhash_rust::xxh3::xxh3_64(&bytes), hashes)
+    (row.digest(), hashes)
 }
 
 /// Reads an export file into `sorter`; gives back its columns and the rows read.
@@ -527,7 +526,6 @@ fn digest_file(
     };
     let text = open_text(path, compression)?;
     let mut rows = 0u64;
-    let mut scratch = Vec::new();
     let mut fields: Vec<(usize, u64, u32)> = Vec::new();
     match format {
         OutFormat::Csv => {
@@ -536,7 +534,7 @@ fn digest_file(
                 .byte_headers()
                 .map_err(|e| bad(1, e.to_string()))?
                 .clone();
-            let columns = Columns::of(
+            let mut columns = Columns::of(
                 head.iter()
                     .map(|h| String::from_utf8_lossy(h).into_owned())
                     .collect(),
@@ -556,7 +554,7 @@ fn digest_file(
                 }
                 let id =
                     String::from_utf8_lossy(record.get(id_at).unwrap_or_default()).into_owned();
-                let (row, hashes) = digest_row(&columns, &mut fields, &mut scratch);
+                let (row, hashes) = digest_row(&mut columns, &mut fields);
                 sorter
                     .push(Digest::new(id, rows, row, hashes))
                     .map_err(&io)?;
@@ -578,7 +576,7 @@ fn digest_file(
                         id = value;
                     }
                 }
-                let (row, hashes) = digest_row(columns, &mut fields, &mut scratch);
+                let (row, hashes) = digest_row(columns, &mut fields);
                 sorter.push(Digest::new(id, rows, row, hashes))
             };
             if super::parquet::is_parquet(path) {
@@ -645,7 +643,7 @@ fn digest_file(
                     }
                 }
                 let id = super::record::id_of(&value).unwrap_or_default();
-                let (row, hashes) = digest_row(&columns, &mut fields, &mut scratch);
+                let (row, hashes) = digest_row(&mut columns, &mut fields);
                 sorter
                     .push(Digest::new(id, rows, row, hashes))
                     .map_err(&io)?;
@@ -787,7 +785,15 @@ pub fn write(
     // sake do not count as present now).
     let old_custom: Vec<&String> = match &prepared.state {
         Some(s) => s.custom_fields.iter().collect(),
-        None => old_columns.names.iter().filter(|n| is_custom(n)).collect(),
+        // A file's custom column empty in every row may be one kept only for an earlier
+        // file's sake: not counted as there then.
+        None => old_columns
+            .names
+            .iter()
+            .zip(&old_columns.filled)
+            .filter(|(n, filled)| is_custom(n) && **filled)
+            .map(|(n, _)| n)
+            .collect(),
     };
     let kept_names: Vec<String> = kept.iter().map(|k| format!("{CUSTOM_PREFIX}{k}")).collect();
     let new_custom: Vec<String> = new_columns
@@ -1246,11 +1252,17 @@ mod tests {
 
     #[test]
     fn a_column_only_one_side_has_changes_nothing_while_it_is_empty() {
-        let old = "platform_id,email,custom_fields_json\n1,a@x.io,\n2,b@x.io,\n";
+        // custom_gone was kept, empty, for a file before this one: not "removed" again.
+        let old = "platform_id,email,custom_gone,custom_fields_json\n1,a@x.io,,\n2,b@x.io,,\n";
         let new = "platform_id,email,custom_vip,custom_fields_json\n1,a@x.io,,\n2,b@x.io,yes,\n";
         let (report, text) = changes_between(OutFormat::Csv, old, new);
         assert_eq!((report.unchanged, report.updated), (1, 1));
         assert_eq!(report.fields_added, vec!["custom_vip".to_string()]);
+        assert!(
+            report.fields_removed.is_empty(),
+            "{:?}",
+            report.fields_removed
+        );
         assert!(
             text.ends_with("update,custom_vip,2,b@x.io,yes,\n"),
             "{text}"
