@@ -1065,6 +1065,29 @@ async fn nightly_changes_with_a_state_dir_or_a_previous_file_and_after_kill_9() 
     assert_eq!(changes["fields_removed"], json!(["custom_loyalty"]));
     let (header, _) = read_csv(&rig.path("day3.csv"));
     assert!(header.contains(&"custom_loyalty".to_string()), "{header:?}");
+    // Told otherwise, the column goes.
+    let dropped = rig
+        .run(
+            "omnidesk",
+            "day3b.csv",
+            &[
+                "--changes-since",
+                "day2.csv",
+                "--drop-removed-columns",
+                "--details",
+            ],
+        )
+        .await;
+    assert_exit(&dropped, 0);
+    let (header, _) = read_csv(&rig.path("day3b.csv"));
+    assert!(
+        !header.contains(&"custom_loyalty".to_string()),
+        "{header:?}"
+    );
+    assert_eq!(
+        report(&dropped)["changes"]["fields_removed"],
+        json!(["custom_loyalty"])
+    );
 
     // Killed and resumed, the changes are those of an uninterrupted run, byte for byte.
     rig.faults(json!({"latency_ms": 3})).await;
