@@ -141,8 +141,18 @@ const LEAVES: usize = 20;
 const INT_LEAVES: [usize; 6] = [0, 2, 14, 15, 16, 17];
 const REPEATED_LEAVES: [usize; 6] = [8, 9, 10, 12, 18, 19];
 
-/// Milliseconds since the epoch of an RFC 3339 or RFC 2822 time.
+/// Milliseconds since the epoch of a time as a platform may give it: RFC 3339, RFC 2822,
+/// or a Unix time in seconds or milliseconds (the documents print no customer time, so
+/// every unambiguous form is read; a time without a zone is not, as its zone is unknown).
 fn millis(text: &str) -> Option<i64> {
+    if let Ok(n) = text.parse::<i64>() {
+        // Seconds until the year 5138, milliseconds after.
+        return Some(if n.abs() < 100_000_000_000 {
+            n * 1000
+        } else {
+            n
+        });
+    }
     chrono::DateTime::parse_from_rfc3339(text)
         .or_else(|_| chrono::DateTime::parse_from_rfc2822(text))
         .ok()
@@ -200,7 +210,13 @@ impl Batch {
         {
             let value = match text.as_str() {
                 "" => None,
-                t => Some(millis(t).ok_or_else(|| bad(field, t, "an RFC 3339 time"))?),
+                t => Some(millis(t).ok_or_else(|| {
+                    bad(
+                        field,
+                        t,
+                        "a time with a zone (RFC 3339, RFC 2822) or a Unix time",
+                    )
+                })?),
             };
             l[14 + i].optional_int(value);
         }
@@ -561,6 +577,20 @@ mod tests {
         );
         assert!(rows[0].contains(r#""TextField_1" -> "x""#), "{}", rows[0]);
         assert!(rows[1].contains("email: null"), "{}", rows[1]);
+    }
+
+    #[test]
+    fn times_are_read_in_every_unambiguous_form() {
+        let at = 1_136_185_445_000; // 2006-01-02T15:04:05+08:00
+        for text in [
+            "2006-01-02T15:04:05.000+08:00",
+            "Mon, 02 Jan 2006 07:04:05 +0000",
+            "1136185445",
+            "1136185445000",
+        ] {
+            assert_eq!(millis(text), Some(at), "{text}");
+        }
+        assert_eq!(millis("2006-01-02 15:04:05"), None);
     }
 
     #[test]
