@@ -1035,6 +1035,8 @@ struct ChangesWriter {
     format: OutFormat,
     compression: Compression,
     buffer: Vec<u8>,
+    /// CSV rows not yet in `buffer` (one writer a megabyte, not one a row).
+    csv: csv::Writer<Vec<u8>>,
     /// Columns of the snapshot (CSV).
     width: usize,
 }
@@ -1053,6 +1055,7 @@ impl ChangesWriter {
             format,
             compression,
             buffer: Vec::new(),
+            csv: csv::Writer::from_writer(Vec::new()),
             width: head.map_or(0, |h| h.len()),
         };
         if let Some(head) = head {
@@ -1064,15 +1067,25 @@ impl ChangesWriter {
     }
 
     fn csv_record(&mut self, row: &[&[u8]]) -> Result<(), ChangesError> {
-        let mut csv = csv::WriterBuilder::new().from_writer(std::mem::take(&mut self.buffer));
-        let written = csv.write_record(row).map_err(io::Error::from);
-        let buffer = csv
-            .into_inner()
-            .map_err(|e| io::Error::other(e.to_string()));
-        let path = self.path.clone();
-        written.map_err(io_at(&path))?;
-        self.buffer = buffer.map_err(io_at(&path))?;
-        self.spill_if_full()
+        if let Err(e) = self.csv.write_record(row) {
+            return Err(io_at(&self.path)(e.into()));
+        }
+        if self.csv.get_ref().len() >= 1 << 20 {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Moves what the CSV writer holds into `buffer`.
+    fn take_csv(&mut self) -> Result<(), ChangesError> {
+        let csv = std::mem::replace(&mut self.csv, csv::Writer::from_writer(Vec::new()));
+        match csv.into_inner() {
+            Ok(bytes) => {
+                self.buffer.extend(bytes);
+                Ok(())
+            }
+            Err(e) => Err(io_at(&self.path)(io::Error::other(e.to_string()))),
+        }
     }
 
     fn delete(&mut self, id: &str) -> Result<(), ChangesError> {
@@ -1134,6 +1147,7 @@ impl ChangesWriter {
     }
 
     fn spill(&mut self) -> Result<(), ChangesError> {
+        self.take_csv()?;
         if self.buffer.is_empty() {
             return Ok(());
         }
