@@ -6,7 +6,7 @@ use super::read::ReadArgs;
 use super::{usage, Ui};
 use crate::import::{self as import_cmd, ImportConfig, Mode, Stop};
 use crate::input::InputPath;
-use crate::platform::{BaseUrl, Target};
+use crate::platform::{BaseUrl, MatchKey, Target};
 use crate::validate::Platform;
 use crate::{Error, Exit};
 use anyhow::Context;
@@ -45,6 +45,18 @@ pub struct ImportArgs {
     /// link other tickets with the same email or phone to the imported customers.
     #[arg(long)]
     no_sync: bool,
+    /// What finds a row's existing customer, in order: `id` (the external id, always first)
+    /// and then `email` and/or `phone`, which link a customer that has no external id
+    /// (created by chat or phone) instead of failing on its address: the first key that
+    /// finds anyone decides; two customers, or one with another external id, are a
+    /// conflict in failures.csv.
+    #[arg(
+        long = "match",
+        value_name = "KEYS",
+        value_delimiter = ',',
+        default_value = "id"
+    )]
+    match_keys: Vec<String>,
     /// create: new customers only; upsert: update or create; update: existing customers only.
     #[arg(long, value_enum, default_value_t = Mode::Create)]
     mode: Mode,
@@ -62,6 +74,33 @@ pub struct ImportArgs {
     dry_run: bool,
 }
 
+/// The keys of `--match` beyond the external id, checked: `id` first when given, each once.
+pub fn match_keys(given: &[String]) -> anyhow::Result<Vec<MatchKey>> {
+    let mut keys = Vec::new();
+    for (i, raw) in given.iter().enumerate() {
+        let key = match raw.trim().to_ascii_lowercase().as_str() {
+            "id" if i == 0 => continue,
+            "id" => {
+                return Err(usage(
+                    "--match: id comes first (rows are written by external id; email and phone find customers that have none)",
+                ))
+            }
+            "email" => MatchKey::Email,
+            "phone" => MatchKey::Phone,
+            other => {
+                return Err(usage(format!(
+                    "--match: {other:?} is not a key (id, email, phone)"
+                )))
+            }
+        };
+        if keys.contains(&key) {
+            return Err(usage(format!("--match names {} twice", key.name())));
+        }
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
 /// Runs `deskport import`.
 pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
     let input = args.read.input(&args.input)?;
@@ -77,6 +116,12 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
             "--no-sync is Omnidesk's noSync; Udesk links no tickets to an imported customer",
         ));
     }
+    let match_keys = match_keys(&args.match_keys)?;
+    if !match_keys.is_empty() && args.mode == Mode::Update {
+        return Err(usage(
+            "--match email/phone links customers that have no external id, for create and upsert; --mode update only writes to customers found by external id",
+        ));
+    }
     let journal_dir = args
         .journal
         .clone()
@@ -86,6 +131,7 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
     config.rules = args.read.rules(Some(connect.target))?;
     // Rows that only update existing customers cannot be refused for a missing required field.
     config.rules.required_fields = args.mode != Mode::Update;
+    config.match_keys = match_keys;
     config.threads = args.read.threads();
     config.resume = args.resume;
     config.restart = args.restart;

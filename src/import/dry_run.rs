@@ -2,6 +2,7 @@
 //! single write. The same reader, mapping and validator as the real run; with credentials,
 //! read-only lookups tell create from update from already-exists.
 
+use super::row::{find_holder, foreign_holder, Found, Unmatched};
 use super::{ImportConfig, ImportError, Mode};
 use crate::error::Error;
 use crate::input;
@@ -16,6 +17,9 @@ use std::sync::{Arc, Mutex};
 /// A row's lookup answer, filled in by a concurrent task.
 type LookupSlot = Mutex<Option<Result<Option<String>, CallError>>>;
 
+/// A row's search by email or phone (`--match`), filled in by a concurrent task.
+type MatchSlot = Mutex<Option<Result<Option<Found>, Unmatched>>>;
+
 /// What a dry run predicts.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DryRunReport {
@@ -27,7 +31,11 @@ pub struct DryRunReport {
     pub update: u64,
     /// Rows (create mode) whose customer exists already and would be left alone.
     pub exists: u64,
-    /// Rows the platform would refuse (update mode: no such customer).
+    /// Rows whose email or phone finds a customer without an external id (`--match`): it
+    /// would be given the row's and reported existing (create) or updated (upsert).
+    pub link: u64,
+    /// Rows the platform would refuse (update mode: no such customer; `--match`: an
+    /// address held by more than one customer or by one with another external id).
     pub fail: u64,
     /// Rows the validator refuses.
     pub reject: u64,
@@ -83,7 +91,9 @@ pub async fn run<T: Target>(
         crate::input::InputPath::Stdin => 0,
     };
     let (known, call_plan) = if lookups {
-        super::plan::survey(target.as_ref(), config.mode, rows, None).await?
+        let (survey, plan) =
+            super::plan::survey(target.as_ref(), config.mode, rows, None, false).await?;
+        (survey.map(|s| s.existing), plan)
     } else {
         (
             None,
@@ -125,7 +135,35 @@ pub async fn run<T: Target>(
             )
             .await;
         }
-        for (row, slot) in batch.rows.iter().zip(found) {
+        // Rows their external id does not find are searched by email or phone (`--match`).
+        let matched: Vec<MatchSlot> = batch.rows.iter().map(|_| Mutex::new(None)).collect();
+        if lookups && !config.match_keys.is_empty() && config.mode != Mode::Update {
+            let t = target.as_ref();
+            let keys = &config.match_keys;
+            let unfound =
+                batch
+                    .rows
+                    .iter()
+                    .zip(found.iter().zip(&matched))
+                    .filter(|(_, (slot, _))| {
+                        matches!(
+                            *slot.lock().unwrap_or_else(|e| e.into_inner()),
+                            Some(Ok(None))
+                        )
+                    });
+            crate::platform::transport::for_each_bounded(
+                unfound,
+                config.max_concurrency,
+                |(row, (_, out))| async move {
+                    if let Some(c) = &row.customer {
+                        let result = find_holder(t, keys, c).await;
+                        *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                    }
+                },
+            )
+            .await;
+        }
+        for ((row, slot), matched) in batch.rows.iter().zip(found).zip(matched) {
             report.rows_read += 1;
             let id = row.customer.as_ref().map_or("", |c| c.external_id.as_str());
             let (action, detail) = if !row.is_clean() {
@@ -139,10 +177,50 @@ pub async fn run<T: Target>(
                 ("reject", text.join(" | "))
             } else {
                 let lookup = slot.into_inner().unwrap_or_else(|e| e.into_inner());
+                let matched = matched.into_inner().unwrap_or_else(|e| e.into_inner());
+                let linked = if config.mode == Mode::Create {
+                    "left alone"
+                } else {
+                    "updated"
+                };
                 match (config.mode, lookup) {
                     (_, Some(Err(e))) if e.stops_run() => {
                         return Err(ImportError::Usage(e.to_string()))
                     }
+                    (_, Some(Ok(None))) if matched.is_some() => match matched {
+                        Some(Err(Unmatched::Call(e))) if e.stops_run() => {
+                            return Err(ImportError::Usage(e.to_string()))
+                        }
+                        Some(Err(Unmatched::Call(e))) => {
+                            report.undecided += 1;
+                            ("unknown", format!("search by email or phone failed: {e}"))
+                        }
+                        Some(Err(Unmatched::Conflict(why))) => {
+                            report.fail += 1;
+                            ("fail", why)
+                        }
+                        Some(Ok(Some(found))) => match (row.customer.as_ref(), found) {
+                            (Some(c), found) if foreign_holder(c, &found).is_some() => {
+                                report.fail += 1;
+                                ("fail", foreign_holder(c, &found).unwrap_or_default())
+                            }
+                            (_, (key, value, holder)) => {
+                                report.link += 1;
+                                (
+                                    "link",
+                                    format!(
+                                        "customer {} holds the {} {value} and has no external id: it would be given this one and {linked}",
+                                        holder.platform_id,
+                                        key.name()
+                                    ),
+                                )
+                            }
+                        },
+                        _ => {
+                            report.create += 1;
+                            ("create", "no customer holds its emails or phones".into())
+                        }
+                    },
                     (_, Some(Err(e))) => {
                         report.undecided += 1;
                         ("unknown", format!("lookup failed: {e}"))
@@ -207,8 +285,15 @@ impl DryRunReport {
             s.push_str(r);
         }
         s.push_str(&format!(
-            "  rows read   {:>9}\n  create      {:>9}\n  update      {:>9}\n  exists      {:>9}\n  fail        {:>9}\n  reject      {:>9}\n",
-            self.rows_read, self.create, self.update, self.exists, self.fail, self.reject
+            "  rows read   {:>9}\n  create      {:>9}\n  update      {:>9}\n  exists      {:>9}\n",
+            self.rows_read, self.create, self.update, self.exists
+        ));
+        if self.link > 0 {
+            s.push_str(&format!("  link        {:>9}\n", self.link));
+        }
+        s.push_str(&format!(
+            "  fail        {:>9}\n  reject      {:>9}\n",
+            self.fail, self.reject
         ));
         if self.undecided > 0 {
             s.push_str(&format!(

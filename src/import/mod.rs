@@ -156,6 +156,9 @@ pub struct ImportConfig {
     pub max_consecutive_unfinished: u64,
     /// Where the run's plan and other start-up notices go.
     pub notices: Notices,
+    /// Besides the external id, what finds a row's existing customer, in order
+    /// (`--match id,email,phone`); empty: the external id alone.
+    pub match_keys: Vec<crate::platform::MatchKey>,
 }
 
 /// A sink for the notices a run gives before its first row (the call plan).
@@ -209,6 +212,7 @@ impl ImportConfig {
             stop_grace: Duration::from_secs(10),
             max_consecutive_unfinished: 50,
             notices: Notices::default(),
+            match_keys: Vec::new(),
         }
     }
 }

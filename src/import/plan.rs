@@ -4,7 +4,6 @@
 
 use super::{ImportError, Mode};
 use crate::platform::{CallError, Survey, Target};
-use std::collections::HashMap;
 
 /// One read-only call before any row: refused credentials (whatever code carries the
 /// refusal) stop the run there, as one clear error, instead of failing every row alike.
@@ -30,15 +29,16 @@ pub async fn survey<T: Target>(
     mode: Mode,
     rows: u64,
     total: Option<u64>,
-) -> Result<(Option<HashMap<String, String>>, String), ImportError> {
+    channels: bool,
+) -> Result<(Option<Survey>, String), ImportError> {
     let rate = target.transport().rate_per_second();
     if mode == Mode::Update || target.bulk_rows() == 0 || rows == 0 {
         return Ok((None, describe(target.name(), mode, rows, None, rate)));
     }
-    match target.survey(rows, total).await {
+    match target.survey(rows, total, channels).await {
         Ok(found) => {
             let plan = describe(target.name(), mode, rows, found.as_ref(), rate);
-            Ok((found.map(|s| s.existing), plan))
+            Ok((found, plan))
         }
         Err(e) if e.stops_run() => Err(ImportError::Refused(e)),
         Err(e) => Ok((
@@ -113,6 +113,7 @@ pub fn describe(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn the_plan_names_the_pass_and_what_happens_to_existing_rows() {
@@ -120,6 +121,7 @@ mod tests {
             existing: HashMap::from([("A".to_string(), "1".to_string())]),
             platform_total: 3000,
             calls: 4,
+            channels: Default::default(),
         };
         let text = describe("udesk", Mode::Upsert, 500, Some(&s), Some(1.0));
         assert!(

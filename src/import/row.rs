@@ -5,7 +5,7 @@ use super::journal::{Done, Outcome};
 use super::Mode;
 use crate::model::{CheckedRow, Customer, RawRow};
 use crate::output::describe;
-use crate::platform::{CallError, Target};
+use crate::platform::{CallError, Holder, MatchKey, Target};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -99,9 +99,9 @@ pub(super) fn done(
     })
 }
 
-/// Maps a call failure (retries already spent) to the row's end.
-fn failed(w: &Work, e: CallError) -> RowEnd {
-    let record = |reason: &str, message: String| Done {
+/// A failed row's record.
+fn failure(w: &Work, reason: &str, message: String) -> Done {
+    Done {
         line: w.line,
         external_id: w.customer.external_id.clone(),
         outcome: Outcome::Failed,
@@ -109,12 +109,31 @@ fn failed(w: &Work, e: CallError) -> RowEnd {
         reason: Some(reason.to_string()),
         message: Some(message),
         row: Some(row_value(&w.raw, &w.columns, w.jsonl)),
-    };
+    }
+}
+
+/// Whether a refusal says another customer holds one of the row's addresses (Udesk: "Email
+/// duplicate: customer id = 12", "Phone … has been used", 003:1442-1449).
+fn says_address_taken(message: &str) -> bool {
+    let m = message.to_lowercase();
+    (m.contains("email") || m.contains("phone"))
+        && (m.contains("duplicate") || m.contains("has been used"))
+}
+
+/// Maps a call failure (retries already spent) to the row's end.
+fn failed(w: &Work, e: CallError) -> RowEnd {
+    let record = |reason: &str, message: String| failure(w, reason, message);
     match e {
         e @ (CallError::Auth { .. } | CallError::Unusable { .. }) => RowEnd::Abort(e.to_string()),
         CallError::NotFound => RowEnd::Done(record(
             "not_found",
             "no customer with this external id (update mode never creates)".into(),
+        )),
+        CallError::Rejected { message } if says_address_taken(&message) => RowEnd::Done(record(
+            "platform_rejected",
+            format!(
+                "{message} (a customer without this external id holds the address: import --match id,email,phone links it instead)"
+            ),
         )),
         CallError::Rejected { message } | CallError::Expired { message } => {
             RowEnd::Done(record("platform_rejected", message))
@@ -150,11 +169,146 @@ async fn found_in_doubt<T: Target>(
     }
 }
 
+/// Why [`find_holder`] found no single customer to link.
+pub(super) enum Unmatched {
+    /// A search failed.
+    Call(CallError),
+    /// More than one customer holds the row's addresses (the message names them).
+    Conflict(String),
+}
+
+/// What a search by email or phone found: the key, the row's value that found it, and
+/// the customer.
+pub(super) type Found = (MatchKey, String, Holder);
+
+/// The customer one of the row's emails or phones finds, trying `keys` in order: the first
+/// key that finds anyone decides. Two customers found under it are a conflict, naming both.
+pub(super) async fn find_holder<T: Target>(
+    t: &T,
+    keys: &[MatchKey],
+    c: &Customer,
+) -> Result<Option<Found>, Unmatched> {
+    for &key in keys {
+        let mut found: Vec<(String, Holder)> = Vec::new();
+        for value in key.values(c) {
+            let holders = t.find_by(key, value, c).await.map_err(Unmatched::Call)?;
+            for h in holders {
+                if !found.iter().any(|(_, f)| f.platform_id == h.platform_id) {
+                    found.push((value.to_string(), h));
+                }
+            }
+        }
+        match found.len() {
+            0 => continue,
+            1 => {
+                let (value, holder) = found.remove(0);
+                return Ok(Some((key, value, holder)));
+            }
+            _ => {
+                let named: Vec<String> = found
+                    .iter()
+                    .map(|(v, h)| match &h.external_id {
+                        Some(e) => format!("{v}: customer {} (external id {e})", h.platform_id),
+                        None => format!("{v}: customer {}", h.platform_id),
+                    })
+                    .collect();
+                return Err(Unmatched::Conflict(format!(
+                    "the row's {} finds more than one customer ({}); none was linked",
+                    key.name(),
+                    named.join("; ")
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Why a found customer cannot be linked to the row: it has another external id.
+pub(super) fn foreign_holder(c: &Customer, (key, value, holder): &Found) -> Option<String> {
+    match &holder.external_id {
+        Some(other) if *other != c.external_id => Some(format!(
+            "the {} {value} belongs to customer {}, which has external id {other}; it was left as it was",
+            key.name(),
+            holder.platform_id
+        )),
+        _ => None,
+    }
+}
+
+/// A row whose external id found no customer but whose `key` (`value`) found `holder`:
+/// a holder with another external id is a conflict; one without is given the row's (and
+/// checked by a lookup), then reported existing (create) or updated (upsert).
+async fn link_row<T: Target>(
+    t: &T,
+    mode: Mode,
+    w: &Work,
+    (key, value, holder): (MatchKey, String, Holder),
+) -> RowEnd {
+    let c = &w.customer;
+    if let Some(why) = foreign_holder(c, &(key, value.clone(), holder.clone())) {
+        return RowEnd::Done(failure(w, "match_conflict", why));
+    }
+    let pid = holder.platform_id;
+    let how = format!("{} {value}", key.name());
+    match holder.external_id {
+        Some(_) => {}
+        None => {
+            if let Err(e) = t.link(c, &pid).await {
+                return failed(w, e);
+            }
+            match t.lookup(c).await {
+                Ok(Some(id)) if id == pid || id.is_empty() => {}
+                Ok(found) => {
+                    return RowEnd::Done(failure(
+                        w,
+                        "link_failed",
+                        format!(
+                            "the {how} belongs to customer {pid}, which has no external id; the platform accepted setting it, but a lookup by external id {}; nothing else was changed",
+                            match found {
+                                Some(id) => format!("finds customer {id}"),
+                                None => "finds no customer".into(),
+                            }
+                        ),
+                    ));
+                }
+                Err(e) => return failed(w, e),
+            }
+        }
+    }
+    match mode {
+        Mode::Create => done(
+            w,
+            Outcome::Exists,
+            Some(pid.clone()),
+            Some(format!(
+                "linked by {how}: customer {pid} existed without an external id and now carries this one; its other fields were left as they were"
+            )),
+        ),
+        _ => match t.update(c).await {
+            Ok(_) => done(
+                w,
+                Outcome::Updated,
+                Some(pid.clone()),
+                Some(format!("linked by {how} to customer {pid}, then updated")),
+            ),
+            Err(e) => failed(w, e),
+        },
+    }
+}
+
 /// Creates a row exactly once: a row in doubt is looked up first; an unanswered create puts
-/// it in doubt; an existing customer is left alone.
-async fn create_row<T: Target>(t: &T, w: &Work, mut in_doubt: bool) -> RowEnd {
+/// it in doubt; an existing customer is left alone; with `keys`, a customer one of the
+/// row's emails or phones finds is linked instead of created.
+async fn create_row<T: Target>(
+    t: &T,
+    mode: Mode,
+    keys: &[MatchKey],
+    w: &Work,
+    mut in_doubt: bool,
+) -> RowEnd {
     let c = &w.customer;
     let mut failures = 0;
+    let mut searched = keys.is_empty();
     loop {
         if in_doubt {
             match t.resolve(c).await {
@@ -170,6 +324,17 @@ async fn create_row<T: Target>(t: &T, w: &Work, mut in_doubt: bool) -> RowEnd {
                 }
                 Ok(None) => {}
                 Err(e) => return failed(w, e),
+            }
+        }
+        if !searched {
+            searched = true;
+            match find_holder(t, keys, c).await {
+                Ok(Some(found)) => return link_row(t, mode, w, found).await,
+                Ok(None) => {}
+                Err(Unmatched::Call(e)) => return failed(w, e),
+                Err(Unmatched::Conflict(why)) => {
+                    return RowEnd::Done(failure(w, "match_conflict", why))
+                }
             }
         }
         match t.create(c).await {
@@ -254,6 +419,7 @@ async fn create_row<T: Target>(t: &T, w: &Work, mut in_doubt: bool) -> RowEnd {
 pub(super) async fn process<T: Target>(
     t: &T,
     mode: Mode,
+    keys: &[MatchKey],
     w: &Work,
     known: Option<&HashMap<String, String>>,
 ) -> RowEnd {
@@ -266,21 +432,21 @@ pub(super) async fn process<T: Target>(
             Some(id.clone()),
             Some("already on the platform before this run".into()),
         ),
-        (Mode::Upsert, Some(None)) if !w.in_doubt => create_row(t, w, false).await,
-        (mode, _) => process_row(t, mode, w).await,
+        (Mode::Upsert, Some(None)) if !w.in_doubt => create_row(t, mode, keys, w, false).await,
+        (mode, _) => process_row(t, mode, keys, w).await,
     }
 }
 
-async fn process_row<T: Target>(t: &T, mode: Mode, w: &Work) -> RowEnd {
+async fn process_row<T: Target>(t: &T, mode: Mode, keys: &[MatchKey], w: &Work) -> RowEnd {
     match mode {
-        Mode::Create => create_row(t, w, w.in_doubt).await,
+        Mode::Create => create_row(t, mode, keys, w, w.in_doubt).await,
         Mode::Update => match t.update(&w.customer).await {
             Ok(id) => done(w, Outcome::Updated, Some(id), None),
             Err(e) => failed(w, e),
         },
         Mode::Upsert => match t.update(&w.customer).await {
             Ok(id) => done(w, Outcome::Updated, Some(id), None),
-            Err(CallError::NotFound) => create_row(t, w, w.in_doubt).await,
+            Err(CallError::NotFound) => create_row(t, mode, keys, w, w.in_doubt).await,
             Err(e) => failed(w, e),
         },
     }

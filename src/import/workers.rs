@@ -7,7 +7,7 @@ use super::journal::{Done, JournalWriter, Outcome, Record};
 use super::row::{process, RowEnd, Work};
 use super::{ImportConfig, Mode, Stop};
 use crate::model::Customer;
-use crate::platform::{BulkError, CallError, Target};
+use crate::platform::{channel_key, BulkError, CallError, MatchKey, Survey, Target};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,7 +32,9 @@ pub(super) struct Shared<T> {
     /// External id → platform id of the customers a survey found before the first row
     /// (set by [`Shared::prepare`]; `None` inside: no survey, rows are looked up or written
     /// one by one).
-    known: tokio::sync::OnceCell<Option<HashMap<String, String>>>,
+    known: tokio::sync::OnceCell<Option<Survey>>,
+    /// Besides the external id, what finds an existing customer (`--match`).
+    match_keys: Vec<MatchKey>,
     /// Rows the run expects to send (for the plan).
     rows_left: u64,
     notices: super::Notices,
@@ -68,6 +70,7 @@ impl<T: Target> Shared<T> {
     ) -> Self {
         Shared {
             known: tokio::sync::OnceCell::new(),
+            match_keys: config.match_keys.clone(),
             rows_left,
             notices: config.notices.clone(),
             early: Mutex::new(Early {
@@ -203,7 +206,9 @@ impl<T: Target> Shared<T> {
                     }
                 };
                 let target = self.target.as_ref();
-                match super::plan::survey(target, self.mode, self.rows_left, total).await {
+                let channels = !self.match_keys.is_empty();
+                match super::plan::survey(target, self.mode, self.rows_left, total, channels).await
+                {
                     Ok((known, plan)) => {
                         self.notices.say(&plan);
                         known
@@ -219,18 +224,31 @@ impl<T: Target> Shared<T> {
 
     /// What the survey found, if one ran.
     fn known(&self) -> Option<&HashMap<String, String>> {
-        self.known.get().and_then(Option::as_ref)
+        self.known
+            .get()
+            .and_then(Option::as_ref)
+            .map(|s| &s.existing)
     }
 
     /// One row in the run's mode, with what the survey knows.
     pub async fn process(&self, w: &Work) -> RowEnd {
-        process(self.target.as_ref(), self.mode, w, self.known()).await
+        let target = self.target.as_ref();
+        process(target, self.mode, &self.match_keys, w, self.known()).await
     }
 
-    /// Whether the survey found this row's customer on the platform.
+    /// Whether the survey found this row's customer on the platform, or (with `--match`)
+    /// a customer holding one of its emails or phones: such rows are searched and written
+    /// one by one, never put in a bulk import.
     fn exists(&self, w: &Work) -> bool {
-        self.known()
-            .is_some_and(|k| k.contains_key(&w.customer.external_id))
+        let Some(survey) = self.known.get().and_then(Option::as_ref) else {
+            return false;
+        };
+        survey.existing.contains_key(&w.customer.external_id)
+            || self.match_keys.iter().any(|&key| {
+                key.values(&w.customer)
+                    .into_iter()
+                    .any(|v| survey.channels.contains(&channel_key(key, v)))
+            })
     }
 }
 

@@ -168,6 +168,62 @@ pub fn holds_what_was_sent(record: &serde_json::Value, sent: &[(&str, &str)]) ->
     )
 }
 
+/// Besides the external id, what finds a row's existing customer (`import --match`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchKey {
+    /// The row's emails (the first, then the others).
+    Email,
+    /// The row's phone numbers.
+    Phone,
+}
+
+impl MatchKey {
+    /// `email` or `phone`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MatchKey::Email => "email",
+            MatchKey::Phone => "phone",
+        }
+    }
+
+    /// The row's values for this key.
+    pub fn values(self, c: &Customer) -> Vec<&str> {
+        match self {
+            MatchKey::Email => c
+                .email
+                .iter()
+                .chain(&c.other_emails)
+                .map(String::as_str)
+                .collect(),
+            MatchKey::Phone => c.phones.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// A customer a search by email or phone found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// Its platform id.
+    pub platform_id: String,
+    /// Its external id; `None` when it has none (created by chat, phone or by hand).
+    pub external_id: Option<String>,
+}
+
+/// The key a survey files an email or phone under (lower-cased email; a phone's last eight
+/// digits, so `+8613000000001` and `13000000001` meet): for routing rows whose address a
+/// customer may hold to the searching path. A false meeting only costs searches.
+pub fn channel_key(key: MatchKey, value: &str) -> String {
+    match key {
+        MatchKey::Email => format!("e:{}", value.trim().to_lowercase()),
+        MatchKey::Phone => {
+            let digits: Vec<char> = value.chars().filter(char::is_ascii_digit).collect();
+            let tail: String = digits[digits.len().saturating_sub(8)..].iter().collect();
+            format!("p:{tail}")
+        }
+    }
+}
+
 /// What one pass over the platform's customers learned before an import.
 #[derive(Debug, Default, Clone)]
 pub struct Survey {
@@ -177,6 +233,9 @@ pub struct Survey {
     pub platform_total: u64,
     /// Calls the pass cost.
     pub calls: u64,
+    /// [`channel_key`]s of the emails and phones customers hold, when the survey was asked
+    /// for them (`import --match`).
+    pub channels: std::collections::HashSet<String>,
 }
 
 /// What one platform can do for an import. Implementations are cheap to share (`Arc`).
@@ -269,8 +328,38 @@ pub trait Target: Send + Sync + 'static {
         &self,
         _rows: u64,
         _total: Option<u64>,
+        _channels: bool,
     ) -> impl Future<Output = Result<Option<Survey>, CallError>> + Send {
         async { Ok(None) }
+    }
+
+    /// The customers holding this email or phone (`value` as the row has it; `customer`
+    /// for its brand). Empty when none does.
+    fn find_by(
+        &self,
+        _key: MatchKey,
+        _value: &str,
+        _customer: &Customer,
+    ) -> impl Future<Output = Result<Vec<Holder>, CallError>> + Send {
+        async {
+            Err(CallError::Rejected {
+                message: "this platform client cannot search by email or phone".into(),
+            })
+        }
+    }
+
+    /// Gives the existing customer `platform_id`, which has no external id, this row's
+    /// external id, changing nothing else. The caller checks by a lookup that it took.
+    fn link(
+        &self,
+        _customer: &Customer,
+        _platform_id: &str,
+    ) -> impl Future<Output = Result<(), CallError>> + Send {
+        async {
+            Err(CallError::Rejected {
+                message: "this platform client cannot set an external id".into(),
+            })
+        }
     }
 
     /// Which of these customers exist: external id → platform id. The default looks each up.
@@ -423,6 +512,22 @@ mod tests {
         assert!(!err.message().contains("1234"), "{}", err.message());
         let err = toml::from_str::<S>("key = [7654321]").err().unwrap();
         assert!(!err.message().contains("7654321"), "{}", err.message());
+    }
+
+    #[test]
+    fn channel_keys_meet_across_phone_forms_and_email_case() {
+        assert_eq!(
+            channel_key(MatchKey::Phone, "+8613000000001"),
+            channel_key(MatchKey::Phone, "13000000001")
+        );
+        assert_eq!(
+            channel_key(MatchKey::Email, " Anna@Example.COM"),
+            channel_key(MatchKey::Email, "anna@example.com")
+        );
+        assert_ne!(
+            channel_key(MatchKey::Email, "1300000000@x"),
+            channel_key(MatchKey::Phone, "1300000000")
+        );
     }
 
     #[test]

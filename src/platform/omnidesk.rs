@@ -7,7 +7,7 @@
 //! ([`decode`]) are pure functions.
 
 use super::transport::{Retry, Transport};
-use super::{BaseUrl, CallError, Secret, Target};
+use super::{BaseUrl, CallError, Holder, MatchKey, Secret, Target};
 use crate::fields::FieldDefs;
 use crate::model::Customer;
 use bytes::Bytes;
@@ -290,6 +290,80 @@ pub fn searched(body: &Value, external_id: &str) -> Result<Option<Value>, CallEr
             ),
         }),
     }
+}
+
+/// Every customer record in a reply to a search that may find several: the list under
+/// `items`, `data`, `customers`, `result` or `message`, or the one [`record_of`] finds.
+pub fn records_of(body: &Value) -> Vec<&Value> {
+    if let Value::Array(list) = body {
+        return list.iter().filter(|v| is_record(v)).collect();
+    }
+    for key in ["items", "data", "customers", "result", "message"] {
+        if let Some(Value::Array(list)) = body.get(key) {
+            let records: Vec<&Value> = list.iter().filter(|v| is_record(v)).collect();
+            if !records.is_empty() {
+                return records;
+            }
+        }
+    }
+    record_of(body).into_iter().collect()
+}
+
+/// The addresses a record's `channels` list carries (objects with `value`, `address` or
+/// `channel_value`, or plain strings); empty when the record lists none.
+fn channel_values(record: &Value) -> Vec<&str> {
+    let Some(Value::Array(list)) = record.get("channels") else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|ch| match ch {
+            Value::String(s) => Some(s.as_str()),
+            Value::Object(o) => ["value", "address", "channel_value", "customerChannelValue"]
+                .iter()
+                .find_map(|k| o.get(*k).and_then(Value::as_str)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a search by channel value found: every record that is not plainly someone else's
+/// (a record listing its channels must list this value; one listing none is taken), `[]`
+/// when the reply says nothing was found, an error for a reply that shows neither.
+pub fn searched_by_channel(
+    body: &Value,
+    key: MatchKey,
+    value: &str,
+) -> Result<Vec<Holder>, CallError> {
+    let records = records_of(body);
+    if records.is_empty() {
+        return if says_empty(body) {
+            Ok(Vec::new())
+        } else {
+            Err(CallError::Rejected {
+                message: format!(
+                    "the channel search answered 200 without a customer record deskport can read (keys: {})",
+                    keys_of(body)
+                ),
+            })
+        };
+    }
+    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    let same = |held: &str| match key {
+        MatchKey::Email => held.trim().eq_ignore_ascii_case(value.trim()),
+        MatchKey::Phone => digits(held) == digits(value),
+    };
+    Ok(records
+        .into_iter()
+        .filter(|r| {
+            let held = channel_values(r);
+            held.is_empty() || held.into_iter().any(same)
+        })
+        .map(|r| Holder {
+            platform_id: record_id(r).unwrap_or_default(),
+            external_id: external_id_of(r).filter(|e| !e.is_empty()),
+        })
+        .filter(|h| !h.platform_id.is_empty())
+        .collect())
 }
 
 /// The id in a reply's `customer_id`, or `message.id`.
@@ -754,6 +828,62 @@ impl Target for Omnidesk {
         Ok(String::new())
     }
 
+    /// `SearchByCustomerChannelValue` (000:460-489) in the row's brand.
+    async fn find_by(
+        &self,
+        key: MatchKey,
+        value: &str,
+        c: &Customer,
+    ) -> Result<Vec<Holder>, CallError> {
+        let fields = vec![
+            field("customerChannelValue", value),
+            field("brand_id", brand_of(c, self.default_brand).to_string()),
+        ];
+        match self
+            .post_multipart(
+                "/api/v2/customer/SearchByCustomerChannelValue",
+                &fields,
+                Retry::Idempotent,
+            )
+            .await
+        {
+            Ok(body) => searched_by_channel(&body, key, value),
+            Err(CallError::NotFound) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PUT /api/v2/customer` with `customerID`, `primaryID` and `brandID` (000:346-378:
+    /// "PrimaryID, brandID and customerID are all optional, but dependent on the presence of
+    /// at least one"). Whether this *sets* the primary id is not documented: the caller's
+    /// lookup tells.
+    async fn link(&self, c: &Customer, platform_id: &str) -> Result<(), CallError> {
+        let form = vec![
+            field("customerID", platform_id),
+            field("primaryID", c.external_id.clone()),
+            field("brandID", brand_of(c, self.default_brand).to_string()),
+        ];
+        let url = self.base.join("/api/v2/customer");
+        self.transport
+            .call(
+                Retry::Idempotent,
+                |client| {
+                    client
+                        .put(&url)
+                        .header("apiKey", self.api_key.expose())
+                        .form(&form)
+                },
+                |status, headers, body| {
+                    if status.is_success() && body.iter().all(u8::is_ascii_whitespace) {
+                        return Ok(Value::Null);
+                    }
+                    decode(status, headers, body)
+                },
+            )
+            .await
+            .map(|_| ())
+    }
+
     fn describe_create(&self, c: &Customer) -> String {
         let (form, extras) = self.create_forms(c);
         let mut text = format!(
@@ -785,6 +915,43 @@ mod tests {
     use super::*;
     use serde_json::json;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_channel_search_reads_one_record_or_a_list_and_drops_plainly_other_ones() {
+        let anna = json!({"id": 7, "external_primary_id": "", "channels": [{"type": "email", "value": "Anna@x.nl"}]});
+        let other =
+            json!({"id": 8, "external_primary_id": "B-2", "channels": [{"value": "annabel@x.nl"}]});
+        let bare = json!({"id": 9, "firstname": "Anna"});
+        for body in [
+            json!({"items": [anna.clone()]}),
+            json!({"customer": anna.clone()}),
+            json!([anna.clone(), other.clone()]),
+            anna.clone(),
+        ] {
+            let found = searched_by_channel(&body, MatchKey::Email, "anna@x.nl").unwrap();
+            assert_eq!(
+                found,
+                [Holder {
+                    platform_id: "7".into(),
+                    external_id: None
+                }],
+                "{body}"
+            );
+        }
+        let two = searched_by_channel(&json!({"data": [anna, bare]}), MatchKey::Email, "anna@x.nl")
+            .unwrap();
+        assert_eq!(two.len(), 2);
+        let phone =
+            json!({"items": [{"id": 3, "primary_id": "P-3", "channels": ["+31 6 12345678"]}]});
+        let found = searched_by_channel(&phone, MatchKey::Phone, "+31612345678").unwrap();
+        assert_eq!(found[0].external_id.as_deref(), Some("P-3"));
+        assert!(
+            searched_by_channel(&json!({"items": []}), MatchKey::Email, "a@b.c")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(searched_by_channel(&json!({"ok": true}), MatchKey::Email, "a@b.c").is_err());
+    }
 
     #[test]
     fn a_search_finds_a_record_in_every_plausible_shape_and_never_on_a_bare_200() {

@@ -10,7 +10,7 @@
 
 use super::transport::{Retry, Transport};
 use super::udesk_sign::{self as auth, sign};
-use super::{BaseUrl, BulkError, CallError, Secret, Survey, Target};
+use super::{channel_key, BaseUrl, BulkError, CallError, Holder, MatchKey, Secret, Survey, Target};
 use crate::fields::FieldDefs;
 use crate::model::Customer;
 use bytes::Bytes;
@@ -838,7 +838,12 @@ impl Target for Udesk {
         )))
     }
 
-    async fn survey(&self, rows: u64, total: Option<u64>) -> Result<Option<Survey>, CallError> {
+    async fn survey(
+        &self,
+        rows: u64,
+        total: Option<u64>,
+        channels: bool,
+    ) -> Result<Option<Survey>, CallError> {
         let (total, counting_call) = match total {
             Some(t) => (t, 0),
             None => (self.total_customers().await?, 1),
@@ -851,8 +856,19 @@ impl Target for Udesk {
         }
         let mut existing = HashMap::new();
         let mut held = HashMap::new();
+        let mut addresses = HashSet::new();
         let calls = self
             .scroll_all(&ListFilter::default(), |c| {
+                if channels {
+                    let emails = c.get("email").and_then(Value::as_str).into_iter();
+                    let others = held_pairs(c, "other_emails");
+                    for e in emails.chain(others.iter().map(|(_, e)| e.as_str())) {
+                        addresses.insert(channel_key(MatchKey::Email, e));
+                    }
+                    for (_, p) in held_pairs(c, "cellphones") {
+                        addresses.insert(channel_key(MatchKey::Phone, &p));
+                    }
+                }
                 if let Some(t) = c.get("open_api_token").and_then(Value::as_str) {
                     existing.insert(t.to_string(), own_id(c));
                     let emails = c.get("other_emails").and_then(Value::as_array);
@@ -872,7 +888,72 @@ impl Target for Udesk {
             existing,
             platform_total: total,
             calls: calls + counting_call,
+            channels: addresses,
         }))
+    }
+
+    /// `get_customer?type=email|cellphone` (003:151-167), which names one customer. A phone
+    /// is asked for as the row has it (E.164) and then in its national forms, since every
+    /// example holds national numbers (`13000000001`) and the documents do not say whether
+    /// `+86…` finds them.
+    async fn find_by(
+        &self,
+        key: MatchKey,
+        value: &str,
+        _customer: &Customer,
+    ) -> Result<Vec<Holder>, CallError> {
+        let (kind, forms) = match key {
+            MatchKey::Email => ("email", vec![value.to_string()]),
+            MatchKey::Phone => {
+                let mut forms = vec![value.to_string()];
+                forms.extend(crate::validate::phone::national_forms(value));
+                ("cellphone", forms)
+            }
+        };
+        for form in forms {
+            let query = [("type", kind.to_string()), ("content", form)];
+            match self
+                .get("/open_api_v1/customers/get_customer", &query)
+                .await
+            {
+                Ok(body) => {
+                    let Some(record) = body.get("customer").filter(|c| c.is_object()) else {
+                        continue;
+                    };
+                    let external_id = record
+                        .get("open_api_token")
+                        .and_then(Value::as_str)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_string);
+                    return Ok(vec![Holder {
+                        platform_id: own_id(record),
+                        external_id,
+                    }]);
+                }
+                Err(CallError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// `update_customer?type=id&content=ID` with only `open_api_token` in the customer
+    /// (003:549-560: the body is the create's, every field optional on update).
+    async fn link(&self, c: &Customer, platform_id: &str) -> Result<(), CallError> {
+        let query = [
+            ("type", "id".to_string()),
+            ("content", platform_id.to_string()),
+        ];
+        let body = json!({"customer": {"open_api_token": c.external_id}});
+        self.signed(
+            reqwest::Method::PUT,
+            "/open_api_v1/customers/update_customer",
+            &query,
+            Some(&body),
+            Retry::Idempotent,
+        )
+        .await
+        .map(|_| ())
     }
 
     fn describe_create(&self, c: &Customer) -> String {

@@ -116,7 +116,7 @@ fn customer_json(c: &OmniCustomer) -> Value {
         "id": c.id,
         "brand_id": c.brand_id,
         "brand_name": brand_name(c.brand_id),
-        "external_primary_id": c.external_primary_id,
+        "external_primary_id": (!c.external_primary_id.is_empty()).then_some(&c.external_primary_id),
         "firstname": c.firstname,
         "lastname": c.lastname,
         "channels": c.channels,
@@ -696,10 +696,23 @@ async fn update_index(
         Err(r) => return r,
     };
     let id = if let Some(cid) = fields.get("customerID") {
-        match parse_id(cid) {
-            Ok(id) => Some(id),
+        let id = match parse_id(cid) {
+            Ok(id) => id,
             Err(r) => return r,
+        };
+        if let Some(primary) = fields
+            .get("primaryID")
+            .filter(|_| shared.profile().omnidesk_put_sets_primary)
+        {
+            if let Err(holder) = shared.data().omni.set_primary(id, primary) {
+                return (
+                    StatusCode::CONFLICT,
+                    Json(json!({"type": "error", "message": "Customer with this primary ID already exists", "customer_id": holder})),
+                )
+                    .into_response();
+            }
         }
+        Some(id)
     } else if let Some(primary) = fields.get("primaryID") {
         let brand = match parse_brand(&fields, "brandID") {
             Ok(b) => b,
@@ -794,12 +807,18 @@ async fn search_by_channel(
             Ok(found) => found,
             Err(r) => return r,
         };
-    let record = shared
+    let records: Vec<Value> = shared
         .data()
         .omni
         .find_by_channel(brand, value)
-        .map(customer_json);
-    found(&shared, record)
+        .into_iter()
+        .map(customer_json)
+        .collect();
+    // A list where the profile puts lists; elsewhere the oldest holder alone.
+    if shared.profile().omnidesk_record_at == RecordAt::Items && !records.is_empty() {
+        return Json(json!({ "items": records })).into_response();
+    }
+    found(&shared, records.into_iter().next())
 }
 
 async fn add_channel_only(

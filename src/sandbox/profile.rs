@@ -99,6 +99,10 @@ pub struct Profile {
     pub omnidesk_create_custom_keys: CustomKeyRule,
     /// Omnidesk: custom field keys on updateCustomer.
     pub omnidesk_update_custom_keys: CustomKeyRule,
+    /// Omnidesk: `PUT /api/v2/customer` with `customerID` and `primaryID` gives a customer
+    /// that has no primary id this one (000:346-378 do not say); false: `customerID` names
+    /// the customer and `primaryID` is ignored.
+    pub omnidesk_put_sets_primary: bool,
 }
 
 impl Default for Profile {
@@ -122,6 +126,7 @@ impl Profile {
             udesk_fields_endpoint: true,
             omnidesk_create_custom_keys: CustomKeyRule::Prefixed,
             omnidesk_update_custom_keys: CustomKeyRule::Either,
+            omnidesk_put_sets_primary: true,
         }
     }
 
@@ -140,6 +145,7 @@ impl Profile {
             udesk_fields_endpoint: true,
             omnidesk_create_custom_keys: CustomKeyRule::Prefixed,
             omnidesk_update_custom_keys: CustomKeyRule::Bare,
+            omnidesk_put_sets_primary: false,
         }
     }
 

@@ -167,6 +167,7 @@ impl OmniStore {
         self.by_primary = self
             .customers
             .values()
+            .filter(|c| !c.external_primary_id.is_empty())
             .map(|c| ((c.brand_id, c.external_primary_id.clone()), c.id))
             .collect();
     }
@@ -178,11 +179,14 @@ impl OmniStore {
     }
 
     /// Inserts a new customer (the caller checked uniqueness).
+    /// A customer without a primary id (created by chat or e-mail) is not indexed by one.
     pub fn insert(&mut self, customer: OmniCustomer) {
-        self.by_primary.insert(
-            (customer.brand_id, customer.external_primary_id.clone()),
-            customer.id,
-        );
+        if !customer.external_primary_id.is_empty() {
+            self.by_primary.insert(
+                (customer.brand_id, customer.external_primary_id.clone()),
+                customer.id,
+            );
+        }
         self.order.push(customer.id);
         self.customers.insert(customer.id, customer);
     }
@@ -190,25 +194,48 @@ impl OmniStore {
     /// Removes a customer; returns it.
     pub fn remove(&mut self, id: u64) -> Option<OmniCustomer> {
         let customer = self.customers.remove(&id)?;
-        self.by_primary
-            .remove(&(customer.brand_id, customer.external_primary_id.clone()));
+        let key = (customer.brand_id, customer.external_primary_id.clone());
+        if self.by_primary.get(&key) == Some(&id) {
+            self.by_primary.remove(&key);
+        }
         if let Ok(pos) = self.order.binary_search(&id) {
             self.order.remove(pos);
         }
         Some(customer)
     }
 
-    /// The customer with this channel value in this brand.
-    pub fn find_by_channel(&self, brand_id: u64, value: &str) -> Option<&OmniCustomer> {
+    /// The customers with this channel value in this brand, oldest first.
+    pub fn find_by_channel(&self, brand_id: u64, value: &str) -> Vec<&OmniCustomer> {
         self.order
             .iter()
             .filter_map(|id| self.customers.get(id))
-            .find(|c| {
+            .filter(|c| {
                 c.brand_id == brand_id
                     && c.channels
                         .iter()
                         .any(|ch| ch.value.eq_ignore_ascii_case(value))
             })
+            .collect()
+    }
+
+    /// Gives customer `id`, which has no primary id, this one (`Err`: the brand's customer
+    /// holding it already; `Ok(false)`: no such customer, or it has a primary id).
+    pub fn set_primary(&mut self, id: u64, primary: &str) -> Result<bool, u64> {
+        let Some(c) = self.customers.get(&id) else {
+            return Ok(false);
+        };
+        if !c.external_primary_id.is_empty() {
+            return Ok(false);
+        }
+        let key = (c.brand_id, primary.to_string());
+        if let Some(&holder) = self.by_primary.get(&key) {
+            return Err(holder);
+        }
+        self.by_primary.insert(key, id);
+        if let Some(c) = self.customers.get_mut(&id) {
+            c.external_primary_id = primary.to_string();
+        }
+        Ok(true)
     }
 }
 

@@ -147,6 +147,34 @@ pub fn region_of(international: &str) -> Option<Region> {
         .flatten()
 }
 
+/// The national forms of a valid E.164 number, for platforms that may hold it so: the
+/// national format's digits (with a trunk prefix, `0612345678`) and the national significant
+/// number (`612345678`); the same once when they agree (`+8613000000001` → `13000000001`).
+pub fn national_forms(e164: &str) -> Vec<String> {
+    let Ok(number) = PHONE_NUMBER_UTIL.parse(e164, None) else {
+        return Vec::new();
+    };
+    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    let national = digits(&number.format_as(PhoneNumberFormat::National));
+    let international = number.format_as(PhoneNumberFormat::International);
+    let country = international
+        .trim_start_matches('+')
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap_or("");
+    let significant = digits(e164)
+        .strip_prefix(country)
+        .map(str::to_string)
+        .unwrap_or_default();
+    let mut forms = Vec::new();
+    for form in [national, significant] {
+        if !form.is_empty() && !forms.contains(&form) {
+            forms.push(form);
+        }
+    }
+    forms
+}
+
 /// Whether `value` is exactly a valid phone number in E.164 form (`+31612345678`).
 pub fn is_e164(value: &str) -> bool {
     value.len() > 2
@@ -158,6 +186,13 @@ pub fn is_e164(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn national_forms_with_and_without_the_trunk_prefix() {
+        assert_eq!(national_forms("+31612345678"), ["0612345678", "612345678"]);
+        assert_eq!(national_forms("+8613000000001"), ["13000000001"]);
+        assert!(national_forms("not a number").is_empty());
+    }
 
     fn e164(raw: &str, region: &str) -> Result<String, PhoneProblem> {
         to_e164(raw, region_from_code(region))

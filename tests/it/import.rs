@@ -1680,3 +1680,394 @@ async fn undo_deletes_exactly_what_an_omnidesk_import_created_and_resumes_after_
 async fn undo_deletes_exactly_what_a_udesk_import_created_and_resumes_after_kill_9() {
     undo_after_an_upsert("udesk").await;
 }
+
+/// Customers made without an external id (by chat, phone or by hand), each holding one of
+/// the addresses the `--match` rows carry; returns their platform ids by name.
+fn hold_customers_without_external_ids(rig: &Rig, target: &str) -> BTreeMap<&'static str, u64> {
+    use deskport::sandbox::store::{OmniChannel, OmniCustomer, UdeskCustomer};
+    // name → (external id, emails, phones as the platform holds them)
+    let udesk_phone = "13000000001"; // as every Udesk example holds phones (003:151-210)
+    let people: [(&str, &str, &[&str], &[&str]); 5] = [
+        ("anna", "", &["anna@example.nl"], &[]),
+        (
+            "bo",
+            "",
+            &[],
+            &[if target == "udesk" {
+                udesk_phone
+            } else {
+                "+8613000000001"
+            }],
+        ),
+        ("taken", "OTHER-1", &["taken@example.nl"], &[]),
+        ("x", "", &["x@example.nl"], &[]),
+        ("y", "", &["y@example.nl"], &[]),
+    ];
+    let mut ids = BTreeMap::new();
+    let mut data = rig.server.shared.data();
+    for (name, ext, emails, phones) in people {
+        if target == "omnidesk" {
+            let store = &mut data.omni;
+            let id = store.next_id();
+            let mut channels = Vec::new();
+            for e in emails {
+                channels.push(OmniChannel {
+                    id: store.next_id(),
+                    kind: "email".into(),
+                    value: e.to_string(),
+                });
+            }
+            for p in phones {
+                channels.push(OmniChannel {
+                    id: store.next_id(),
+                    kind: "telephone".into(),
+                    value: p.to_string(),
+                });
+            }
+            store.insert(OmniCustomer {
+                id,
+                brand_id: 1,
+                external_primary_id: ext.into(),
+                firstname: "Held".into(),
+                lastname: "Before".into(),
+                channels,
+                custom_fields: BTreeMap::new(),
+            });
+            ids.insert(name, id);
+        } else {
+            let store = &mut data.udesk;
+            let id = store.next_id();
+            let cellphones = phones
+                .iter()
+                .map(|p| (store.next_phone_id(), p.to_string()))
+                .collect();
+            store.put(UdeskCustomer {
+                id,
+                nick_name: "Held Before".into(),
+                level: "normal".into(),
+                email: emails.first().map(|e| e.to_string()),
+                cellphones,
+                open_api_token: (!ext.is_empty()).then(|| ext.to_string()),
+                ..UdeskCustomer::empty("Manual creation")
+            });
+            ids.insert(name, id);
+        }
+    }
+    ids
+}
+
+const MATCH_ROWS: &str = "\
+Customer Id,First Name,Last Name,Email,Other Emails,Phone 1
+M1,Anna,Berg,anna@example.nl,,
+M2,Bo,Li,,,+86 130 0000 0001
+M3,Cas,Taken,taken@example.nl,,
+M4,Dee,Two,x@example.nl,y@example.nl,
+M5,Eva,New,eva@example.nl,,
+";
+
+/// The row's outcome in results.csv, or `failed` when failures.csv holds it.
+fn outcome_of<'a>(outcomes: &'a [(String, String)], id: &str) -> &'a str {
+    outcomes
+        .iter()
+        .find(|(e, _)| e == id)
+        .map_or("failed", |(_, o)| o.as_str())
+}
+
+/// The external id each held customer carries now (empty: none).
+fn external_ids_of(rig: &Rig, target: &str, ids: &BTreeMap<&str, u64>) -> BTreeMap<String, String> {
+    let data = rig.server.shared.data();
+    ids.iter()
+        .map(|(name, id)| {
+            let ext = if target == "omnidesk" {
+                data.omni.customers[id].external_primary_id.clone()
+            } else {
+                data.udesk.customers[id]
+                    .open_api_token
+                    .clone()
+                    .unwrap_or_default()
+            };
+            (name.to_string(), ext)
+        })
+        .collect()
+}
+
+async fn match_links_what_exists_without_an_external_id(
+    target: &str,
+    mode: &str,
+    profile: deskport::sandbox::Profile,
+) {
+    let rig = Rig::start(SandboxConfig {
+        time_scale: 60.0,
+        profile,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let held = hold_customers_without_external_ids(&rig, target);
+    // Udesk: 300 new rows first, so the bulk lane (which shares the queue with the row
+    // workers) has the matching rows to pass over.
+    let mut rows = MATCH_ROWS.to_string();
+    let bulk = target == "udesk" && mode == "create";
+    if bulk {
+        let (header, body) = rows.split_once('\n').unwrap();
+        let new: String = (1..=300)
+            .map(|i| format!("N{i:04},New,Row,new{i}@example.nl,,\n"))
+            .collect();
+        rows = format!("{header}\n{new}{body}");
+    }
+    let input = rig.work.write("match.csv", rows);
+    let input = input.to_str().unwrap();
+    let total_before = held_total(&rig, target);
+    let added = if bulk { 301 } else { 1 };
+
+    // The dry run searches too, and says what would be linked; it changes nothing.
+    let dry = rig
+        .run(
+            input,
+            target,
+            &[
+                "--mode",
+                mode,
+                "--journal",
+                "dry",
+                "--dry-run",
+                "--match",
+                "id,email,phone",
+            ],
+        )
+        .await;
+    assert!(
+        dry.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        describe(&dry)
+    );
+    let (header, planned) = read_csv(&rig.work.file("dry").join("dry-run.csv"));
+    let (id, action) = (
+        header.iter().position(|h| h == "external_id").unwrap(),
+        header.iter().position(|h| h == "action").unwrap(),
+    );
+    let planned: BTreeMap<String, String> = planned
+        .into_iter()
+        .filter(|r| r[id].starts_with('M'))
+        .map(|r| (r[id].clone(), r[action].clone()))
+        .collect();
+    let want: BTreeMap<String, String> = [
+        ("M1", "link"),
+        ("M2", "link"),
+        ("M3", "fail"),
+        ("M4", "fail"),
+        ("M5", "create"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(planned, want);
+    let unlinked = external_ids_of(&rig, target, &held)
+        .values()
+        .filter(|e| e.is_empty())
+        .count();
+    assert_eq!(unlinked, 4);
+
+    let out = rig
+        .run(
+            input,
+            target,
+            &[
+                "--mode",
+                mode,
+                "--match",
+                "id,email,phone",
+                "--max-concurrency",
+                "1",
+            ],
+        )
+        .await;
+    assert_exit(&out, 1);
+    let got = outcomes(&rig);
+    let linked = if mode == "create" {
+        "exists"
+    } else {
+        "updated"
+    };
+    assert_eq!(outcome_of(&got, "M1"), linked, "{got:?}");
+    assert_eq!(outcome_of(&got, "M2"), linked, "{got:?}");
+    assert_eq!(outcome_of(&got, "M3"), "failed", "{got:?}");
+    assert_eq!(outcome_of(&got, "M4"), "failed", "{got:?}");
+    assert_eq!(outcome_of(&got, "M5"), "created", "{got:?}");
+    let (header, failures) = read_csv(&rig.journal_file("failures.csv"));
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let failure = |id: &str| {
+        failures
+            .iter()
+            .find(|r| r[col("Customer Id")] == id)
+            .unwrap()
+            .clone()
+    };
+    let m3 = failure("M3");
+    assert_eq!(m3[col("deskport_reason")], "match_conflict");
+    assert!(
+        m3[col("deskport_message")].contains("external id OTHER-1"),
+        "{m3:?}"
+    );
+    let m4 = failure("M4");
+    assert_eq!(m4[col("deskport_reason")], "match_conflict");
+    let (x, y) = (held["x"].to_string(), held["y"].to_string());
+    let message = &m4[col("deskport_message")];
+    assert!(message.contains(&x) && message.contains(&y), "{m4:?}");
+
+    // The linked customers carry the rows' external ids; the others are as they were; one
+    // customer was added (M5), none duplicated.
+    let now = external_ids_of(&rig, target, &held);
+    let want: BTreeMap<String, String> = [
+        ("anna", "M1"),
+        ("bo", "M2"),
+        ("taken", "OTHER-1"),
+        ("x", ""),
+        ("y", ""),
+    ]
+    .into_iter()
+    .map(|(n, e)| (n.to_string(), e.to_string()))
+    .collect();
+    assert_eq!(now, want);
+    assert_eq!(held_total(&rig, target), total_before + added);
+    // No row whose address a customer holds went into a bulk import (which may drop it,
+    // 003:1131, or worse).
+    let skips = {
+        let mut data = rig.server.shared.data();
+        deskport::sandbox::udesk::apply_due_imports(&mut data, Duration::MAX);
+        data.import_skips.clone()
+    };
+    assert!(skips.is_empty(), "{skips:?}");
+    {
+        let data = rig.server.shared.data();
+        let anna = held["anna"];
+        let name = if target == "omnidesk" {
+            data.omni.customers[&anna].firstname.clone()
+        } else {
+            data.udesk.customers[&anna].nick_name.clone()
+        };
+        // create leaves a linked customer's fields alone; upsert writes the row's.
+        assert_eq!(name.contains("Anna"), mode == "upsert", "{name}");
+    }
+
+    // Run again: nothing is sent twice.
+    let again = rig
+        .run(
+            input,
+            target,
+            &["--mode", mode, "--match", "id,email,phone", "--resume"],
+        )
+        .await;
+    assert_exit(&again, 1);
+    assert_eq!(held_total(&rig, target), total_before + added);
+
+    // Undo removes only what was created, never a linked customer.
+    let undo = output(undo_command(&rig, "journal", target, &[])).await;
+    assert_exit(&undo, 0);
+    assert_eq!(held_total(&rig, target), total_before);
+    assert_eq!(external_ids_of(&rig, target, &held), want);
+}
+
+fn held_total(rig: &Rig, target: &str) -> usize {
+    let data = rig.server.shared.data();
+    if target == "omnidesk" {
+        data.omni.customers.len()
+    } else {
+        data.udesk.customers.len()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn match_links_omnidesk_customers_without_an_external_id() {
+    use deskport::sandbox::{Profile, RecordAt};
+    match_links_what_exists_without_an_external_id("omnidesk", "create", Profile::convenient())
+        .await;
+    // Search replies as a list: two customers with one email are both seen.
+    let listing = Profile {
+        omnidesk_record_at: RecordAt::Items,
+        ..Profile::convenient()
+    };
+    match_links_what_exists_without_an_external_id("omnidesk", "upsert", listing).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn match_links_udesk_customers_without_an_external_id() {
+    use deskport::sandbox::Profile;
+    match_links_what_exists_without_an_external_id("udesk", "create", Profile::convenient()).await;
+    // A bulk import that drops colliding rows silently (003:1131): rows whose address a
+    // customer holds must never go into one.
+    match_links_what_exists_without_an_external_id("udesk", "create", Profile::documented()).await;
+    match_links_what_exists_without_an_external_id("udesk", "upsert", Profile::convenient()).await;
+}
+
+/// Where the platform does not take an external id through the call deskport makes (the
+/// documents do not say it does), the row fails saying so and the customer is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_the_platform_does_not_take_fails_the_row_and_changes_nothing() {
+    let rig = Rig::start(SandboxConfig {
+        profile: deskport::sandbox::Profile::documented(),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let held = hold_customers_without_external_ids(&rig, "omnidesk");
+    let input = rig.work.write(
+        "match.csv",
+        MATCH_ROWS.lines().take(2).collect::<Vec<_>>().join("\n"),
+    );
+    let out = rig
+        .run(
+            input.to_str().unwrap(),
+            "omnidesk",
+            &["--mode", "upsert", "--match", "id,email"],
+        )
+        .await;
+    assert_exit(&out, 1);
+    let (header, failures) = read_csv(&rig.journal_file("failures.csv"));
+    let reason = header.iter().position(|h| h == "deskport_reason").unwrap();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0][reason], "link_failed", "{failures:?}");
+    assert_eq!(external_ids_of(&rig, "omnidesk", &held)["anna"], "");
+    assert_eq!(
+        rig.server.shared.data().omni.customers[&held["anna"]].firstname,
+        "Held"
+    );
+}
+
+#[test]
+fn match_keys_are_checked_before_anything_is_read() {
+    let work = Workdir::new();
+    let input = work.write("m.csv", MATCH_ROWS);
+    for (keys, says) in [
+        ("email,id", "id comes first"),
+        ("id,fax", "\"fax\" is not a key"),
+        ("id,email,email", "names email twice"),
+    ] {
+        let out = work.run(&[
+            "import",
+            input.to_str().unwrap(),
+            "--target",
+            "udesk",
+            "--sandbox",
+            "--match",
+            keys,
+        ]);
+        assert_exit(&out, 2);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{keys}: {}",
+            describe(&out)
+        );
+    }
+    let out = work.run(&[
+        "import",
+        input.to_str().unwrap(),
+        "--target",
+        "udesk",
+        "--sandbox",
+        "--match",
+        "id,email",
+        "--mode",
+        "update",
+    ]);
+    assert_exit(&out, 2);
+}
