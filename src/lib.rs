@@ -29,6 +29,7 @@
 
 pub mod check;
 pub mod cmd;
+pub mod delete;
 pub mod error;
 pub mod export;
 pub mod fields;

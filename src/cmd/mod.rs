@@ -9,6 +9,7 @@
 pub mod check;
 pub mod completions;
 pub mod connect;
+pub mod delete;
 pub mod export;
 pub mod fields;
 pub mod import;
@@ -62,6 +63,9 @@ enum Command {
     /// Delete exactly the customers an import created (from its journal); resumable.
     #[command(after_help = undo::HELP)]
     Undo(undo::UndoArgs),
+    /// Delete (or, on Omnidesk, purge) the customers a file names; dry run, resumable.
+    #[command(after_help = delete::HELP)]
+    Delete(delete::DeleteArgs),
     /// Export the platform's customers to CSV or JSONL, with a checkpoint so a stopped export resumes.
     #[command(after_help = export::HELP)]
     Export(export::ExportArgs),
@@ -120,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Validate(args) => validate::run(args, ui),
         Command::Import(args) => import::run(args, ui),
         Command::Undo(args) => undo::run(args, ui),
+        Command::Delete(args) => delete::run(args, ui),
         Command::Export(args) => export::run(args, ui),
         Command::Reconcile(args) => reconcile::run(args, ui),
         Command::Check(args) => check::run(args, ui),

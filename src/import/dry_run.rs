@@ -2,7 +2,7 @@
 //! single write. The same reader, mapping and validator as the real run; with credentials,
 //! read-only lookups tell create from update from already-exists.
 
-use super::row::{find_holder, foreign_holder, Found, Unmatched};
+use super::matching::{find_holder, foreign_holder, Found, Unmatched};
 use super::{ImportConfig, ImportError, Mode};
 use crate::error::Error;
 use crate::input;

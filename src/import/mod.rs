@@ -17,6 +17,7 @@
 mod dispatch;
 pub mod dry_run;
 pub mod journal;
+pub mod matching;
 pub mod plan;
 pub mod results;
 mod row;

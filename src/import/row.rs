@@ -2,10 +2,11 @@
 //! attempt may have been applied, and turn the platform's answer into the row's outcome.
 
 use super::journal::{Done, Outcome};
+use super::matching::{find_holder, foreign_holder, Found, Unmatched};
 use super::Mode;
 use crate::model::{CheckedRow, Customer, RawRow};
 use crate::output::describe;
-use crate::platform::{CallError, Holder, MatchKey, Target};
+use crate::platform::{CallError, MatchKey, Target};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -169,81 +170,10 @@ async fn found_in_doubt<T: Target>(
     }
 }
 
-/// Why [`find_holder`] found no single customer to link.
-pub(super) enum Unmatched {
-    /// A search failed.
-    Call(CallError),
-    /// More than one customer holds the row's addresses (the message names them).
-    Conflict(String),
-}
-
-/// What a search by email or phone found: the key, the row's value that found it, and
-/// the customer.
-pub(super) type Found = (MatchKey, String, Holder);
-
-/// The customer one of the row's emails or phones finds, trying `keys` in order: the first
-/// key that finds anyone decides. Two customers found under it are a conflict, naming both.
-pub(super) async fn find_holder<T: Target>(
-    t: &T,
-    keys: &[MatchKey],
-    c: &Customer,
-) -> Result<Option<Found>, Unmatched> {
-    for &key in keys {
-        let mut found: Vec<(String, Holder)> = Vec::new();
-        for value in key.values(c) {
-            let holders = t.find_by(key, value, c).await.map_err(Unmatched::Call)?;
-            for h in holders {
-                if !found.iter().any(|(_, f)| f.platform_id == h.platform_id) {
-                    found.push((value.to_string(), h));
-                }
-            }
-        }
-        match found.len() {
-            0 => continue,
-            1 => {
-                let (value, holder) = found.remove(0);
-                return Ok(Some((key, value, holder)));
-            }
-            _ => {
-                let named: Vec<String> = found
-                    .iter()
-                    .map(|(v, h)| match &h.external_id {
-                        Some(e) => format!("{v}: customer {} (external id {e})", h.platform_id),
-                        None => format!("{v}: customer {}", h.platform_id),
-                    })
-                    .collect();
-                return Err(Unmatched::Conflict(format!(
-                    "the row's {} finds more than one customer ({}); none was linked",
-                    key.name(),
-                    named.join("; ")
-                )));
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// Why a found customer cannot be linked to the row: it has another external id.
-pub(super) fn foreign_holder(c: &Customer, (key, value, holder): &Found) -> Option<String> {
-    match &holder.external_id {
-        Some(other) if *other != c.external_id => Some(format!(
-            "the {} {value} belongs to customer {}, which has external id {other}; it was left as it was",
-            key.name(),
-            holder.platform_id
-        )),
-        _ => None,
-    }
-}
-
 /// A row whose external id found no customer but whose `key` (`value`) found `holder`:
 /// a holder with another external id is a conflict; one without is given the row's (and
 /// checked by a lookup), then reported existing (create) or updated (upsert).
-async fn link_row<T: Target>(
-    t: &T,
-    mode: Mode,
-    w: &Work,
-    (key, value, holder): (MatchKey, String, Holder),
-) -> RowEnd {
+async fn link_row<T: Target>(t: &T, mode: Mode, w: &Work, (key, value, holder): Found) -> RowEnd {
     let c = &w.customer;
     if let Some(why) = foreign_holder(c, &(key, value.clone(), holder.clone())) {
         return RowEnd::Done(failure(w, "match_conflict", why));

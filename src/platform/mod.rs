@@ -289,6 +289,16 @@ pub trait Target: Send + Sync + 'static {
         }
     }
 
+    /// Deletes the customer with this platform id and everything linked to it (tickets,
+    /// items: Omnidesk `purgeData`); `CallError::NotFound` when there is none. Idempotent.
+    fn purge(&self, _platform_id: &str) -> impl Future<Output = Result<(), CallError>> + Send {
+        async {
+            Err(CallError::Rejected {
+                message: "this platform has no purge".into(),
+            })
+        }
+    }
+
     /// Most rows one bulk create carries (0: the platform has no bulk create).
     fn bulk_rows(&self) -> usize {
         0

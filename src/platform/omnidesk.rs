@@ -693,6 +693,28 @@ impl Omnidesk {
     }
 
     /// The default brand for customers without one.
+    /// `DELETE PREFIX{id}`, an empty success being a success.
+    async fn delete_at(&self, prefix: &str, platform_id: &str) -> Result<(), CallError> {
+        if platform_id.is_empty() || !platform_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CallError::Rejected {
+                message: format!("{platform_id:?} is no Omnidesk customer id"),
+            });
+        }
+        let url = self.base.join(&format!("{prefix}{platform_id}"));
+        self.transport
+            .call(
+                Retry::Idempotent,
+                |client| client.delete(&url).header("apiKey", self.api_key.expose()),
+                |status, headers, body| {
+                    if status.is_success() && body.iter().all(u8::is_ascii_whitespace) {
+                        return Ok(());
+                    }
+                    decode(status, headers, body).map(|_| ())
+                },
+            )
+            .await
+    }
+
     pub fn default_brand(&self) -> u64 {
         self.default_brand
     }
@@ -789,23 +811,12 @@ impl Target for Omnidesk {
     /// `DELETE /api/v2/customer/{id}` (000:155-170, whose reply is "No content": an empty
     /// success is a success).
     async fn delete(&self, platform_id: &str) -> Result<(), CallError> {
-        if platform_id.is_empty() || !platform_id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(CallError::Rejected {
-                message: format!("{platform_id:?} is no Omnidesk customer id"),
-            });
-        }
-        let url = self.base.join(&format!("/api/v2/customer/{platform_id}"));
-        self.transport
-            .call(
-                Retry::Idempotent,
-                |client| client.delete(&url).header("apiKey", self.api_key.expose()),
-                |status, headers, body| {
-                    if status.is_success() && body.iter().all(u8::is_ascii_whitespace) {
-                        return Ok(());
-                    }
-                    decode(status, headers, body).map(|_| ())
-                },
-            )
+        self.delete_at("/api/v2/customer/", platform_id).await
+    }
+
+    /// `DELETE /api/v2/customer/purgeData/{id}` (000:221-239, "No content" too).
+    async fn purge(&self, platform_id: &str) -> Result<(), CallError> {
+        self.delete_at("/api/v2/customer/purgeData/", platform_id)
             .await
     }
 

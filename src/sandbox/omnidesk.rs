@@ -7,7 +7,7 @@ use crate::validate::{email, name};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -42,6 +42,8 @@ pub fn routes() -> Router<Arc<Shared>> {
             post(search_by_channel),
         )
         .route("/api/v2/customer/addchannelonly", post(add_channel_only))
+        .route("/api/v2/customer/purgedata/{id}", delete(purge_item))
+        .route("/api/v2/customer/purgedata", delete(purge_by_external_id))
         .route("/api/v2/customer/createcustomercrud", post(create_crud))
 }
 
@@ -562,6 +564,67 @@ async fn delete_item(
         Some(_) => result(json!("Customer deleted.")),
         None => not_found(&shared),
     }
+}
+
+/// Removes a customer as purged (its tickets and items too, which the sandbox does not
+/// hold); the reply as `DELETE item`'s.
+fn purge(shared: &Shared, id: Option<u64>) -> Response {
+    let removed = {
+        let mut data = shared.data();
+        let removed = id.and_then(|id| data.omni.remove(id));
+        if let Some(c) = &removed {
+            data.omni.purged.push(c.id);
+        }
+        removed
+    };
+    match removed {
+        // 000:239 and 002:98 print no reply body.
+        Some(_) if !shared.profile().omnidesk_reply_ids => StatusCode::OK.into_response(),
+        Some(_) => result(json!("Customer data purged.")),
+        None => not_found(shared),
+    }
+}
+
+/// `DELETE /api/v2/customer/purgeData/{id}` (000:221-239).
+async fn purge_item(
+    State(shared): Shared2,
+    headers: HeaderMap,
+    Query(q): QueryMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers, &q) {
+        return r;
+    }
+    match parse_id(&id) {
+        Ok(id) => purge(&shared, Some(id)),
+        Err(r) => r,
+    }
+}
+
+/// `DELETE /api/v2/customer/purgedata` with `external_id` and `brand_id` (002:85-98).
+async fn purge_by_external_id(
+    State(shared): Shared2,
+    headers: HeaderMap,
+    Query(q): QueryMap,
+    fields: Fields,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers, &q) {
+        return r;
+    }
+    let Some(external_id) = fields.get("external_id").filter(|e| !e.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "external_id is required");
+    };
+    let brand = match parse_brand(&fields, "brand_id") {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let id = shared
+        .data()
+        .omni
+        .by_primary
+        .get(&(brand, external_id.to_string()))
+        .copied();
+    purge(&shared, id)
 }
 
 /// Applies an update's names, custom fields and `customerChannelType_N`/`Value_N` pairs.

@@ -159,6 +159,9 @@ pub struct OmniStore {
     pub by_primary: HashMap<(u64, String), u64>,
     /// Last id given out (customers and channels share the counter).
     pub last_id: u64,
+    /// Ids of customers purged with their data (purgeData), oldest first.
+    #[serde(default)]
+    pub purged: Vec<u64>,
 }
 
 impl OmniStore {

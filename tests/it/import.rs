@@ -2071,3 +2071,194 @@ fn match_keys_are_checked_before_anything_is_read() {
     ]);
     assert_exit(&out, 2);
 }
+
+fn delete_command(rig: &Rig, input: &str, target: &str, args: &[&str]) -> Command {
+    let mut cmd = rig.authed();
+    cmd.args(["--log-format", "json", "delete", input, "--target", target])
+        .args(["--base-url", &rig.base()])
+        .args(args);
+    if target == "udesk" {
+        cmd.args(["--udesk-minute", "1"]);
+    } else {
+        cmd.args(["--brand-id", "1"]);
+    }
+    cmd
+}
+
+fn summary_of(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stderr);
+    serde_json::from_str(text.lines().last().unwrap_or("{}")).unwrap_or(Value::Null)
+}
+
+async fn delete_by_file(target: &str) {
+    let rig = Rig::start(SandboxConfig {
+        seed_customers: 200,
+        time_scale: 60.0,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let seeded = held_ids(&rig.state().await, target);
+    // By external id (1-60), by email only (61-65), by phone only (66-67, as written in a
+    // national form), an id the platform does not hold, an id no platform could, and an
+    // id that decides over an email of somebody else (70 goes, 71 stays).
+    let mut text = String::from("Customer Id,Email,Phone,Country\n");
+    for i in 1..=60 {
+        text.push_str(&format!("S{i:08},,,\n"));
+    }
+    for i in 61..=65 {
+        text.push_str(&format!(",seed{i}@example.com,,\n"));
+    }
+    for i in 66..=67 {
+        text.push_str(&format!(",,06 1{i:07},NL\n"));
+    }
+    text.push_str("NOPE,,,\nbad\u{1}id,,,\nS00000070,seed71@example.com,,\n");
+    let input = rig.work.write("gone.csv", text);
+    let input = input.to_str().unwrap();
+    let named: BTreeSet<String> = (1..=67).chain([70]).map(|i| format!("S{i:08}")).collect();
+    let keys = ["--match", "id,email,phone"];
+
+    // Without --yes and no terminal to ask on: refused, nothing deleted.
+    let unconfirmed = output(delete_command(&rig, input, target, &keys)).await;
+    assert_exit(&unconfirmed, 2);
+
+    // The dry run lists what would go and deletes nothing.
+    let dry = output(delete_command(
+        &rig,
+        input,
+        target,
+        &[&keys[..], &["--dry-run"]].concat(),
+    ))
+    .await;
+    assert_exit(&dry, 0);
+    let d = &summary_of(&dry)["dry_run"];
+    assert_eq!(d["would_delete"], 68, "{d}");
+    assert_eq!(d["not_found"], 1, "{d}");
+    assert_eq!(d["unusable"], 1, "{d}");
+    assert_eq!(held_ids(&rig.state().await, target), seeded);
+    let (_, planned) = read_csv(&rig.work.file("gone.delete").join("delete-dry-run.csv"));
+    assert_eq!(planned.len(), 70);
+    assert!(
+        planned.iter().any(|r| r[4].contains("found by phone")),
+        "{planned:?}"
+    );
+
+    // Slow deletes, killed part-way, then run again (with faults) to the end.
+    rig.faults(json!({"latency_ms": 15})).await;
+    let mut child = delete_command(
+        &rig,
+        input,
+        target,
+        &[&keys[..], &["--yes", "--max-concurrency", "2"]].concat(),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let progress = rig.work.file("gone.delete").join("delete.jsonl");
+    let started = Instant::now();
+    while std::fs::read_to_string(&progress).map_or(0, |t| t.lines().count()) < 20 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "delete ended before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    rig.faults(json!({"error_rate": 0.05, "apply_then_drop_rate": 0.05}))
+        .await;
+    let done = output(delete_command(
+        &rig,
+        input,
+        target,
+        &[&keys[..], &["--yes"]].concat(),
+    ))
+    .await;
+    // 1: the row with an id no platform could hold names no customer.
+    assert_exit(&done, 1);
+    let r = &summary_of(&done)["report"];
+    assert!(r["deleted_before"].as_u64().unwrap() >= 20, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    let total = r["deleted"].as_u64().unwrap()
+        + r["deleted_before"].as_u64().unwrap()
+        + r["not_found"].as_u64().unwrap();
+    assert_eq!(total, 69, "{r}");
+    rig.faults(json!({})).await;
+    let left = held_ids(&rig.state().await, target);
+    let want: BTreeSet<String> = seeded.difference(&named).cloned().collect();
+    assert_eq!(left, want);
+    let (header, rows) = read_csv(&rig.work.file("gone.delete").join("delete.csv"));
+    assert_eq!(header[3], "outcome");
+    assert_eq!(rows.len(), 70);
+    let outcome = |line: usize| rows.iter().find(|r| r[0] == line.to_string()).unwrap()[3].clone();
+    assert_eq!(outcome(69), "not_found");
+    assert_eq!(outcome(70), "invalid");
+    assert!(
+        rows.iter().filter(|r| r[3] == "deleted").count() >= 60,
+        "{rows:?}"
+    );
+
+    // Again: nothing left to do, nothing sent.
+    let again = output(delete_command(
+        &rig,
+        input,
+        target,
+        &[&keys[..], &["--yes"]].concat(),
+    ))
+    .await;
+    assert_exit(&again, 1);
+    assert_eq!(summary_of(&again)["report"]["deleted"], 0);
+    assert_eq!(held_ids(&rig.state().await, target), want);
+
+    // The progress is for this file to this place: another target is refused.
+    let edited = rig.work.write("gone.csv", "Customer Id\nS00000100\n");
+    let other = output(delete_command(
+        &rig,
+        edited.to_str().unwrap(),
+        target,
+        &["--yes"],
+    ))
+    .await;
+    assert_exit(&other, 2);
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("another file"),
+        "{}",
+        describe(&other)
+    );
+
+    if target == "omnidesk" {
+        // GDPR purge: the customer with its data (purgeData), by file.
+        let purge = rig
+            .work
+            .write("purge.csv", "Customer Id\nS00000100\nS00000101\n");
+        let out = output(delete_command(
+            &rig,
+            purge.to_str().unwrap(),
+            target,
+            &["--yes", "--purge"],
+        ))
+        .await;
+        assert_exit(&out, 0);
+        let data = rig.server.shared.data();
+        assert_eq!(data.omni.purged.len(), 2);
+        assert!(data
+            .omni
+            .purged
+            .iter()
+            .all(|id| !data.omni.customers.contains_key(id)));
+    } else {
+        let out = output(delete_command(&rig, input, target, &["--yes", "--purge"])).await;
+        assert_exit(&out, 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_by_file_on_omnidesk_with_dry_run_kill_9_and_purge() {
+    delete_by_file("omnidesk").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_by_file_on_udesk_with_dry_run_and_kill_9() {
+    delete_by_file("udesk").await;
+}
