@@ -10,6 +10,7 @@ pub mod check;
 pub mod completions;
 pub mod connect;
 pub mod delete;
+pub mod events;
 pub mod export;
 pub mod fields;
 pub mod import;
@@ -66,6 +67,9 @@ enum Command {
     /// Delete (or, on Omnidesk, purge) the customers a file names; dry run, resumable.
     #[command(after_help = delete::HELP)]
     Delete(delete::DeleteArgs),
+    /// Add one Omnidesk timeline entry per row (externalEvent), exactly once, resumable.
+    #[command(after_help = events::HELP)]
+    Events(events::EventsArgs),
     /// Export the platform's customers to CSV or JSONL, with a checkpoint so a stopped export resumes.
     #[command(after_help = export::HELP)]
     Export(export::ExportArgs),
@@ -125,6 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Import(args) => import::run(args, ui),
         Command::Undo(args) => undo::run(args, ui),
         Command::Delete(args) => delete::run(args, ui),
+        Command::Events(args) => events::run(args, ui),
         Command::Export(args) => export::run(args, ui),
         Command::Reconcile(args) => reconcile::run(args, ui),
         Command::Check(args) => check::run(args, ui),

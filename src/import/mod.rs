@@ -16,6 +16,7 @@
 
 mod dispatch;
 pub mod dry_run;
+pub mod events;
 pub mod journal;
 pub mod matching;
 pub mod plan;
@@ -372,7 +373,7 @@ pub async fn run<T: Target>(
     stop: Arc<Stop>,
 ) -> Result<ImportReport, ImportError> {
     let started = Instant::now();
-    let run = start::start(config, target.name()).await?;
+    let run = start::start(config, target.name(), config.mode.as_str()).await?;
     // Line feeds of the decompressed content, less a CSV header.
     let lines = run.print.line_feeds.saturating_sub(u64::from(!run.jsonl));
     let estimate = Some(lines);

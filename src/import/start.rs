@@ -194,7 +194,11 @@ pub(super) struct Started {
 
 /// Checks the input, locks, fingerprints and opens; checks the journal against
 /// `--resume`/`--restart` and this run's settings.
-pub(super) async fn start(config: &ImportConfig, target: &str) -> Result<Started, ImportError> {
+pub(super) async fn start(
+    config: &ImportConfig,
+    target: &str,
+    mode: &str,
+) -> Result<Started, ImportError> {
     let InputPath::File(input_path) = &config.input.path else {
         return Err(ImportError::Usage(
             "import reads a file, not standard input: the journal is tied to the file's content so a resume can check it".into(),
@@ -221,7 +225,7 @@ pub(super) async fn start(config: &ImportConfig, target: &str) -> Result<Started
         fingerprint: print.id.clone(),
         input: config.input.path.display(),
         target: target.to_string(),
-        mode: config.mode.as_str().to_string(),
+        mode: mode.to_string(),
         format: if jsonl { "jsonl" } else { "csv" }.into(),
         columns: if jsonl {
             Vec::new()

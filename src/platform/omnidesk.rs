@@ -693,6 +693,43 @@ impl Omnidesk {
     }
 
     /// The default brand for customers without one.
+    /// `POST /api/v2/customer/externalEvent` (000:572-609) with these fields; its reply is
+    /// "No content", so an empty success is a success. Not idempotent: every call adds an
+    /// event, so an unanswered one is never sent again by the transport.
+    pub async fn external_event(&self, fields: &Fields) -> Result<(), CallError> {
+        let url = self.base.join("/api/v2/customer/externalEvent");
+        self.transport
+            .call(
+                Retry::NotIdempotent,
+                |client| {
+                    client
+                        .post(&url)
+                        .header("apiKey", self.api_key.expose())
+                        .multipart(Self::multipart(fields))
+                },
+                |status, headers, body| {
+                    if status.is_success() && body.iter().all(u8::is_ascii_whitespace) {
+                        return Ok(());
+                    }
+                    decode(status, headers, body).map(|_| ())
+                },
+            )
+            .await
+    }
+
+    /// `GET /api/v2/customer/timelineByCustomerExternalID` (000:188-214) as it is answered
+    /// (its shape is not documented: "No content").
+    pub async fn timeline(&self, brand: u64, external_id: &str) -> Result<Value, CallError> {
+        self.get(
+            "/api/v2/customer/timelineByCustomerExternalID",
+            &[
+                ("brand_id", brand.to_string()),
+                ("external_id", external_id.to_string()),
+            ],
+        )
+        .await
+    }
+
     /// `DELETE PREFIX{id}`, an empty success being a success.
     async fn delete_at(&self, prefix: &str, platform_id: &str) -> Result<(), CallError> {
         if platform_id.is_empty() || !platform_id.bytes().all(|b| b.is_ascii_digit()) {

@@ -1,7 +1,7 @@
 //! Omnidesk API v2 customer endpoints, as the documents in `shared/seeds/` describe them.
 
 use super::form::Fields;
-use super::store::{OmniChannel, OmniCustomer};
+use super::store::{OmniChannel, OmniCustomer, OmniEvent};
 use super::{CustomKeyRule, RecordAt, Shared};
 use crate::validate::{email, name};
 use axum::extract::{Path, Query, State};
@@ -42,6 +42,11 @@ pub fn routes() -> Router<Arc<Shared>> {
             post(search_by_channel),
         )
         .route("/api/v2/customer/addchannelonly", post(add_channel_only))
+        .route("/api/v2/customer/externalevent", post(external_event))
+        .route(
+            "/api/v2/customer/timelinebycustomerexternalid",
+            get(timeline),
+        )
         .route("/api/v2/customer/purgedata/{id}", delete(purge_item))
         .route("/api/v2/customer/purgedata", delete(purge_by_external_id))
         .route("/api/v2/customer/createcustomercrud", post(create_crud))
@@ -564,6 +569,114 @@ async fn delete_item(
         Some(_) => result(json!("Customer deleted.")),
         None => not_found(&shared),
     }
+}
+
+/// `POST /api/v2/customer/externalEvent` (000:572-609): `brand_id`, `initiated_by`,
+/// `message` and `source_url` required, the customer by `customer_id` or `external_id`.
+async fn external_event(
+    State(shared): Shared2,
+    headers: HeaderMap,
+    Query(q): QueryMap,
+    fields: Fields,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers, &q) {
+        return r;
+    }
+    let known = [
+        "customer_id",
+        "external_id",
+        "brand_id",
+        "initiated_by",
+        "message",
+        "source_url",
+    ];
+    let brand =
+        match check_known(&fields, &known, &[]).and_then(|_| parse_brand(&fields, "brand_id")) {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+    for name in ["initiated_by", "message", "source_url"] {
+        if fields.get(name).is_none_or(str::is_empty) {
+            return error(StatusCode::BAD_REQUEST, format!("{name} is required"));
+        }
+    }
+    let mut data = shared.data();
+    let store = &mut data.omni;
+    let id = match (fields.get("customer_id"), fields.get("external_id")) {
+        (Some(cid), _) => match parse_id(cid) {
+            Ok(id) => {
+                Some(id).filter(|id| store.customers.get(id).is_some_and(|c| c.brand_id == brand))
+            }
+            Err(r) => return r,
+        },
+        (None, Some(e)) => store.by_primary.get(&(brand, e.to_string())).copied(),
+        (None, None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "customer_id or external_id is required",
+            )
+        }
+    };
+    let Some(customer_id) = id else {
+        drop(data);
+        return not_found(&shared);
+    };
+    let event = OmniEvent {
+        id: store.next_id(),
+        customer_id,
+        initiated_by: fields.get("initiated_by").unwrap_or_default().to_string(),
+        message: fields.get("message").unwrap_or_default().to_string(),
+        source_url: fields.get("source_url").unwrap_or_default().to_string(),
+    };
+    store.events.push(event);
+    drop(data);
+    // 000:609 prints the reply as "No content".
+    if shared.profile().omnidesk_reply_ids {
+        result(json!("Event created."))
+    } else {
+        StatusCode::OK.into_response()
+    }
+}
+
+/// `GET /api/v2/customer/timelineByCustomerExternalID?brand_id&external_id` (000:188-214,
+/// whose reply is "No content"): the customer's entries as a list where the profile puts
+/// records (`items`, the top level, or `data`).
+async fn timeline(State(shared): Shared2, headers: HeaderMap, Query(q): QueryMap) -> Response {
+    if let Err(r) = authorize(&shared, &headers, &q) {
+        return r;
+    }
+    let (Some(brand), Some(external_id)) = (
+        q.get("brand_id").and_then(|b| b.parse::<u64>().ok()),
+        q.get("external_id").filter(|e| !e.is_empty()),
+    ) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "brand_id and external_id are required",
+        );
+    };
+    let entries: Option<Vec<Value>> = {
+        let data = shared.data();
+        data.omni
+            .by_primary
+            .get(&(brand, external_id.to_string()))
+            .map(|id| {
+                data.omni
+                    .events
+                    .iter()
+                    .filter(|e| e.customer_id == *id)
+                    .map(|e| json!({"id": e.id, "type": "external_event", "initiated_by": e.initiated_by, "message": e.message, "source_url": e.source_url}))
+                    .collect()
+            })
+    };
+    let Some(entries) = entries else {
+        return not_found(&shared);
+    };
+    let body = match shared.profile().omnidesk_record_at {
+        RecordAt::Top => Value::Array(entries),
+        RecordAt::Items | RecordAt::Message => json!({ "items": entries }),
+        _ => json!({ "data": entries }),
+    };
+    Json(body).into_response()
 }
 
 /// Removes a customer as purged (its tickets and items too, which the sandbox does not

@@ -162,6 +162,24 @@ pub struct OmniStore {
     /// Ids of customers purged with their data (purgeData), oldest first.
     #[serde(default)]
     pub purged: Vec<u64>,
+    /// Timeline entries made by `externalEvent`, oldest first.
+    #[serde(default)]
+    pub events: Vec<OmniEvent>,
+}
+
+/// An entry on a customer's timeline (`externalEvent`, 000:572-609).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OmniEvent {
+    /// Entry id.
+    pub id: u64,
+    /// The customer's platform id.
+    pub customer_id: u64,
+    /// Who or what made it.
+    pub initiated_by: String,
+    /// Its text.
+    pub message: String,
+    /// Where it comes from.
+    pub source_url: String,
 }
 
 impl OmniStore {
@@ -194,9 +212,10 @@ impl OmniStore {
         self.customers.insert(customer.id, customer);
     }
 
-    /// Removes a customer; returns it.
+    /// Removes a customer (its timeline goes with it); returns it.
     pub fn remove(&mut self, id: u64) -> Option<OmniCustomer> {
         let customer = self.customers.remove(&id)?;
+        self.events.retain(|e| e.customer_id != id);
         let key = (customer.brand_id, customer.external_primary_id.clone());
         if self.by_primary.get(&key) == Some(&id) {
             self.by_primary.remove(&key);

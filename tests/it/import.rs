@@ -2262,3 +2262,160 @@ async fn delete_by_file_on_omnidesk_with_dry_run_kill_9_and_purge() {
 async fn delete_by_file_on_udesk_with_dry_run_and_kill_9() {
     delete_by_file("udesk").await;
 }
+
+fn events_command(rig: &Rig, input: &str, args: &[&str]) -> Command {
+    let mut cmd = rig.authed();
+    cmd.args([
+        "--log-format",
+        "json",
+        "events",
+        input,
+        "--target",
+        "omnidesk",
+    ])
+    .args(["--base-url", &rig.base(), "--brand-id", "1"])
+    .args(args);
+    cmd
+}
+
+/// (customer id, message) of every timeline entry the sandbox holds, with its count.
+fn timeline_entries(rig: &Rig) -> BTreeMap<(u64, String), usize> {
+    let mut seen = BTreeMap::new();
+    for e in &rig.server.shared.data().omni.events {
+        *seen.entry((e.customer_id, e.message.clone())).or_insert(0) += 1;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_land_exactly_once_through_faults_and_kill_9() {
+    let rig = Rig::start(SandboxConfig {
+        seed_customers: 50,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let mut text = String::from("external_id,message,source_url,initiated_by\n");
+    for i in 1..=300 {
+        let customer = (i - 1) % 50 + 1;
+        text.push_str(&format!(
+            "S{customer:08},Order #{i} paid,https://shop.example/orders/{i},shop\n"
+        ));
+    }
+    // One row names a customer the platform does not hold, one names none.
+    text.push_str("NOPE,Order #0 paid,https://shop.example/orders/0,shop\n");
+    text.push_str(",Order #-1 paid,https://shop.example/orders/-1,shop\n");
+    let input = rig.work.write("orders.csv", text);
+    let input = input.to_str().unwrap();
+    let done_lines = || {
+        std::fs::read_to_string(rig.work.file("orders.events").join("journal.jsonl"))
+            .map_or(0, |t| t.matches("\"t\":\"done\"").count())
+    };
+
+    // Slow calls, killed part-way.
+    rig.faults(json!({"latency_ms": 15})).await;
+    let mut child = events_command(&rig, input, &["--max-concurrency", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while done_lines() < 40 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Resumed through 500s before and after the event is applied: nothing is sent twice.
+    rig.faults(json!({"error_rate": 0.1, "apply_then_drop_rate": 0.1}))
+        .await;
+    let resumed = output(events_command(&rig, input, &["--resume"])).await;
+    assert_exit(&resumed, 1);
+    assert!(
+        timeline_entries(&rig).values().all(|&n| n == 1),
+        "an event was sent twice"
+    );
+    let r = &summary_of(&resumed)["report"];
+    assert!(r["skipped"].as_u64().unwrap() >= 40, "{r}");
+
+    // What is left in doubt is listed, then sent again when asked; faults off.
+    rig.faults(json!({})).await;
+    let (_, failures) = read_csv(&rig.work.file("orders.events").join("failures.csv"));
+    assert!(
+        failures
+            .iter()
+            .all(|f| f[1] == "in_doubt" || f[1] == "not_found" || f[1] == "unfinished"),
+        "{failures:?}"
+    );
+    let last = output(events_command(
+        &rig,
+        input,
+        &["--resume", "--resend-in-doubt"],
+    ))
+    .await;
+    assert_exit(&last, 1);
+    let r = &summary_of(&last)["report"]["counts"];
+    assert_eq!(r["created"], 300, "{r}");
+    assert_eq!(r["failed"], 1, "{r}");
+    assert_eq!(r["invalid"], 1, "{r}");
+    assert_eq!(r["unfinished"], 0, "{r}");
+    let entries = timeline_entries(&rig);
+    assert_eq!(entries.len(), 300);
+    assert!(entries.values().all(|&n| n == 1), "an event was sent twice");
+    let ids: BTreeMap<String, u64> = {
+        let data = rig.server.shared.data();
+        data.omni
+            .customers
+            .values()
+            .map(|c| (c.external_primary_id.clone(), c.id))
+            .collect()
+    };
+    for i in 1..=300u64 {
+        let customer = ids[&format!("S{:08}", (i - 1) % 50 + 1)];
+        assert!(
+            entries.contains_key(&(customer, format!("Order #{i} paid"))),
+            "{i}"
+        );
+    }
+    // Once more: nothing left to send.
+    let again = output(events_command(&rig, input, &["--resume"])).await;
+    assert_exit(&again, 1);
+    assert_eq!(rig.server.shared.data().omni.events.len(), 300);
+
+    // Refused before any row: another platform, a file that is not events.
+    let wrong = rig
+        .work
+        .write("wrong.csv", "external_id,msg\nS00000001,x\n");
+    let out = output(events_command(&rig, wrong.to_str().unwrap(), &[])).await;
+    assert_exit(&out, 2);
+    assert!(!rig.work.file("wrong.events").join("journal.jsonl").exists());
+}
+
+/// An event whose call went unanswered is looked for on the timeline; where the timeline
+/// cannot confirm it, it stays in doubt instead of being sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_event_is_never_sent_again_unasked() {
+    let rig = Rig::start(SandboxConfig {
+        seed_customers: 5,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let input = rig.work.write(
+        "one.csv",
+        "customer_id,message,source_url,initiated_by\n1,Mail sent,https://mail.example/1,mailer\n",
+    );
+    let input = input.to_str().unwrap();
+    // Every call is applied and then answered 500: the row is in doubt.
+    rig.faults(json!({"apply_then_drop_rate": 1.0})).await;
+    let out = output(events_command(&rig, input, &[])).await;
+    assert_exit(&out, 1);
+    assert_eq!(rig.server.shared.data().omni.events.len(), 1);
+    rig.faults(json!({})).await;
+    // By customer id only, the timeline (read by external id) cannot tell: not resent.
+    let again = output(events_command(&rig, input, &["--resume"])).await;
+    assert_exit(&again, 1);
+    assert_eq!(rig.server.shared.data().omni.events.len(), 1);
+    let (_, failures) = read_csv(&rig.work.file("one.events").join("failures.csv"));
+    assert_eq!(failures[0][1], "in_doubt", "{failures:?}");
+}
