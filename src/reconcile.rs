@@ -603,6 +603,30 @@ pub async fn run(
     config: &ReconcileConfig,
     client: Client,
 ) -> Result<ReconcileReport, ReconcileError> {
+    Ok(compare(config, client).await?.0)
+}
+
+/// Runs a reconcile, writes the report, and returns the lines whose customer the platform
+/// holds with the row's values, with its platform id (`import --only-missing` skips them).
+pub async fn equal_lines(
+    config: &ReconcileConfig,
+    client: Client,
+) -> Result<(ReconcileReport, HashMap<u64, String>), ReconcileError> {
+    let (report, rows) = compare(config, client).await?;
+    let equal = rows
+        .into_iter()
+        .filter_map(|r| match r.status {
+            Some(Status::Equal(id)) => Some((r.line, id)),
+            _ => None,
+        })
+        .collect();
+    Ok((report, equal))
+}
+
+async fn compare(
+    config: &ReconcileConfig,
+    client: Client,
+) -> Result<(ReconcileReport, Vec<Row>), ReconcileError> {
     let mut rows = read_input(config).await?;
     let via = choose(&client, &rows, config.via).await?;
     let extras = match via {
@@ -642,7 +666,7 @@ pub async fn run(
         .stats
         .requests
         .load(std::sync::atomic::Ordering::Relaxed);
-    Ok(report)
+    Ok((report, rows))
 }
 
 #[cfg(test)]

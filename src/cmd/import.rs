@@ -57,6 +57,11 @@ pub struct ImportArgs {
         default_value = "id"
     )]
     match_keys: Vec<String>,
+    /// Reconcile first (as `deskport reconcile` does, report in the journal directory) and
+    /// send only the rows missing or different on the platform; rows it holds as they are
+    /// end `exists` without a call. The delta at cut-over, in one run.
+    #[arg(long, conflicts_with = "dry_run")]
+    only_missing: bool,
     /// create: new customers only; upsert: update or create; update: existing customers only.
     #[arg(long, value_enum, default_value_t = Mode::Create)]
     mode: Mode,
@@ -187,16 +192,67 @@ pub fn run(args: ImportArgs, ui: Ui) -> anyhow::Result<Exit> {
                         .omnidesk(settings, base, brand, transport)
                         .with_no_sync(args.no_sync),
                 );
+                if args.only_missing {
+                    let reading = crate::export::Client::Omnidesk(client.clone());
+                    config.only_missing = Some(equal_on_platform(reading, &config).await?);
+                }
                 drive(client, &config, &args, lookups, stop, &hint, ui).await
             }
             Platform::Udesk => {
                 let client = udesk_client(settings, base, transport);
+                if args.only_missing {
+                    let reading = crate::export::Client::Udesk(client.clone());
+                    config.only_missing = Some(equal_on_platform(reading, &config).await?);
+                }
                 drive(client, &config, &args, lookups, stop, &hint, ui).await
             }
         };
         connection.close().await;
         exit
     })
+}
+
+/// `--only-missing`: a reconcile of the file against the platform (report in the journal
+/// directory); the lines it found equal, with their platform ids.
+async fn equal_on_platform(
+    client: crate::export::Client,
+    config: &ImportConfig,
+) -> anyhow::Result<Arc<std::collections::HashMap<u64, String>>> {
+    // A journal that needs --resume or --restart is said before the reconcile's calls.
+    if !config.resume && !config.restart && config.journal_dir.join("journal.jsonl").exists() {
+        let e = import_cmd::ImportError::JournalExists {
+            dir: config.journal_dir.clone(),
+        };
+        return Err(usage(e.to_string()));
+    }
+    std::fs::create_dir_all(&config.journal_dir)
+        .with_context(|| format!("creating {}", config.journal_dir.display()))?;
+    let reconcile = crate::reconcile::ReconcileConfig {
+        input: config.input.clone(),
+        mapping: config.mapping.clone(),
+        rules: config.rules.clone(),
+        threads: config.threads,
+        out: config.journal_dir.join("reconcile.csv"),
+        via: crate::reconcile::Via::Auto,
+        concurrency: config.max_concurrency,
+        write_missing: None,
+    };
+    let (report, equal) = crate::reconcile::equal_lines(&reconcile, client)
+        .await
+        .map_err(|e| match e.exit() {
+            Exit::Usage => Error::Usage(e.to_string()).into(),
+            _ => anyhow::anyhow!(e.to_string()),
+        })?;
+    config.notices.say(&format!(
+        "only missing: the platform holds {} rows as they are (they end `exists` without a call); {} different, {} missing are sent (reconcile by {}, {} calls: {})",
+        report.equal,
+        report.different,
+        report.missing,
+        report.via,
+        report.requests,
+        report.out.display()
+    ));
+    Ok(Arc::new(equal))
 }
 
 async fn drive<T: Target>(

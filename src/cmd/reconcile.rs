@@ -78,6 +78,40 @@ pub fn run(args: ReconcileArgs, ui: Ui) -> anyhow::Result<Exit> {
     let minute = connect.minute()?;
     let transport = connect.transport(minute, ui)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // An events file (deskport events' columns): look for the events on the timelines.
+    let columns = crate::input::open(&config.input)
+        .map(|o| o.reader.columns().to_vec())
+        .unwrap_or_default();
+    if crate::import::events::is_events_file(&columns) {
+        if connect.target != Platform::Omnidesk || args.write_missing.is_some() {
+            return Err(usage(
+                "this is an events file (message, source_url, initiated_by): it reconciles against Omnidesk timelines, without --write-missing",
+            ));
+        }
+        return runtime.block_on(async {
+            let connection = connect.connect(ui).await?;
+            let settings = &connection.settings;
+            let base = connect.require(settings)?;
+            let brand = connect.omnidesk_brand(args.brand_id, false)?;
+            let client = connect.omnidesk_client(settings, base, brand, transport);
+            let result =
+                crate::import::events::reconcile(&config.input, &config.out, brand, client).await;
+            connection.close().await;
+            let report = result.map_err(|e| match e.exit() {
+                Exit::Usage => Error::Usage(e.to_string()).into(),
+                _ => anyhow::anyhow!(e.to_string()),
+            })?;
+            ui.summary(
+                || report.summary(),
+                || serde_json::json!({"level": "info", "event": "summary", "command": "reconcile", "events": report}),
+            );
+            Ok(if report.all_good() {
+                Exit::Ok
+            } else {
+                Exit::RowsRejected
+            })
+        });
+    }
     runtime.block_on(async {
         let connection = connect.connect(ui).await?;
         let settings = &connection.settings;

@@ -2,7 +2,7 @@
 //! journals the invalid ones, confirms rows left in doubt, marks each chunk `sent` (fsynced)
 //! and only then queues it for the lanes.
 
-use super::journal::{JournalState, Record};
+use super::journal::{Done, JournalState, Outcome, Record};
 use super::row::{invalid_record, Work};
 use super::settle::confirm_doubtful;
 use super::start::InputWatch;
@@ -35,6 +35,7 @@ pub(super) async fn dispatch<T: Target>(
     jsonl: bool,
     skipped: &AtomicU64,
 ) -> Dispatched {
+    let equal = shared.only_missing.as_deref();
     let mut rows_read = 0u64;
     let mut input_error = None;
     let mut ready: Vec<Work> = Vec::with_capacity(lanes.chunk);
@@ -73,13 +74,29 @@ pub(super) async fn dispatch<T: Target>(
                     continue;
                 }
             };
+            let in_doubt = state.in_doubt.contains(line);
+            // `--only-missing`: the platform holds this row as it is. A row in doubt may
+            // be our own create, so it is never skipped so: it is looked up as always.
+            if let Some(id) = equal.and_then(|e| e.get(&line)).filter(|_| !in_doubt) {
+                shared.finished_rows.fetch_add(1, Ordering::Relaxed);
+                shared.journal.append(vec![Record::Done(Done {
+                    line,
+                    external_id: customer.external_id.clone(),
+                    outcome: Outcome::Exists,
+                    platform_id: Some(id.clone()).filter(|i| !i.is_empty()),
+                    reason: None,
+                    message: Some("equal on the platform (--only-missing): nothing sent".into()),
+                    row: None,
+                })]);
+                continue;
+            }
             let w = Work {
                 line,
                 customer,
                 raw,
                 columns: batch.columns.clone(),
                 jsonl,
-                in_doubt: state.in_doubt.contains(line),
+                in_doubt,
             };
             if w.in_doubt && lanes.bulk {
                 doubtful.push(w);

@@ -623,6 +623,171 @@ pub async fn run(
     })
 }
 
+/// Whether a file's columns are an events file's (message, source URL and initiator):
+/// `deskport reconcile` then looks for the events instead of customers.
+pub fn is_events_file(columns: &[String]) -> bool {
+    let has = |c| columns.iter().any(|n| column(n) == Some(c));
+    has(Column::Message) && has(Column::SourceUrl) && has(Column::InitiatedBy)
+}
+
+/// What `deskport reconcile` found of an events file.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SeenReport {
+    /// The report file.
+    pub out: PathBuf,
+    /// Rows read.
+    pub rows_read: u64,
+    /// On the customer's timeline.
+    pub found: u64,
+    /// Not seen: the timeline shows no such entry (missing, or held in a form deskport
+    /// cannot read: the timeline's shape is not documented).
+    pub not_seen: u64,
+    /// Not visible to deskport: the row names only a customer id (timelines are read by
+    /// external id), or the customer is not there.
+    pub cannot_see: u64,
+    /// Not valid input.
+    pub invalid: u64,
+    /// Calls made.
+    pub requests: u64,
+}
+
+impl SeenReport {
+    /// The human summary.
+    pub fn summary(&self) -> String {
+        format!(
+            "reconcile (events): {} rows read: {} on the timeline, {} not seen, {} deskport cannot see, {} invalid ({} calls)\nreport: {}\n",
+            self.rows_read,
+            self.found,
+            self.not_seen,
+            self.cannot_see,
+            self.invalid,
+            self.requests,
+            self.out.display()
+        )
+    }
+
+    /// True when every valid event was found.
+    pub fn all_good(&self) -> bool {
+        self.not_seen == 0 && self.cannot_see == 0
+    }
+}
+
+/// Looks for every event of an events file on its customer's timeline (one read per
+/// customer) and writes `line,external_id,status,detail` to `out`: `found`, `not_seen`,
+/// `cannot_see` or `invalid`.
+pub async fn reconcile(
+    input: &InputOptions,
+    out: &std::path::Path,
+    default_brand: u64,
+    client: Arc<Omnidesk>,
+) -> Result<SeenReport, ImportError> {
+    let mut opened = crate::input::open(input).map_err(Error::from)?;
+    let jsonl = opened.info.format == crate::input::Format::Jsonl;
+    let mut report = SeenReport {
+        out: out.to_path_buf(),
+        ..SeenReport::default()
+    };
+    let mut rows: Vec<(u64, String, &'static str, String)> = Vec::new();
+    let mut timelines: std::collections::HashMap<(u64, String), Option<Value>> =
+        std::collections::HashMap::new();
+    let mut at: Option<(Arc<Vec<String>>, Placed)> = None;
+    while let Some(batch) = opened.reader.next_batch(1024).map_err(Error::from)? {
+        if at
+            .as_ref()
+            .is_none_or(|(c, _)| !Arc::ptr_eq(c, &batch.columns))
+        {
+            let placed =
+                resolve(&batch.columns, jsonl).map_err(|m| ImportError::Run(Error::Usage(m)))?;
+            at = Some((batch.columns.clone(), placed));
+        }
+        let placed = &at.as_ref().expect("resolved above").1;
+        for raw in &batch.rows {
+            report.rows_read += 1;
+            let event = match event_of(raw, placed, default_brand) {
+                Ok(e) => e,
+                Err((reason, message)) => {
+                    report.invalid += 1;
+                    rows.push((
+                        raw.line,
+                        String::new(),
+                        "invalid",
+                        format!("{reason}: {message}"),
+                    ));
+                    continue;
+                }
+            };
+            let external_id = event.external_id.clone().unwrap_or_default();
+            let Some(id) = &event.external_id else {
+                report.cannot_see += 1;
+                rows.push((
+                    raw.line,
+                    external_id,
+                    "cannot_see",
+                    "the row names only a customer_id; timelines are read by external id".into(),
+                ));
+                continue;
+            };
+            let key = (event.brand_id, id.clone());
+            if !timelines.contains_key(&key) {
+                let reply = match client.timeline(event.brand_id, id).await {
+                    Ok(v) => Some(v),
+                    Err(CallError::NotFound) => None,
+                    Err(e) => return Err(ImportError::Refused(e)),
+                };
+                timelines.insert(key.clone(), reply);
+            }
+            match &timelines[&key] {
+                None => {
+                    report.cannot_see += 1;
+                    rows.push((
+                        raw.line,
+                        external_id,
+                        "cannot_see",
+                        "no customer with this external id".into(),
+                    ));
+                }
+                Some(reply) if timeline_holds(reply, &event) => {
+                    report.found += 1;
+                    rows.push((raw.line, external_id, "found", String::new()));
+                }
+                Some(_) => {
+                    report.not_seen += 1;
+                    rows.push((
+                        raw.line,
+                        external_id,
+                        "not_seen",
+                        "the timeline shows no entry with this message and source URL".into(),
+                    ));
+                }
+            }
+        }
+    }
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record(["line", "external_id", "status", "detail"])
+        .expect("writes to memory");
+    for (line, id, status, detail) in rows {
+        csv.write_record([line.to_string(), id, status.to_string(), detail])
+            .expect("writes to memory");
+    }
+    let bytes = csv.into_inner().map_err(|e| {
+        ImportError::Run(Error::Output(crate::output::OutputError {
+            path: out.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        }))
+    })?;
+    crate::output::write_whole(out, &bytes).map_err(|source| {
+        ImportError::Run(Error::Output(crate::output::OutputError {
+            path: out.to_path_buf(),
+            source,
+        }))
+    })?;
+    report.requests = crate::platform::Target::transport(client.as_ref())
+        .stats
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

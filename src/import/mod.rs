@@ -161,6 +161,9 @@ pub struct ImportConfig {
     /// Besides the external id, what finds a row's existing customer, in order
     /// (`--match id,email,phone`); empty: the external id alone.
     pub match_keys: Vec<crate::platform::MatchKey>,
+    /// `--only-missing`: lines a reconcile found equal on the platform (with the
+    /// customer's platform id); they end `exists` without a call.
+    pub only_missing: Option<Arc<std::collections::HashMap<u64, String>>>,
 }
 
 /// A sink for the notices a run gives before its first row (the call plan).
@@ -215,6 +218,7 @@ impl ImportConfig {
             max_consecutive_unfinished: 50,
             notices: Notices::default(),
             match_keys: Vec::new(),
+            only_missing: None,
         }
     }
 }

@@ -35,6 +35,8 @@ pub(super) struct Shared<T> {
     known: tokio::sync::OnceCell<Option<Survey>>,
     /// Besides the external id, what finds an existing customer (`--match`).
     match_keys: Vec<MatchKey>,
+    /// `--only-missing`: lines the platform holds as they are, with their platform ids.
+    pub only_missing: Option<Arc<HashMap<u64, String>>>,
     /// Rows the run expects to send (for the plan).
     rows_left: u64,
     notices: super::Notices,
@@ -71,6 +73,7 @@ impl<T: Target> Shared<T> {
         Shared {
             known: tokio::sync::OnceCell::new(),
             match_keys: config.match_keys.clone(),
+            only_missing: config.only_missing.clone(),
             rows_left,
             notices: config.notices.clone(),
             early: Mutex::new(Early {

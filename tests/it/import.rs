@@ -2383,6 +2383,65 @@ async fn events_land_exactly_once_through_faults_and_kill_9() {
     assert_exit(&again, 1);
     assert_eq!(rig.server.shared.data().omni.events.len(), 300);
 
+    // reconcile looks for each event on its customer's timeline (one read per customer);
+    // what it cannot see is reported as such.
+    let mut check = rig.authed();
+    check.args([
+        "--log-format",
+        "json",
+        "reconcile",
+        input,
+        "--target",
+        "omnidesk",
+    ]);
+    check.args([
+        "--base-url",
+        &rig.base(),
+        "--brand-id",
+        "1",
+        "--out",
+        "seen.csv",
+    ]);
+    let seen = output(check).await;
+    assert_exit(&seen, 1);
+    let s = &summary_of(&seen)["events"];
+    assert_eq!(
+        (&s["found"], &s["not_seen"], &s["cannot_see"], &s["invalid"]),
+        (&json!(300), &json!(0), &json!(1), &json!(1)),
+        "{s}"
+    );
+    assert!(
+        s["requests"].as_u64().unwrap() <= 52,
+        "one read per customer: {s}"
+    );
+    rig.server
+        .shared
+        .data()
+        .omni
+        .events
+        .retain(|e| e.message != "Order #7 paid");
+    let seen = output({
+        let mut c = rig.authed();
+        c.args([
+            "reconcile",
+            input,
+            "--target",
+            "omnidesk",
+            "--base-url",
+            &rig.base(),
+            "--brand-id",
+            "1",
+            "--out",
+            "seen.csv",
+        ]);
+        c
+    })
+    .await;
+    assert_exit(&seen, 1);
+    let (_, report) = read_csv(&rig.work.file("seen.csv"));
+    let row7 = report.iter().find(|r| r[0] == "8").unwrap();
+    assert_eq!(row7[2], "not_seen", "{row7:?}");
+
     // Refused before any row: another platform, a file that is not events.
     let wrong = rig
         .work
@@ -2418,4 +2477,124 @@ async fn an_unanswered_event_is_never_sent_again_unasked() {
     assert_eq!(rig.server.shared.data().omni.events.len(), 1);
     let (_, failures) = read_csv(&rig.work.file("one.events").join("failures.csv"));
     assert_eq!(failures[0][1], "in_doubt", "{failures:?}");
+}
+
+async fn only_missing_sends_just_the_delta(target: &str) {
+    let rig = Rig::start(SandboxConfig {
+        time_scale: 60.0,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let input = fixture("customers.csv");
+    let text = std::fs::read_to_string(&input).unwrap();
+    let part: String = text.lines().take(120).map(|l| format!("{l}\n")).collect();
+    let part = rig.work.write("part.csv", part);
+    let pre = rig
+        .run(part.to_str().unwrap(), target, &["--journal", "pre"])
+        .await;
+    assert!(
+        pre.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        describe(&pre)
+    );
+    let (header, rows) = read_csv(&rig.work.file("pre").join("results.csv"));
+    let outcome = header.iter().position(|h| h == "outcome").unwrap();
+    let created: Vec<String> = rows
+        .iter()
+        .filter(|r| r[outcome] == "created")
+        .map(|r| r[1].clone())
+        .collect();
+    assert!(created.len() > 60, "{}", created.len());
+    // Someone edits one of them on the platform meanwhile.
+    let edited = created[0].clone();
+    {
+        let mut data = rig.server.shared.data();
+        if target == "omnidesk" {
+            let id = data.omni.by_primary[&(1, edited.clone())];
+            data.omni.customers.get_mut(&id).unwrap().firstname = "Changed".into();
+        } else {
+            let id = data.udesk.by_token[&edited];
+            let mut c = data.udesk.customers[&id].clone();
+            c.nick_name = "Changed".into();
+            data.udesk.put(c);
+        }
+    }
+    let out = rig
+        .run(&input, target, &["--mode", "upsert", "--only-missing"])
+        .await;
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        describe(&out)
+    );
+    let got = outcomes(&rig);
+    let skipped: BTreeSet<&str> = got
+        .iter()
+        .filter(|(_, o)| o == "exists")
+        .map(|(e, _)| e.as_str())
+        .collect();
+    let want: BTreeSet<&str> = created[1..].iter().map(String::as_str).collect();
+    assert_eq!(
+        skipped, want,
+        "the rows the platform holds as they are, and only those"
+    );
+    assert_eq!(outcome_of(&got, &edited), "updated");
+    assert_eq!(
+        got.iter().filter(|(_, o)| o == "updated").count(),
+        1,
+        "{got:?}"
+    );
+    assert!(rig.journal_file("reconcile.csv").exists());
+    let (_, results) = read_csv(&rig.journal_file("results.csv"));
+    assert!(results
+        .iter()
+        .filter(|r| r[3] == "exists")
+        .all(|r| r[4].contains("--only-missing")));
+    // Afterwards the platform holds the whole file.
+    let mut check = rig.authed();
+    check.args([
+        "--log-format",
+        "json",
+        "reconcile",
+        &input,
+        "--target",
+        target,
+        "--base-url",
+        &rig.base(),
+        "--out",
+        "after.csv",
+    ]);
+    if target == "omnidesk" {
+        check.args(["--brand-id", "1"]);
+    } else {
+        check.args([
+            "--udesk-minute",
+            "1",
+            "--map",
+            &fixture("udesk_mapping.toml"),
+        ]);
+    }
+    let after = output(check).await;
+    let r = &summary_of(&after)["report"];
+    assert_eq!(
+        (&r["missing"], &r["different"]),
+        (&json!(0), &json!(0)),
+        "{}",
+        describe(&after)
+    );
+    // Without --resume an existing journal is refused before the reconcile's calls.
+    let again = rig
+        .run(&input, target, &["--mode", "upsert", "--only-missing"])
+        .await;
+    assert_exit(&again, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_missing_sends_just_the_delta_to_omnidesk() {
+    only_missing_sends_just_the_delta("omnidesk").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_missing_sends_just_the_delta_to_udesk() {
+    only_missing_sends_just_the_delta("udesk").await;
 }
