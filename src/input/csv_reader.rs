@@ -60,6 +60,11 @@ pub struct CsvByteFilter<R> {
     /// Input in `scratch` not processed yet: `scratch[scratch_pos..scratch_len]`.
     scratch_pos: usize,
     scratch_len: usize,
+    /// The bytes that end a run of plain content: LF, CR, `"` and the delimiter.
+    special: [bool; 256],
+    /// Tests: every byte through `take`, to hold the fast paths to the general one.
+    #[cfg(test)]
+    byte_at_a_time: bool,
 }
 
 /// Records with a quote inside a quoted field that is not doubled (`"He said "hi" then"`):
@@ -220,6 +225,15 @@ impl<R: Read> CsvByteFilter<R> {
             strays: Arc::default(),
             scratch_pos: 0,
             scratch_len: 0,
+            special: {
+                let mut special = [false; 256];
+                for b in [b'\n', b'\r', b'"', delimiter] {
+                    special[usize::from(b)] = true;
+                }
+                special
+            },
+            #[cfg(test)]
+            byte_at_a_time: false,
         }
     }
 
@@ -553,36 +567,79 @@ impl<R: Read> Read for CsvByteFilter<R> {
                 return Ok(0);
             }
             let mut out = 0;
-            let delimiter = self.delimiter;
             let mut used = end;
-            for (i, &b) in scratch[start..end].iter().enumerate() {
-                // Most bytes are plain content of a field within its bounds.
-                if b != b'\n'
-                    && b != b'\r'
-                    && b != b'"'
-                    && b != delimiter
-                    && !self.held_quote
-                    && !self.over()
-                    && self.trial.is_none()
-                {
-                    self.previous_was_cr = false;
-                    self.field_bytes += 1;
-                    self.record_bytes += 1;
-                    if self.state == QuoteState::QuoteInQuoted {
-                        // Text right after a closing quote: the quote was meant as data.
-                        self.note_stray();
+            let mut i = start;
+            while i < end {
+                // Most bytes are plain content of a field within its bounds: a run of them
+                // up to the next structural byte (or bound) is passed on at once.
+                #[cfg(test)]
+                let general = self.byte_at_a_time;
+                #[cfg(not(test))]
+                let general = false;
+                if !general && !self.held_quote && self.trial.is_none() {
+                    let run = scratch[i..end]
+                        .iter()
+                        .position(|&b| self.special[usize::from(b)])
+                        .unwrap_or(end - i);
+                    let room = self
+                        .limits
+                        .field
+                        .saturating_sub(self.field_bytes)
+                        .min(self.limits.record.saturating_sub(self.record_bytes));
+                    let n = run.min(room);
+                    if n > 0 {
+                        self.previous_was_cr = false;
+                        self.field_bytes += n;
+                        self.record_bytes += n;
+                        if self.state == QuoteState::QuoteInQuoted {
+                            // Text right after a closing quote: the quote was meant as data.
+                            self.note_stray();
+                        }
+                        if self.state != QuoteState::Quoted {
+                            self.state = QuoteState::Unquoted;
+                        }
+                        buf[out..out + n].copy_from_slice(&scratch[i..i + n]);
+                        out += n;
+                        i += n;
+                        continue;
                     }
-                    if self.state != QuoteState::Quoted {
-                        self.state = QuoteState::Unquoted;
+                    // A delimiter or LF outside quotes ends a field or record: what
+                    // `take` → `feed` → `filter` does for it, without their general cases.
+                    let b = scratch[i];
+                    let outside = self.state != QuoteState::Quoted;
+                    if outside && b == self.delimiter && self.fields + 1 < MAX_FIELDS {
+                        self.previous_was_cr = false;
+                        self.fields += 1;
+                        self.field_bytes = 0;
+                        self.state = QuoteState::FieldStart;
+                        buf[out] = b;
+                        out += 1;
+                        i += 1;
+                        continue;
                     }
-                    buf[out] = b;
-                    out += 1;
-                    continue;
+                    if outside
+                        && b == b'\n'
+                        && !self.previous_was_cr
+                        && self.expected_fields.is_some()
+                    {
+                        self.lines += 1;
+                        self.field_bytes = 0;
+                        self.record_bytes = 0;
+                        self.fields = 0;
+                        self.record_start = self.lines + 1;
+                        self.truncating = false;
+                        self.state = QuoteState::FieldStart;
+                        buf[out] = b;
+                        out += 1;
+                        i += 1;
+                        continue;
+                    }
                 }
-                self.take(b, buf, &mut out);
+                self.take(scratch[i], buf, &mut out);
+                i += 1;
                 if !self.ready.is_empty() {
                     // A trial ended: its output goes first; the rest of the input waits.
-                    used = start + i + 1;
+                    used = i;
                     break;
                 }
             }
@@ -920,7 +977,50 @@ pub fn clean_headers(names: Vec<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::io::Cursor;
+
+    /// Everything a filter passes on and notes, read through buffers of `chunk` bytes.
+    fn filtered(input: &[u8], max_field: usize, chunk: usize, general: bool) -> String {
+        let mut f = CsvByteFilter::new(Cursor::new(input.to_vec()), b';', max_field);
+        f.byte_at_a_time = general;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; chunk];
+        loop {
+            let n = f.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        format!(
+            "{:?} cut={:?} strays={:?} recovered={:?} quoted={}",
+            String::from_utf8_lossy(&out),
+            f.truncations.lock().unwrap(),
+            f.strays.lock().unwrap(),
+            f.recovered.lock().unwrap(),
+            f.inside_quotes()
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        /// The run and delimiter/LF fast paths pass on and note exactly what the general
+        /// byte-by-byte path does: every line ending, quote, bound and buffer size.
+        #[test]
+        fn the_fast_paths_do_what_the_general_path_does(
+            input in proptest::collection::vec(
+                prop_oneof![Just(b'a'), Just(b'b'), Just(b';'), Just(b'"'), Just(b'\n'), Just(b'\r'), Just(b'x')],
+                0..120,
+            ),
+            max_field in 1usize..12,
+            chunk in 2usize..40,
+        ) {
+            let fast = filtered(&input, max_field, chunk, false);
+            let general = filtered(&input, max_field, chunk, true);
+            prop_assert_eq!(fast, general);
+        }
+    }
 
     fn read_all(text: &[u8]) -> (Vec<String>, Vec<RawRow>) {
         let mut rows = CsvRows::new(Box::new(Cursor::new(text.to_vec())), b',', 100).unwrap();
