@@ -35,33 +35,48 @@ const IO_BUFFER: usize = 64 * 1024;
 /// How big the in-memory parts may grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Slots of the in-memory table (rounded up to a power of two, 16 bytes each); it is
-    /// written out as a run when 7/8 full.
+    /// Slots of the in-memory table once keys are on disk (rounded up to a power of two,
+    /// 12 bytes each); it is written out as a run when 7/8 full.
     pub table_slots: usize,
+    /// Slots the table may grow to before anything is on disk: a file whose keys fit never
+    /// touches the disk, and once one does the table is this size only for the first run,
+    /// so its memory and the filters' are never held together.
+    pub first_table_slots: usize,
     /// Bits shared by the Bloom filters of all runs.
     pub filter_bits: u64,
 }
 
 impl Limits {
-    /// Limits that keep about `keys` keys in memory (at least 7).
+    /// Limits that keep about `keys` keys in memory (at least 7) once keys are on disk; the
+    /// table grows to at least as many before.
     pub fn with_memory_keys(self, keys: usize) -> Self {
+        let table_slots = (keys.max(7) * 8).div_ceil(7).next_power_of_two();
         Limits {
-            table_slots: (keys.max(7) * 8).div_ceil(7).next_power_of_two(),
+            table_slots,
+            first_table_slots: self.first_table_slots.max(table_slots),
             ..self
         }
     }
 
-    /// Keys kept in memory before a run is written.
+    /// Keys kept in memory before a run is written, once keys are on disk.
     pub fn memory_keys(&self) -> usize {
         Table::capacity(self.table_slots)
+    }
+
+    /// Keys kept in memory before the first run is written.
+    pub fn first_memory_keys(&self) -> usize {
+        Table::capacity(self.first_table_slots.max(self.table_slots))
     }
 }
 
 impl Default for Limits {
-    /// A table of 2^19 slots (8 MiB, written out every 458,752 keys) and 16 MiB of filters.
+    /// A table of 2^19 slots (6 MiB, written out every 458,752 keys) that may grow to 2^22
+    /// slots (48 MiB, 3,670,016 keys: a 1,000,000-row file's ~2.9 M keys) before the first
+    /// run, and 16 MiB of filters once runs exist.
     fn default() -> Self {
         Limits {
             table_slots: 1 << 19,
+            first_table_slots: 1 << 22,
             filter_bits: 16 * 1024 * 1024 * 8,
         }
     }
@@ -149,7 +164,7 @@ impl FirstSeen {
     pub fn stats(&self) -> SpillStats {
         SpillStats {
             keys: self.len(),
-            memory_keys: Table::capacity(self.limits.table_slots) as u64,
+            memory_keys: self.limits.first_memory_keys() as u64,
             ..self.stats
         }
     }
@@ -183,19 +198,53 @@ impl FirstSeen {
         let key = key.max(1);
         self.table.insert(key, line);
         if self.table.is_full() {
-            self.flush()?;
+            let first = self.limits.first_table_slots.max(8).next_power_of_two();
+            if self.runs.is_empty() && self.table.slots.len() < first {
+                // Nothing on disk yet: grow once, straight to the first table's size.
+                let mut bigger = Table::new(first);
+                for (key, line) in self.table.entries() {
+                    bigger.insert(key, line);
+                }
+                self.table = bigger;
+            } else {
+                self.flush()?;
+            }
         }
         Ok(())
     }
 
-    /// Writes the table out as a level-0 run, then merges and trims filters as needed.
+    /// Writes the table out as a run (level 0, or the level of its size for the grown
+    /// first table, which then gives way to one of `table_slots`), then merges and trims
+    /// filters as needed.
     fn flush(&mut self) -> io::Result<()> {
         let mut table = std::mem::take(&mut self.table);
         let keys = table.len() as u64;
-        let run = self.write_run(table.sorted().iter().map(|&r| Ok(r)), keys, 0);
-        table.clear();
-        self.table = table;
-        self.runs.push(run?);
+        let small = Table::capacity(self.limits.table_slots) as u64;
+        let mut level = 0;
+        while keys >= small.saturating_mul(FANOUT.pow(level + 1) as u64) {
+            level += 1;
+        }
+        let grown = table.slots.len() > self.limits.table_slots.max(8).next_power_of_two();
+        // The grown table's run gets its filter once the table is gone, so the two never
+        // take memory at the same time.
+        let run = self.write_run(table.sorted().map(Ok), keys, level, !grown);
+        if grown {
+            drop(table);
+            self.table = Table::new(self.limits.table_slots);
+        } else {
+            table.clear();
+            self.table = table;
+        }
+        let mut run = run?;
+        if grown {
+            let mut filter = new_filter(run.keys, run.bits_per_key);
+            let mut reader = RunReader::new(&run.file, run.keys)?;
+            while let Some((key, _)) = reader.pop()? {
+                filter.insert_hash(key);
+            }
+            run.filter = filter;
+        }
+        self.runs.push(run);
         while self.runs.len() >= FANOUT {
             let tail = &self.runs[self.runs.len() - FANOUT..];
             let level = tail[0].level;
@@ -224,6 +273,7 @@ impl FirstSeen {
         records: impl Iterator<Item = io::Result<(u64, u64)>>,
         keys: u64,
         level: u32,
+        with_filter: bool,
     ) -> io::Result<Run> {
         if self.dir.is_none() {
             self.dir = Some(
@@ -239,7 +289,7 @@ impl FirstSeen {
             .unwrap_or_default();
         self.next_run += 1;
         let bits_per_key = self.bits_per_key_for(self.spilled_keys() + keys);
-        let mut filter = new_filter(keys, bits_per_key);
+        let mut filter = new_filter(if with_filter { keys } else { 0 }, bits_per_key);
         let mut fences = Vec::with_capacity((keys as usize).div_ceil(BLOCK_RECORDS));
         let file = File::options()
             .read(true)
@@ -260,7 +310,9 @@ impl FirstSeen {
             }
             out.write_all(&key.to_le_bytes())?;
             out.write_all(&line.to_le_bytes())?;
-            filter.insert_hash(key);
+            if with_filter {
+                filter.insert_hash(key);
+            }
             written += 1;
         }
         let file = out.into_inner().map_err(|e| e.into_error())?;
@@ -287,7 +339,7 @@ impl FirstSeen {
         let merged = MergeIter {
             readers: &mut readers,
         };
-        let run = self.write_run(merged, keys, level)?;
+        let run = self.write_run(merged, keys, level, true)?;
         for input in inputs {
             drop(input.file);
             std::fs::remove_file(&input.path).ok();
@@ -325,20 +377,35 @@ impl FirstSeen {
     }
 }
 
-/// The in-memory table: open addressing with linear probing over `(key, line)` slots, key 0
-/// meaning empty ([`FirstSeen`] stores key 0 as 1, a one-in-2^64 merge). Unlike a general
-/// map it can be sorted in place when it is written out, so a flush needs no second buffer.
+/// A table slot: a key and its line in 12 bytes (a line past `u32::MAX - 1` is kept in
+/// [`Table::far`], marked by `u32::MAX`).
+#[derive(Clone, Copy, Default)]
+#[repr(C, packed(4))]
+struct Slot {
+    key: u64,
+    line: u32,
+}
+
+/// The in-memory table: open addressing with linear probing over [`Slot`]s, key 0 meaning
+/// empty ([`FirstSeen`] stores key 0 as 1, a one-in-2^64 merge). Unlike a general map it
+/// can be sorted in place when it is written out, so a flush needs no second buffer.
 #[derive(Default)]
 struct Table {
-    slots: Vec<(u64, u64)>,
+    slots: Vec<Slot>,
     len: usize,
+    /// Lines too large for a slot, by key.
+    far: std::collections::HashMap<u64, u64>,
 }
+
+/// The slot mark of a line kept in [`Table::far`].
+const FAR: u32 = u32::MAX;
 
 impl Table {
     fn new(slots: usize) -> Self {
         Table {
-            slots: vec![(0, 0); slots.max(8).next_power_of_two()],
+            slots: vec![Slot::default(); slots.max(8).next_power_of_two()],
             len: 0,
+            far: std::collections::HashMap::new(),
         }
     }
 
@@ -362,7 +429,7 @@ impl Table {
         // Keys are well-spread hashes; the multiply spreads clustered test keys too.
         let mut at = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) as usize & mask;
         loop {
-            let k = self.slots[at].0;
+            let k = self.slots[at].key;
             if k == key || k == 0 {
                 return at;
             }
@@ -370,29 +437,55 @@ impl Table {
         }
     }
 
+    fn line_of(&self, slot: Slot) -> u64 {
+        match slot.line {
+            FAR => self.far.get(&{ slot.key }).copied().unwrap_or(u64::MAX),
+            line => u64::from(line),
+        }
+    }
+
     fn get(&self, key: u64) -> Option<u64> {
-        let (k, line) = self.slots[self.slot(key)];
-        (k == key).then_some(line)
+        let slot = self.slots[self.slot(key)];
+        (slot.key == key).then(|| self.line_of(slot))
     }
 
     fn insert(&mut self, key: u64, line: u64) {
         let at = self.slot(key);
-        if self.slots[at].0 == 0 {
-            self.slots[at] = (key, line);
+        if self.slots[at].key == 0 {
+            let short = match u32::try_from(line) {
+                Ok(l) if l != FAR => l,
+                _ => {
+                    self.far.insert(key, line);
+                    FAR
+                }
+            };
+            self.slots[at] = Slot { key, line: short };
             self.len += 1;
         }
     }
 
-    /// Sorts the slots by key in place and returns the filled ones; the table is unusable
-    /// for lookups until [`Table::clear`].
-    fn sorted(&mut self) -> &[(u64, u64)] {
-        self.slots.sort_unstable_by_key(|&(key, _)| key);
-        &self.slots[self.slots.len() - self.len..]
+    /// The stored `(key, line)` pairs, in slot order.
+    fn entries(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s.key != 0)
+            .map(|&s| (s.key, self.line_of(s)))
+    }
+
+    /// Sorts the slots by key in place and returns the filled ones as `(key, line)`; the
+    /// table is unusable for lookups until [`Table::clear`].
+    fn sorted(&mut self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.slots.sort_unstable_by_key(|s| s.key);
+        let empty = self.slots.len() - self.len;
+        self.slots[empty..]
+            .iter()
+            .map(|&s| (s.key, self.line_of(s)))
     }
 
     fn clear(&mut self) {
-        self.slots.fill((0, 0));
+        self.slots.fill(Slot::default());
         self.len = 0;
+        self.far.clear();
     }
 }
 
@@ -522,6 +615,7 @@ mod tests {
             dir.to_path_buf(),
             Limits {
                 table_slots,
+                first_table_slots: table_slots,
                 filter_bits,
             },
         )
@@ -593,13 +687,66 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
+    #[test]
+    fn the_table_grows_once_before_the_first_run_and_then_gives_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            table_slots: 64,
+            first_table_slots: 1024,
+            filter_bits: 1 << 16,
+        };
+        let mut store = FirstSeen::new(dir.path().to_path_buf(), limits);
+        // 896 keys fit the grown table: nothing on disk.
+        for i in 0..890u64 {
+            store.insert(key(i), i).unwrap();
+        }
+        assert!(store.dir.is_none());
+        assert_eq!(store.table.slots.len(), 1024);
+        // Past it: one run of the grown table, then the small table for the rest.
+        for i in 890..3000u64 {
+            store.insert(key(i), i).unwrap();
+        }
+        assert!(store.stats().runs_written >= 1);
+        assert_eq!(store.table.slots.len(), 64);
+        assert_eq!(store.stats().memory_keys, 896);
+        for i in 0..3000u64 {
+            assert_eq!(store.get(key(i)).unwrap(), Some(i), "key {i}");
+        }
+        assert_eq!(store.get(key(3001)).unwrap(), None);
+    }
+
+    #[test]
+    fn lines_past_u32_are_kept_whole_in_the_table_and_in_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = tiny(dir.path(), 64, 1 << 16);
+        let far = u64::from(u32::MAX) + 7;
+        store.insert(key(1), far).unwrap();
+        store.insert(key(2), u64::from(u32::MAX)).unwrap();
+        assert_eq!(store.get(key(1)).unwrap(), Some(far));
+        assert_eq!(store.get(key(2)).unwrap(), Some(u64::from(u32::MAX)));
+        for i in 3..200u64 {
+            store.insert(key(i), i).unwrap();
+        }
+        assert!(store.stats().runs_written > 0);
+        assert_eq!(store.get(key(1)).unwrap(), Some(far));
+        assert_eq!(store.get(key(2)).unwrap(), Some(u64::from(u32::MAX)));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
-        /// Any sequence of "look up, then insert if absent" agrees with a plain map.
+        /// Any sequence of "look up, then insert if absent" agrees with a plain map, with
+        /// and without a first table that grows.
         #[test]
-        fn agrees_with_a_map(ops in prop::collection::vec(0u64..400, 1..1500), table in 8usize..64) {
+        fn agrees_with_a_map(
+            ops in prop::collection::vec(0u64..400, 1..1500),
+            table in 8usize..64,
+            grows in any::<bool>(),
+        ) {
             let dir = tempfile::tempdir().unwrap();
             let mut store = tiny(dir.path(), table, 300);
+            if grows {
+                store.limits.first_table_slots = table * 8;
+            }
             let mut model: HashMap<u64, u64> = HashMap::new();
             for (line, k) in ops.into_iter().enumerate() {
                 let k = key(k);
