@@ -47,13 +47,13 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Limits that keep about `keys` keys in memory (at least 7) once keys are on disk; the
-    /// table grows to at least as many before.
+    /// Limits that keep at most about `keys` keys in memory (at least 7), before the first
+    /// run and after: the table does not grow.
     pub fn with_memory_keys(self, keys: usize) -> Self {
         let table_slots = (keys.max(7) * 8).div_ceil(7).next_power_of_two();
         Limits {
             table_slots,
-            first_table_slots: self.first_table_slots.max(table_slots),
+            first_table_slots: table_slots,
             ..self
         }
     }
