@@ -463,6 +463,19 @@ pub async fn run<T: Target>(
     Ok(report)
 }
 
+/// The rows naming no customer, as result lines.
+fn invalid_rows(plan: &DeletePlan) -> impl Iterator<Item = (u64, [String; 4])> + '_ {
+    plan.unusable.iter().map(|u| {
+        let cells = [
+            u.external_id.clone(),
+            String::new(),
+            "invalid".into(),
+            u.message.clone(),
+        ];
+        (u.line, cells)
+    })
+}
+
 /// `delete.csv`: every row with what became of it.
 fn write_results(
     dir: &Path,
@@ -494,17 +507,7 @@ fn write_results(
             [n.customer.external_id.clone(), id, outcome, message],
         ));
     }
-    for u in &plan.unusable {
-        rows.push((
-            u.line,
-            [
-                u.external_id.clone(),
-                String::new(),
-                "invalid".into(),
-                u.message.clone(),
-            ],
-        ));
-    }
+    rows.extend(invalid_rows(plan));
     rows.sort_by_key(|(line, _)| *line);
     write_csv(
         &dir.join(RESULTS),
@@ -605,17 +608,7 @@ pub async fn dry_run<T: Target>(
         let [id, what, detail] = cells;
         rows.push((line, [external_id, id, what, detail]));
     }
-    for u in &plan.unusable {
-        rows.push((
-            u.line,
-            [
-                u.external_id.clone(),
-                String::new(),
-                "invalid".into(),
-                u.message.clone(),
-            ],
-        ));
-    }
+    rows.extend(invalid_rows(plan));
     rows.sort_by_key(|(line, _)| *line);
     std::fs::create_dir_all(&config.dir).map_err(|source| UndoError::Io {
         path: config.dir.clone(),

@@ -12,7 +12,6 @@ use crate::validate::Platform;
 use crate::Exit;
 use anyhow::Context;
 use clap::Args;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -84,18 +83,10 @@ pub fn run(args: DeleteArgs, ui: Ui) -> anyhow::Result<Exit> {
         ));
     }
     let match_keys = super::import::match_keys(&args.match_keys)?;
-    let dir = args.journal.clone().unwrap_or_else(|| {
-        let name = input_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "input".into());
-        let stem = name
-            .split('.')
-            .next()
-            .filter(|s| !s.is_empty())
-            .unwrap_or("input");
-        PathBuf::from(format!("{stem}.delete"))
-    });
+    let dir = args
+        .journal
+        .clone()
+        .unwrap_or_else(|| crate::import::dir_after(input_path, "delete"));
     let mut rules = args.read.rules(Some(connect.target))?;
     // Nothing but the ids and addresses is sent: a row is not refused for a missing name.
     rules.required_fields = false;
@@ -183,7 +174,9 @@ async fn drive<T: Target>(
         plan.named.len() - todo,
         plan.unusable.len()
     );
-    if todo > 0 && !confirm(args.yes, verb, &describe, &config.origin)? {
+    let question = format!("{verb} {describe} from {}?", config.origin);
+    let unasked = "delete removes customers: confirm with --yes (standard input is not a terminal to ask on); --dry-run lists what would go";
+    if todo > 0 && !super::confirm(args.yes, &question, unasked)? {
         return Err(usage(format!("not confirmed: nothing was {verb}d")));
     }
     let hint = rerun_hint(&[("--journal", config.dir.display().to_string())]);
@@ -211,21 +204,4 @@ async fn drive<T: Target>(
     } else {
         Exit::Ok
     })
-}
-
-/// `--yes`, or a terminal's "yes".
-fn confirm(yes: bool, verb: &str, describe: &str, origin: &str) -> anyhow::Result<bool> {
-    if yes {
-        return Ok(true);
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(usage(
-            "delete removes customers: confirm with --yes (standard input is not a terminal to ask on); --dry-run lists what would go",
-        ));
-    }
-    eprint!("{verb} {describe} from {origin}? Type yes to go on: ");
-    std::io::stderr().flush().ok();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(answer.trim().eq_ignore_ascii_case("yes"))
 }

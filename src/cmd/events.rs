@@ -71,18 +71,10 @@ pub fn run(args: EventsArgs, ui: Ui) -> anyhow::Result<Exit> {
             "events are Omnidesk's externalEvent; Udesk documents no call that adds a timeline entry",
         ));
     }
-    let journal_dir = args.journal.clone().unwrap_or_else(|| {
-        let name = input_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "input".into());
-        let stem = name
-            .split('.')
-            .next()
-            .filter(|s| !s.is_empty())
-            .unwrap_or("input");
-        PathBuf::from(format!("{stem}.events"))
-    });
+    let journal_dir = args
+        .journal
+        .clone()
+        .unwrap_or_else(|| crate::import::dir_after(input_path, "events"));
     let minute = connect.minute()?;
     let transport = connect.transport(minute, ui)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

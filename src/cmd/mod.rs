@@ -188,6 +188,23 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// `yes` (`--yes`), or a terminal's "yes" to `question`; without a terminal to ask on,
+/// the usage error `refusal`. For commands that delete customers.
+pub fn confirm(yes: bool, question: &str, refusal: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(usage(refusal));
+    }
+    eprint!("{question} Type yes to go on: ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim().eq_ignore_ascii_case("yes"))
+}
+
 /// A usage error: exit 2, nothing done.
 fn usage(message: impl Into<String>) -> anyhow::Error {
     Error::Usage(message.into()).into()

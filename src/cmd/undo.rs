@@ -8,7 +8,6 @@ use crate::import::Stop;
 use crate::Exit;
 use anyhow::Context;
 use clap::Args;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -95,7 +94,9 @@ pub fn run(args: UndoArgs, ui: Ui) -> anyhow::Result<Exit> {
                 )));
             }
         }
-        if !confirm(&args, &describe, &origin)? {
+        let question = format!("delete {describe} from {origin}?");
+        let refusal = "undo deletes customers: confirm with --yes (standard input is not a terminal to ask on)";
+        if !super::confirm(args.yes, &question, refusal)? {
             return Err(usage("not confirmed: nothing was deleted"));
         }
         let stop = Arc::new(Stop::default());
@@ -140,21 +141,4 @@ pub fn run(args: UndoArgs, ui: Ui) -> anyhow::Result<Exit> {
             Exit::Ok
         })
     })
-}
-
-/// `--yes`, or a terminal's "yes".
-fn confirm(args: &UndoArgs, describe: &str, origin: &str) -> anyhow::Result<bool> {
-    if args.yes {
-        return Ok(true);
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(usage(
-            "undo deletes customers: confirm with --yes (standard input is not a terminal to ask on)",
-        ));
-    }
-    eprint!("delete {describe} from {origin}? Type yes to go on: ");
-    std::io::stderr().flush().ok();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(answer.trim().eq_ignore_ascii_case("yes"))
 }

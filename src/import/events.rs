@@ -15,6 +15,7 @@
 
 use super::journal::{Done, Outcome, Record};
 use super::results::{self, Counts, ResultFiles};
+use super::row::row_value;
 use super::{ImportConfig, ImportError, Mode, Stop};
 use crate::error::Error;
 use crate::input::InputOptions;
@@ -23,7 +24,7 @@ use crate::model::RawRow;
 use crate::platform::omnidesk::{Fields, Omnidesk};
 use crate::platform::CallError;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -464,25 +465,6 @@ async fn send(client: &Omnidesk, w: &Work, resend: bool) -> (End, bool) {
     }
 }
 
-/// The row's original fields for the failure and reject files.
-fn row_value(raw: &RawRow, columns: &[String], jsonl: bool) -> Value {
-    if let Some(text) = &raw.raw_text {
-        return json!({ "raw": text });
-    }
-    if jsonl {
-        Value::Object(
-            columns
-                .iter()
-                .zip(raw.record.iter())
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(c, v)| (c.clone(), json!(v)))
-                .collect(),
-        )
-    } else {
-        Value::Array(raw.record.iter().map(|f| json!(f)).collect())
-    }
-}
-
 /// Runs the events of a file to the end (or a stop) and rebuilds the result files.
 pub async fn run(
     config: &EventsConfig,
@@ -791,6 +773,7 @@ pub async fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn raw(fields: &[&str]) -> RawRow {
         RawRow {

@@ -226,6 +226,13 @@ impl ImportConfig {
 /// The journal directory used when `--journal` is not given: `NAME.import` in the current
 /// directory, after the input file's name without its extensions.
 pub fn default_journal_dir(input: &Path) -> PathBuf {
+    dir_after(input, "import")
+}
+
+/// `NAME.SUFFIX` in the current directory, after the input file's name without its
+/// extensions (`customers.csv.gz` → `customers.SUFFIX`): where a command keeps its
+/// journal and results when not told.
+pub fn dir_after(input: &Path, suffix: &str) -> PathBuf {
     let name = input
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -235,7 +242,7 @@ pub fn default_journal_dir(input: &Path) -> PathBuf {
         .next()
         .filter(|s| !s.is_empty())
         .unwrap_or("input");
-    PathBuf::from(format!("{stem}.import"))
+    PathBuf::from(format!("{stem}.{suffix}"))
 }
 
 /// Ctrl-C: the first asks for a clean stop, a second is handled by the binary (exit now).

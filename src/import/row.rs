@@ -25,7 +25,7 @@ pub(super) struct Work {
 
 /// The original fields of a row as the journal keeps them for failures: a list for CSV
 /// sources, an object (or `{"raw": text}`) for JSONL.
-fn row_value(raw: &RawRow, columns: &[String], jsonl: bool) -> Value {
+pub(super) fn row_value(raw: &RawRow, columns: &[String], jsonl: bool) -> Value {
     if let Some(text) = &raw.raw_text {
         return json!({ "raw": text });
     }

@@ -571,6 +571,27 @@ async fn delete_item(
     }
 }
 
+/// The customer a request names by `customer_id` (in `brand`) or by its primary id under
+/// `external_field`; `None` when there is no such customer, a 400 when it names none.
+fn customer_in_brand(
+    store: &super::store::OmniStore,
+    fields: &Fields,
+    external_field: &str,
+    brand: u64,
+) -> Result<Option<u64>, Response> {
+    match (fields.get("customer_id"), fields.get(external_field)) {
+        (Some(cid), _) => {
+            let id = parse_id(cid)?;
+            Ok(Some(id).filter(|id| store.customers.get(id).is_some_and(|c| c.brand_id == brand)))
+        }
+        (None, Some(e)) => Ok(store.by_primary.get(&(brand, e.to_string())).copied()),
+        (None, None) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("customer_id or {external_field} is required"),
+        )),
+    }
+}
+
 /// `POST /api/v2/customer/externalEvent` (000:572-609): `brand_id`, `initiated_by`,
 /// `message` and `source_url` required, the customer by `customer_id` or `external_id`.
 async fn external_event(
@@ -602,20 +623,9 @@ async fn external_event(
     }
     let mut data = shared.data();
     let store = &mut data.omni;
-    let id = match (fields.get("customer_id"), fields.get("external_id")) {
-        (Some(cid), _) => match parse_id(cid) {
-            Ok(id) => {
-                Some(id).filter(|id| store.customers.get(id).is_some_and(|c| c.brand_id == brand))
-            }
-            Err(r) => return r,
-        },
-        (None, Some(e)) => store.by_primary.get(&(brand, e.to_string())).copied(),
-        (None, None) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "customer_id or external_id is required",
-            )
-        }
+    let id = match customer_in_brand(store, &fields, "external_id", brand) {
+        Ok(id) => id,
+        Err(r) => return r,
     };
     let Some(customer_id) = id else {
         drop(data);
@@ -1064,20 +1074,9 @@ async fn add_channel_only(
     }
     let mut data = shared.data();
     let store = &mut data.omni;
-    let id = match (fields.get("customer_id"), fields.get("primary_id")) {
-        (Some(cid), _) => match parse_id(cid) {
-            Ok(id) => {
-                Some(id).filter(|id| store.customers.get(id).is_some_and(|c| c.brand_id == brand))
-            }
-            Err(r) => return r,
-        },
-        (None, Some(p)) => store.by_primary.get(&(brand, p.to_string())).copied(),
-        (None, None) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "customer_id or primary_id is required",
-            )
-        }
+    let id = match customer_in_brand(store, &fields, "primary_id", brand) {
+        Ok(id) => id,
+        Err(r) => return r,
     };
     let Some(mut customer) = id.and_then(|id| store.customers.get(&id).cloned()) else {
         drop(data);

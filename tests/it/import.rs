@@ -1528,6 +1528,43 @@ async fn the_udesk_call_plan_is_shown_at_the_start_and_in_the_dry_run() {
 }
 
 /// `deskport undo JOURNAL --target T --base-url … --yes ARGS`.
+/// Spawns `cmd` (output discarded) and kills it with SIGKILL once `progress()` reaches
+/// `at`; fails if it ends first or makes no progress for a minute.
+async fn kill_9_at(mut cmd: Command, progress: impl Fn() -> usize, at: usize) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while progress() < at {
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Imports the first 119 rows of the fixture (journal `pre`): customers that are there
+/// before the run under test.
+async fn import_a_part_first(rig: &Rig, target: &str) {
+    let text = std::fs::read_to_string(fixture("customers.csv")).unwrap();
+    let part: String = text.lines().take(120).map(|l| format!("{l}\n")).collect();
+    let part = rig.work.write("part.csv", part);
+    let pre = rig
+        .run(part.to_str().unwrap(), target, &["--journal", "pre"])
+        .await;
+    assert!(
+        pre.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        describe(&pre)
+    );
+}
+
 fn undo_command(rig: &Rig, journal: &str, target: &str, args: &[&str]) -> Command {
     let mut cmd = rig.authed();
     cmd.args(["--log-format", "json", "undo", journal, "--target", target])
@@ -1554,17 +1591,7 @@ async fn undo_after_an_upsert(target: &str) {
     .await;
     let input = fixture("customers.csv");
     // A part of the file is there before the import: those rows are updated, not created.
-    let text = std::fs::read_to_string(&input).unwrap();
-    let part: String = text.lines().take(120).map(|l| format!("{l}\n")).collect();
-    let part = rig.work.write("part.csv", part);
-    let pre = rig
-        .run(part.to_str().unwrap(), target, &["--journal", "pre"])
-        .await;
-    assert!(
-        pre.status.code().is_some_and(|c| c <= 1),
-        "{}",
-        describe(&pre)
-    );
+    import_a_part_first(&rig, target).await;
     let before = held_ids(&rig.state().await, target);
     assert!(before.len() > 60, "{}", before.len());
 
@@ -1602,22 +1629,8 @@ async fn undo_after_an_upsert(target: &str) {
     assert!(profile.status().is_success());
     // Slow deletes, killed part-way, then run again to the end.
     rig.faults(json!({"latency_ms": 15})).await;
-    let mut child = undo_command(&rig, "journal", target, &["--max-concurrency", "2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while undo_lines(&rig, "journal") < 20 {
-        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "undo ended before the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let undo = undo_command(&rig, "journal", target, &["--max-concurrency", "2"]);
+    kill_9_at(undo, || undo_lines(&rig, "journal"), 20).await;
     rig.faults(json!({"error_rate": 0.05, "apply_then_drop_rate": 0.05}))
         .await;
     let done = output(undo_command(&rig, "journal", target, &[])).await;
@@ -2144,28 +2157,15 @@ async fn delete_by_file(target: &str) {
 
     // Slow deletes, killed part-way, then run again (with faults) to the end.
     rig.faults(json!({"latency_ms": 15})).await;
-    let mut child = delete_command(
+    let run = delete_command(
         &rig,
         input,
         target,
         &[&keys[..], &["--yes", "--max-concurrency", "2"]].concat(),
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    );
     let progress = rig.work.file("gone.delete").join("delete.jsonl");
-    let started = Instant::now();
-    while std::fs::read_to_string(&progress).map_or(0, |t| t.lines().count()) < 20 {
-        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "delete ended before the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let lines = || std::fs::read_to_string(&progress).map_or(0, |t| t.lines().count());
+    kill_9_at(run, lines, 20).await;
     rig.faults(json!({"error_rate": 0.05, "apply_then_drop_rate": 0.05}))
         .await;
     let done = output(delete_command(
@@ -2313,19 +2313,8 @@ async fn events_land_exactly_once_through_faults_and_kill_9() {
 
     // Slow calls, killed part-way.
     rig.faults(json!({"latency_ms": 15})).await;
-    let mut child = events_command(&rig, input, &["--max-concurrency", "4"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while done_lines() < 40 {
-        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
-        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let run = events_command(&rig, input, &["--max-concurrency", "4"]);
+    kill_9_at(run, done_lines, 40).await;
 
     // Resumed through 500s before and after the event is applied: nothing is sent twice.
     rig.faults(json!({"error_rate": 0.1, "apply_then_drop_rate": 0.1}))
@@ -2486,17 +2475,7 @@ async fn only_missing_sends_just_the_delta(target: &str) {
     })
     .await;
     let input = fixture("customers.csv");
-    let text = std::fs::read_to_string(&input).unwrap();
-    let part: String = text.lines().take(120).map(|l| format!("{l}\n")).collect();
-    let part = rig.work.write("part.csv", part);
-    let pre = rig
-        .run(part.to_str().unwrap(), target, &["--journal", "pre"])
-        .await;
-    assert!(
-        pre.status.code().is_some_and(|c| c <= 1),
-        "{}",
-        describe(&pre)
-    );
+    import_a_part_first(&rig, target).await;
     let (header, rows) = read_csv(&rig.work.file("pre").join("results.csv"));
     let outcome = header.iter().position(|h| h == "outcome").unwrap();
     let created: Vec<String> = rows
