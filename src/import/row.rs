@@ -180,6 +180,7 @@ async fn link_row<T: Target>(t: &T, mode: Mode, w: &Work, (key, value, holder): 
     }
     let pid = holder.platform_id;
     let how = format!("{} {value}", key.name());
+    let linked = holder.external_id.is_none();
     match holder.external_id {
         Some(_) => {}
         None => {
@@ -205,22 +206,18 @@ async fn link_row<T: Target>(t: &T, mode: Mode, w: &Work, (key, value, holder): 
             }
         }
     }
-    match mode {
-        Mode::Create => done(
-            w,
-            Outcome::Exists,
-            Some(pid.clone()),
-            Some(format!(
-                "linked by {how}: customer {pid} existed without an external id and now carries this one; its other fields were left as they were"
-            )),
+    let note = match (mode, linked) {
+        (Mode::Create, true) => format!(
+            "linked by {how}: customer {pid} existed without an external id and now carries this one; its other fields were left as they were"
         ),
+        (Mode::Create, false) => format!("found by {how}: customer {pid} holds this external id"),
+        (_, true) => format!("linked by {how} to customer {pid}, then updated"),
+        (_, false) => format!("found by {how}: customer {pid} holds this external id; updated"),
+    };
+    match mode {
+        Mode::Create => done(w, Outcome::Exists, Some(pid), Some(note)),
         _ => match t.update(c).await {
-            Ok(_) => done(
-                w,
-                Outcome::Updated,
-                Some(pid.clone()),
-                Some(format!("linked by {how} to customer {pid}, then updated")),
-            ),
+            Ok(_) => done(w, Outcome::Updated, Some(pid), Some(note)),
             Err(e) => failed(w, e),
         },
     }

@@ -1906,6 +1906,13 @@ async fn match_links_what_exists_without_an_external_id(
     assert_eq!(outcome_of(&got, "M3"), "failed", "{got:?}");
     assert_eq!(outcome_of(&got, "M4"), "failed", "{got:?}");
     assert_eq!(outcome_of(&got, "M5"), "created", "{got:?}");
+    let (_, results) = read_csv(&rig.journal_file("results.csv"));
+    let m1 = results.iter().find(|r| r[1] == "M1").unwrap();
+    assert_eq!(m1[2], held["anna"].to_string(), "{m1:?}");
+    assert!(
+        m1[4].starts_with("linked by email anna@example.nl"),
+        "{m1:?}"
+    );
     let (header, failures) = read_csv(&rig.journal_file("failures.csv"));
     assert_eq!(failures.len(), 2, "{failures:?}");
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
