@@ -6,6 +6,9 @@
 //! DESKPORT_BENCH_ROWS=10000000 DESKPORT_BENCH_RUNS=1 cargo bench --bench validate
 //! ```
 //!
+//! It ends with the peers, side by side: `qsvlite validate` (when on the PATH) and the
+//! Python peer `benches/peer.py` (when phonenumbers and email-validator are installed).
+//!
 //! The input is generated once per size under target/ (deterministic, see `deskport::synth`).
 
 mod common;
@@ -76,6 +79,94 @@ fn main() {
     }
     println!("  2 threads / 1 thread = {:.2}×", rates[1] / rates[0]);
     all_regions(&dir);
+    peers(&dir, &input, runs);
+}
+
+/// `deskport validate` with all rules and all three outputs, as the peers are compared.
+fn deskport_all_outputs(dir: &std::path::Path, input: &std::path::Path) -> Command {
+    let mut cmd = validate(input);
+    cmd.args(["--default-region", "NL", "--quiet", "--out"])
+        .arg(dir.join("clean.csv"))
+        .arg("--rejects")
+        .arg(dir.join("rejects.csv"))
+        .arg("--report")
+        .arg(dir.join("report.json"));
+    cmd
+}
+
+/// Whether `program args` runs and exits 0.
+fn available(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Side by side with the peers, interleaved (A B A B …), medians: `qsvlite validate` on the
+/// same file (names and email only, no phones), and the Python peer (`benches/peer.py`:
+/// csv + email-validator + phonenumbers) on its first 100,000 rows. Each is skipped, saying
+/// so, when it is not installed (neither is in CI).
+fn peers(dir: &std::path::Path, input: &std::path::Path, runs: u64) {
+    if available("qsvlite", &["--version"]) {
+        let schema = dir.join("schema.json");
+        std::fs::write(
+            &schema,
+            r#"{"type":"object","properties":{"First Name":{"type":"string","minLength":1},"Email":{"type":"string","format":"email"}}}"#,
+        )
+        .expect("write schema");
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            ours.push(run_measured(&mut deskport_all_outputs(dir, input)).0);
+            let mut qsv = Command::new("qsvlite");
+            qsv.args(["validate", "--trim", "-j", "2"])
+                .arg(input)
+                .arg(&schema)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            theirs.push(run_measured(&mut qsv).0);
+        }
+        let (a, b) = (median(ours), median(theirs));
+        println!(
+            "peer qsvlite validate (names + email, no phones): deskport {a:.2} s, qsvlite {b:.2} s: deskport at {:.2}× qsvlite's rows/s",
+            b / a
+        );
+    } else {
+        println!("peer qsvlite: not on the PATH, comparison skipped (build it as issue 15 describes; kept out of CI)");
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peer.py");
+    if available("python3", &["-c", "import phonenumbers, email_validator"]) {
+        let text = std::fs::read_to_string(input).expect("read input");
+        let sample: String = text
+            .lines()
+            .take(100_001)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let small = dir.join("customers-100000.csv");
+        std::fs::write(&small, sample).expect("write sample");
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            ours.push(run_measured(&mut deskport_all_outputs(dir, &small)).0);
+            let mut python = Command::new("python3");
+            python
+                .arg(&script)
+                .arg(&small)
+                .arg(dir.join("peer-clean.csv"))
+                .arg(dir.join("peer-rejects.csv"))
+                .arg("NL")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            theirs.push(run_measured(&mut python).0);
+        }
+        let (a, b) = (median(ours), median(theirs));
+        println!(
+            "peer Python (csv + email-validator + phonenumbers), 100,000 rows: deskport {a:.2} s, Python {b:.2} s: deskport {:.1}× faster",
+            b / a
+        );
+    } else {
+        println!("peer Python: phonenumbers or email-validator not installed (pip install phonenumbers email-validator), comparison skipped");
+    }
 }
 
 /// Peak RSS on a file whose phone numbers come from every region the phone library knows
