@@ -309,35 +309,55 @@ impl EventsReport {
     }
 }
 
-/// A row on its way.
+/// A row on its way. Its source fields travel along and are turned into the journal's
+/// form only if the row does not land.
 struct Work {
-    line: u64,
     event: Event,
-    row: Value,
+    raw: RawRow,
+    columns: Arc<Vec<String>>,
+    jsonl: bool,
     in_doubt: bool,
 }
 
 /// What became of one row.
 enum End {
     Done(Done),
-    /// Retries ran out on a passing failure: stays in doubt for a resume.
+    /// A row in doubt the timeline showed: done, and counted as confirmed.
+    Confirmed(Done),
+    /// Not final: stays in doubt for a resume (retries ran out on a passing failure, or the
+    /// timeline cannot tell).
     Unfinished(Done),
-    /// Retries ran out on a refusal that surely was not applied (throttled, never
-    /// connected): a resume sends it without doubt.
+    /// Not final, and surely not applied (throttled, never connected, credentials refused):
+    /// a resume sends it without doubt.
     Unsent(Done),
-    /// The credentials were refused or the platform is unusable: stop.
-    Abort(String),
+    /// The credentials were refused or the platform is unusable: stop (`unsent`: this row's
+    /// call surely was not applied).
+    Abort {
+        why: String,
+        unsent: Option<u64>,
+    },
 }
 
-fn record(w: &Work, outcome: Outcome, reason: Option<&str>, message: Option<String>) -> Done {
-    Done {
-        line: w.line,
-        external_id: w.event.external_id.clone().unwrap_or_default(),
-        outcome,
-        platform_id: w.event.customer_id.clone(),
-        reason: reason.map(str::to_string),
-        message,
-        row: (outcome != Outcome::Created).then(|| w.row.clone()),
+impl Work {
+    fn landed(&self, note: Option<String>) -> Done {
+        self.record(Outcome::Created, None, note)
+    }
+
+    fn failed(&self, reason: &str, message: String) -> Done {
+        self.record(Outcome::Failed, Some(reason), Some(message))
+    }
+
+    fn record(&self, outcome: Outcome, reason: Option<&str>, message: Option<String>) -> Done {
+        Done {
+            line: self.raw.line,
+            external_id: self.event.external_id.clone().unwrap_or_default(),
+            outcome,
+            platform_id: self.event.customer_id.clone(),
+            reason: reason.map(str::to_string),
+            message,
+            row: (outcome != Outcome::Created)
+                .then(|| row_value(&self.raw, &self.columns, self.jsonl)),
+        }
     }
 }
 
@@ -356,7 +376,7 @@ async fn on_timeline(client: &Omnidesk, event: &Event) -> Result<Option<bool>, C
 }
 
 /// Sends one event exactly once (see the module docs).
-async fn send(client: &Omnidesk, w: &Work, resend: bool) -> (End, bool) {
+async fn send(client: &Omnidesk, w: &Work, resend: bool) -> End {
     let mut in_doubt = w.in_doubt;
     let mut failures = 0;
     let transport = crate::platform::Target::transport(client);
@@ -365,10 +385,7 @@ async fn send(client: &Omnidesk, w: &Work, resend: bool) -> (End, bool) {
             match on_timeline(client, &w.event).await {
                 Ok(Some(true)) => {
                     let note = "on the timeline after an unanswered attempt".to_string();
-                    return (
-                        End::Done(record(w, Outcome::Created, None, Some(note))),
-                        true,
-                    );
+                    return End::Confirmed(w.landed(Some(note)));
                 }
                 Ok(_) if resend => {}
                 Ok(_) => {
@@ -379,87 +396,62 @@ async fn send(client: &Omnidesk, w: &Work, resend: bool) -> (End, bool) {
                     let message = format!(
                         "sent before without an answer, so it may be on the timeline already; {why}. Check the customer, then --resume --resend-in-doubt sends it again"
                     );
-                    // Not final: a later run looks again (and resends when asked).
-                    return (
-                        End::Unfinished(record(
-                            w,
-                            Outcome::Failed,
-                            Some("in_doubt"),
-                            Some(message),
-                        )),
-                        false,
-                    );
+                    return End::Unfinished(w.failed("in_doubt", message));
                 }
-                Err(e) if e.stops_run() => return (End::Abort(e.to_string()), false),
+                Err(e) if e.stops_run() => {
+                    return End::Abort {
+                        why: e.to_string(),
+                        unsent: None,
+                    }
+                }
                 Err(e) => {
                     let message = format!("reading the timeline: {e}");
-                    return (
-                        End::Unfinished(record(
-                            w,
-                            Outcome::Failed,
-                            Some("unfinished"),
-                            Some(message),
-                        )),
-                        false,
-                    );
+                    return End::Unfinished(w.failed("unfinished", message));
                 }
             }
         }
-        match client.external_event(&w.event.fields()).await {
-            Ok(()) => return (End::Done(record(w, Outcome::Created, None, None)), false),
-            Err(e) if e.stops_run() => return (End::Abort(e.to_string()), false),
-            Err(CallError::NotFound) => {
+        let e = match client.external_event(&w.event.fields()).await {
+            Ok(()) => return End::Done(w.landed(None)),
+            Err(e) => e,
+        };
+        match e {
+            e if e.stops_run() => {
+                // A refused credential surely left nothing behind; an unusable platform
+                // (a silence, a redirect) may have.
+                let refused = matches!(e, CallError::Auth { .. }) && !in_doubt;
+                return End::Abort {
+                    why: e.to_string(),
+                    unsent: refused.then_some(w.raw.line),
+                };
+            }
+            CallError::NotFound => {
                 let message = "no such customer on the platform".to_string();
-                return (
-                    End::Done(record(w, Outcome::Failed, Some("not_found"), Some(message))),
-                    false,
-                );
+                return End::Done(w.failed("not_found", message));
             }
-            Err(CallError::Rejected { message } | CallError::Conflict { message, .. }) => {
-                return (
-                    End::Done(record(
-                        w,
-                        Outcome::Failed,
-                        Some("platform_rejected"),
-                        Some(message),
-                    )),
-                    false,
-                )
+            CallError::Rejected { message } | CallError::Conflict { message, .. } => {
+                return End::Done(w.failed("platform_rejected", message))
             }
-            Err(
-                e @ CallError::Unavailable {
-                    maybe_applied: true,
-                    ..
-                },
-            ) => {
+            e @ CallError::Unavailable {
+                maybe_applied: true,
+                ..
+            } => {
                 failures += 1;
                 if failures >= transport.max_attempts() {
-                    let message = format!("retries ran out: {e}");
-                    return (
-                        End::Unfinished(record(
-                            w,
-                            Outcome::Failed,
-                            Some("unfinished"),
-                            Some(message),
-                        )),
-                        false,
+                    return End::Unfinished(
+                        w.failed("unfinished", format!("retries ran out: {e}")),
                     );
                 }
                 in_doubt = true;
                 tokio::time::sleep(transport.backoff(failures)).await;
             }
-            Err(e) => {
-                let message = format!("retries ran out: {e}");
-                let d = record(w, Outcome::Failed, Some("unfinished"), Some(message));
+            e => {
+                let d = w.failed("unfinished", format!("retries ran out: {e}"));
                 // Refused before it was applied; but an earlier attempt may have been.
-                return (
-                    if in_doubt {
-                        End::Unfinished(d)
-                    } else {
-                        End::Unsent(d)
-                    },
-                    false,
-                );
+                return if in_doubt {
+                    End::Unfinished(d)
+                } else {
+                    End::Unsent(d)
+                };
             }
         }
     }
@@ -526,13 +518,13 @@ pub async fn run(
                 skipped += 1;
                 continue;
             }
-            let row = row_value(&raw, cols, jsonl);
             match event_of(&raw, at, config.brand_id) {
                 Ok(event) => work.push(Work {
-                    line: raw.line,
                     event,
-                    row,
                     in_doubt: run.state.in_doubt.contains(raw.line),
+                    raw,
+                    columns: cols.clone(),
+                    jsonl,
                 }),
                 Err((reason, message)) => invalid.push(Record::Done(Done {
                     line: raw.line,
@@ -541,7 +533,7 @@ pub async fn run(
                     platform_id: None,
                     reason: Some(reason),
                     message: Some(message),
-                    row: Some(row),
+                    row: Some(row_value(&raw, cols, jsonl)),
                 })),
             }
         }
@@ -551,7 +543,7 @@ pub async fn run(
         if work.is_empty() {
             continue;
         }
-        let lines = work.iter().map(|w| w.line).collect();
+        let lines = work.iter().map(|w| w.raw.line).collect();
         if let Err(e) = run
             .journal
             .append_durable(vec![Record::Sent { lines }])
@@ -562,7 +554,7 @@ pub async fn run(
         }
         let client = client.as_ref();
         let resend = config.resend_in_doubt;
-        let ends: Vec<(End, bool)> = {
+        let ends: Vec<End> = {
             use futures_util::StreamExt;
             futures_util::stream::iter(&work)
                 .map(|w| send(client, w, resend))
@@ -571,10 +563,13 @@ pub async fn run(
                 .await
         };
         let mut done = Vec::new();
-        for (end, was_confirmed) in ends {
-            confirmed += u64::from(was_confirmed);
+        for end in ends {
             match end {
                 End::Done(d) => done.push(Record::Done(d)),
+                End::Confirmed(d) => {
+                    confirmed += 1;
+                    done.push(Record::Done(d));
+                }
                 End::Unfinished(d) => unfinished.push(d),
                 End::Unsent(d) => {
                     done.push(Record::Unsent {
@@ -582,8 +577,11 @@ pub async fn run(
                     });
                     unfinished.push(d);
                 }
-                End::Abort(why) => {
+                End::Abort { why, unsent } => {
                     stopped.get_or_insert(why);
+                    if let Some(line) = unsent {
+                        done.push(Record::Unsent { lines: vec![line] });
+                    }
                 }
             }
         }
