@@ -187,40 +187,57 @@ pub async fn run<T: Target>(
                     (_, Some(Err(e))) if e.stops_run() => {
                         return Err(ImportError::Usage(e.to_string()))
                     }
-                    (_, Some(Ok(None))) if matched.is_some() => match matched {
-                        Some(Err(Unmatched::Call(e))) if e.stops_run() => {
-                            return Err(ImportError::Usage(e.to_string()))
-                        }
-                        Some(Err(Unmatched::Call(e))) => {
-                            report.undecided += 1;
-                            ("unknown", format!("search by email or phone failed: {e}"))
-                        }
-                        Some(Err(Unmatched::Conflict(why))) => {
-                            report.fail += 1;
-                            ("fail", why)
-                        }
-                        Some(Ok(Some(found))) => match (row.customer.as_ref(), found) {
-                            (Some(c), found) if foreign_holder(c, &found).is_some() => {
+                    (_, Some(Ok(None))) if matched.is_some() => {
+                        match matched {
+                            Some(Err(Unmatched::Call(e))) if e.stops_run() => {
+                                return Err(ImportError::Usage(e.to_string()))
+                            }
+                            Some(Err(Unmatched::Call(e))) => {
+                                report.undecided += 1;
+                                ("unknown", format!("search by email or phone failed: {e}"))
+                            }
+                            Some(Err(Unmatched::Conflict(why))) => {
                                 report.fail += 1;
-                                ("fail", foreign_holder(c, &found).unwrap_or_default())
+                                ("fail", why)
                             }
-                            (_, (key, value, holder)) => {
-                                report.link += 1;
-                                (
-                                    "link",
-                                    format!(
-                                        "customer {} holds the {} {value} and has no external id: it would be given this one and {linked}",
-                                        holder.platform_id,
-                                        key.name()
-                                    ),
-                                )
+                            Some(Ok(Some(found))) => {
+                                let foreign = row
+                                    .customer
+                                    .as_ref()
+                                    .and_then(|c| foreign_holder(c, &found));
+                                let (key, value, holder) = found;
+                                let pid = &holder.platform_id;
+                                let key = key.name();
+                                match (foreign, holder.external_id) {
+                                    (Some(why), _) => {
+                                        report.fail += 1;
+                                        ("fail", why)
+                                    }
+                                    (None, None) => {
+                                        report.link += 1;
+                                        let how = format!("customer {pid} holds the {key} {value} and has no external id: it would be given this one and {linked}");
+                                        ("link", how)
+                                    }
+                                    // It holds this row's external id already (a lookup missed it).
+                                    (None, Some(_)) if config.mode == Mode::Create => {
+                                        report.exists += 1;
+                                        ("exists", format!("customer {pid}, found by {key} {value}; left alone"))
+                                    }
+                                    (None, Some(_)) => {
+                                        report.update += 1;
+                                        (
+                                            "update",
+                                            format!("customer {pid}, found by {key} {value}"),
+                                        )
+                                    }
+                                }
                             }
-                        },
-                        _ => {
-                            report.create += 1;
-                            ("create", "no customer holds its emails or phones".into())
+                            _ => {
+                                report.create += 1;
+                                ("create", "no customer holds its emails or phones".into())
+                            }
                         }
-                    },
+                    }
                     (_, Some(Err(e))) => {
                         report.undecided += 1;
                         ("unknown", format!("lookup failed: {e}"))

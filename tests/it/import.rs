@@ -2090,6 +2090,11 @@ fn match_keys_are_checked_before_anything_is_read() {
         "update",
     ]);
     assert_exit(&out, 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--mode update"),
+        "{}",
+        describe(&out)
+    );
 }
 
 fn delete_command(rig: &Rig, input: &str, target: &str, args: &[&str]) -> Command {
