@@ -239,10 +239,7 @@ async fn equal_on_platform(
     };
     let (report, equal) = crate::reconcile::equal_lines(&reconcile, client)
         .await
-        .map_err(|e| match e.exit() {
-            Exit::Usage => Error::Usage(e.to_string()).into(),
-            _ => anyhow::anyhow!(e.to_string()),
-        })?;
+        .map_err(|e| super::failure(e.exit(), e))?;
     config.notices.say(&format!(
         "only missing: the platform holds {} rows as they are (they end `exists` without a call); {} different, {} missing are sent (reconcile by {}, {} calls: {})",
         report.equal,

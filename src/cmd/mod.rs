@@ -188,6 +188,15 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// A library error at the edge: a usage error (exit 2) when its exit says so, else one that
+/// aborts (exit 3).
+fn failure(exit: Exit, e: impl std::fmt::Display) -> anyhow::Error {
+    match exit {
+        Exit::Usage => Error::Usage(e.to_string()).into(),
+        _ => anyhow::anyhow!(e.to_string()),
+    }
+}
+
 /// `yes` (`--yes`), or a terminal's "yes" to `question`; without a terminal to ask on,
 /// the usage error `refusal`. For commands that delete customers.
 pub fn confirm(yes: bool, question: &str, refusal: &str) -> anyhow::Result<bool> {

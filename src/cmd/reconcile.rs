@@ -7,7 +7,7 @@ use crate::export as export_cmd;
 use crate::input::InputPath;
 use crate::reconcile::{self, ReconcileConfig};
 use crate::validate::Platform;
-use crate::{Error, Exit};
+use crate::Exit;
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
@@ -97,10 +97,7 @@ pub fn run(args: ReconcileArgs, ui: Ui) -> anyhow::Result<Exit> {
             let result =
                 crate::import::events::reconcile(&config.input, &config.out, brand, client).await;
             connection.close().await;
-            let report = result.map_err(|e| match e.exit() {
-                Exit::Usage => Error::Usage(e.to_string()).into(),
-                _ => anyhow::anyhow!(e.to_string()),
-            })?;
+            let report = result.map_err(|e| super::failure(e.exit(), e))?;
             ui.summary(
                 || report.summary(),
                 || serde_json::json!({"level": "info", "event": "summary", "command": "reconcile", "events": report}),
@@ -125,10 +122,7 @@ pub fn run(args: ReconcileArgs, ui: Ui) -> anyhow::Result<Exit> {
         };
         let result = reconcile::run(&config, client).await;
         connection.close().await;
-        let report = result.map_err(|e| match e.exit() {
-            Exit::Usage => Error::Usage(e.to_string()).into(),
-            _ => anyhow::anyhow!(e.to_string()),
-        })?;
+        let report = result.map_err(|e| super::failure(e.exit(), e))?;
         ui.summary(
             || report.summary(),
             || serde_json::json!({"level": "info", "event": "summary", "command": "reconcile", "report": report}),
