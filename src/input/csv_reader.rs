@@ -60,8 +60,10 @@ pub struct CsvByteFilter<R> {
     /// Input in `scratch` not processed yet: `scratch[scratch_pos..scratch_len]`.
     scratch_pos: usize,
     scratch_len: usize,
-    /// The bytes that end a run of plain content: LF, CR, `"` and the delimiter.
+    /// The bytes that end a run of plain content: LF, CR, `"` and the delimiter; inside a
+    /// quoted field ([`Self::special_quoted`]) the delimiter is content.
     special: [bool; 256],
+    special_quoted: [bool; 256],
     /// Tests: every byte through `take`, to hold the fast paths to the general one.
     #[cfg(test)]
     byte_at_a_time: bool,
@@ -228,6 +230,13 @@ impl<R: Read> CsvByteFilter<R> {
             special: {
                 let mut special = [false; 256];
                 for b in [b'\n', b'\r', b'"', delimiter] {
+                    special[usize::from(b)] = true;
+                }
+                special
+            },
+            special_quoted: {
+                let mut special = [false; 256];
+                for b in [b'\n', b'\r', b'"'] {
                     special[usize::from(b)] = true;
                 }
                 special
@@ -577,9 +586,14 @@ impl<R: Read> Read for CsvByteFilter<R> {
                 #[cfg(not(test))]
                 let general = false;
                 if !general && !self.held_quote && self.trial.is_none() {
+                    let special = if self.state == QuoteState::Quoted {
+                        &self.special_quoted
+                    } else {
+                        &self.special
+                    };
                     let run = scratch[i..end]
                         .iter()
-                        .position(|&b| self.special[usize::from(b)])
+                        .position(|&b| special[usize::from(b)])
                         .unwrap_or(end - i);
                     let room = self
                         .limits
@@ -616,6 +630,28 @@ impl<R: Read> Read for CsvByteFilter<R> {
                         out += 1;
                         i += 1;
                         continue;
+                    }
+                    // A quote that opens a field, ends one or is the first of a doubled
+                    // pair, within the bounds: what `filter` does for it.
+                    if b == b'"' && (self.state == QuoteState::FieldStart || !self.over()) {
+                        let next = match self.state {
+                            QuoteState::FieldStart => Some(QuoteState::Quoted),
+                            QuoteState::Quoted => Some(QuoteState::QuoteInQuoted),
+                            QuoteState::QuoteInQuoted => Some(QuoteState::Quoted),
+                            QuoteState::Unquoted => None,
+                        };
+                        if let Some(next) = next {
+                            if self.state != QuoteState::FieldStart {
+                                self.field_bytes += 1;
+                                self.record_bytes += 1;
+                            }
+                            self.previous_was_cr = false;
+                            self.state = next;
+                            buf[out] = b;
+                            out += 1;
+                            i += 1;
+                            continue;
+                        }
                     }
                     if outside
                         && b == b'\n'
