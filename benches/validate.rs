@@ -78,6 +78,7 @@ fn main() {
         );
     }
     println!("  2 threads / 1 thread = {:.2}×", rates[1] / rates[0]);
+    cores(&dir, &input, runs);
     all_regions(&dir);
     peers(&dir, &input, runs);
 }
@@ -167,6 +168,41 @@ fn peers(dir: &std::path::Path, input: &std::path::Path, runs: u64) {
     } else {
         println!("peer Python: phonenumbers or email-validator not installed (pip install phonenumbers email-validator), comparison skipped");
     }
+}
+
+/// Confines the child to the first CPU (before it runs): the whole process, every thread of
+/// it, on one core.
+fn on_one_core(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec (sched_setaffinity).
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// How the whole pipeline scales with cores: the default run (all outputs) on one core and
+/// on every core, interleaved. `--threads` sizes only the checking pool; the reader, the
+/// duplicate check and the writer have threads of their own, so `--threads 1` already uses
+/// two cores and this is the ratio that says what a second core buys.
+fn cores(dir: &std::path::Path, input: &std::path::Path, runs: u64) {
+    let (mut one, mut all) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        one.push(run_measured(on_one_core(&mut deskport_all_outputs(dir, input))).0);
+        all.push(run_measured(&mut deskport_all_outputs(dir, input)).0);
+    }
+    let (a, b) = (median(one), median(all));
+    println!(
+        "  whole process on 1 core {a:.2} s, on {} cores {b:.2} s: {:.2}×",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        a / b
+    );
 }
 
 /// Peak RSS on a file whose phone numbers come from every region the phone library knows

@@ -60,7 +60,7 @@ pub struct ReadArgs {
     /// Reject rows with a field larger than this many bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_FIELD_BYTES, value_name = "BYTES")]
     max_field_bytes: usize,
-    /// Worker threads for checking (default: all cores).
+    /// Worker threads for checking (default: one per core but one, at least one).
     #[arg(long)]
     threads: Option<NonZeroUsize>,
 }
@@ -128,11 +128,9 @@ impl ReadArgs {
         })
     }
 
-    /// Checking threads: `--threads`, else every core.
+    /// Checking threads: `--threads`, else one per core but one.
     pub fn threads(&self) -> usize {
-        self.threads.map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get()),
-            NonZeroUsize::get,
-        )
+        self.threads
+            .map_or_else(crate::pipeline::default_check_threads, NonZeroUsize::get)
     }
 }

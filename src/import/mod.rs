@@ -209,7 +209,7 @@ impl ImportConfig {
             brand_id: None,
             resume: false,
             restart: false,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: crate::pipeline::default_check_threads(),
             progress: false,
             max_concurrency: 16,
             bulk_interval: Duration::from_secs(60),

@@ -66,7 +66,7 @@ impl ValidateConfig {
             rejects: None,
             report: None,
             report_html: None,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: crate::pipeline::default_check_threads(),
             batch_rows: DEFAULT_BATCH_ROWS,
             progress: false,
             keep_unmapped: false,
