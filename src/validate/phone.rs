@@ -297,6 +297,73 @@ mod tests {
     /// metadata patterns, including our patch that compiles them without Unicode classes
     /// (vendor/rlibphonenumber/PATCHED.md).
     #[test]
+    fn the_patched_pattern_matching_answers_as_the_regexes_do() {
+        use rlibphonenumber::interfaces::AsOriginal;
+        // The vendored copy matches national numbers with dense DFAs (PATCHED.md): every
+        // number pattern of every region, on its examples, their prefixes, one digit more
+        // and each digit changed, gives the regex's answer, whole-number and prefix.
+        let mut checked = 0u64;
+        for region in PHONE_NUMBER_UTIL.get_supported_regions() {
+            let m = PHONE_NUMBER_UTIL
+                .as_original()
+                .get_metadata_for_region(region)
+                .expect("metadata of a supported region");
+            let descs = [
+                &m.general_desc,
+                &m.fixed_line,
+                &m.mobile,
+                &m.toll_free,
+                &m.premium_rate,
+                &m.shared_cost,
+                &m.personal_number,
+                &m.voip,
+                &m.pager,
+                &m.uan,
+                &m.voicemail,
+                &m.no_international_dialling,
+            ];
+            let mut samples = vec![String::new()];
+            for example in descs
+                .iter()
+                .filter_map(|d| d.original.example_number.as_ref())
+            {
+                for end in 1..=example.len() {
+                    samples.push(example[..end].to_string());
+                }
+                samples.push(format!("{example}0"));
+                for at in 0..example.len() {
+                    for digit in b'0'..=b'9' {
+                        let mut bytes = example.clone().into_bytes();
+                        bytes[at] = digit;
+                        samples.push(String::from_utf8(bytes).expect("digits"));
+                    }
+                }
+            }
+            for desc in descs {
+                let pattern = desc.national_number_pattern();
+                let full = pattern.anchor_full().expect("compiles");
+                let start = pattern.anchor_start().expect("compiles");
+                for sample in &samples {
+                    assert_eq!(
+                        pattern.matches_full(sample).expect("compiles"),
+                        full.is_some_and(|r| r.is_match(sample)),
+                        "{region:?} {:?} on {sample:?}",
+                        pattern.pattern_base
+                    );
+                    assert_eq!(
+                        pattern.matches_start(sample).expect("compiles"),
+                        start.is_some_and(|r| r.is_match(sample)),
+                        "{region:?} {:?} prefix of {sample:?}",
+                        pattern.pattern_base
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100_000, "{checked}");
+    }
+
+    #[test]
     fn every_region_reads_its_own_examples() {
         use rlibphonenumber::PhoneNumberType;
         let mut checked = 0;

@@ -29,16 +29,12 @@ impl RegexBasedMatcher {
         number_pattern: &RegexTriplets,
         allow_prefix_match: bool,
     ) -> Result<bool, InvalidRegexError> {
-        let Some(rule) = (if allow_prefix_match {
-            number_pattern.anchor_start()?
+        // deskport patch: through the pattern's lazy DFA (the regex's answer).
+        if allow_prefix_match {
+            number_pattern.matches_start(phone_number)
         } else {
-            number_pattern.anchor_full()?
-        }) else {
-            return Ok(false);
-        };
-
-        // find first occurrence
-        Ok(rule.is_match(phone_number))
+            number_pattern.matches_full(phone_number)
+        }
     }
 }
 
