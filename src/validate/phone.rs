@@ -292,16 +292,12 @@ mod tests {
         assert!(!is_e164("-2+3"));
     }
 
-    /// Every region's example numbers (national and international format) normalize to their
-    /// E.164 form, and every region's invalid example is refused: this walks all of the
-    /// metadata patterns, including our patch that compiles them without Unicode classes
-    /// (vendor/rlibphonenumber/PATCHED.md).
+    /// The vendored copy matches national numbers with lazy DFAs (PATCHED.md, the third
+    /// change): every number pattern of every region, on its examples, their prefixes, one
+    /// digit more and each digit changed, gives the regex's answer, whole-number and prefix.
     #[test]
     fn the_patched_pattern_matching_answers_as_the_regexes_do() {
         use rlibphonenumber::interfaces::AsOriginal;
-        // The vendored copy matches national numbers with dense DFAs (PATCHED.md): every
-        // number pattern of every region, on its examples, their prefixes, one digit more
-        // and each digit changed, gives the regex's answer, whole-number and prefix.
         let mut checked = 0u64;
         for region in PHONE_NUMBER_UTIL.get_supported_regions() {
             let m = PHONE_NUMBER_UTIL
@@ -363,6 +359,10 @@ mod tests {
         assert!(checked > 100_000, "{checked}");
     }
 
+    /// Every region's example numbers (national and international format) normalize to their
+    /// E.164 form, and every region's invalid example is refused: this walks all of the
+    /// metadata patterns, including our patch that compiles them without Unicode classes
+    /// (vendor/rlibphonenumber/PATCHED.md).
     #[test]
     fn every_region_reads_its_own_examples() {
         use rlibphonenumber::PhoneNumberType;
