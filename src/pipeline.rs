@@ -82,10 +82,18 @@ pub fn check_batches(
     options: CheckOptions<'_>,
     mut sink: impl FnMut(CheckedBatch) -> bool,
 ) -> Result<CheckSummary, Error> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.threads.max(1))
-        .build()
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    // One checking thread checks on the checker thread itself: a pool of one would only add
+    // a hand-off per batch and a worker spinning for work on a core the reader and the
+    // writer need.
+    let pool = match options.threads {
+        0 | 1 => None,
+        n => Some(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .map_err(|e| Error::Internal(e.to_string()))?,
+        ),
+    };
     let batch_rows = options.batch_rows.max(1);
     let (raw_tx, raw_rx) = bounded::<Result<RowBatch, InputError>>(CHANNEL_BATCHES);
     let (checked_tx, checked_rx) = bounded::<Result<CheckedBatch, Error>>(CHANNEL_BATCHES);
@@ -124,14 +132,18 @@ pub fn check_batches(
                     }
                 };
                 let rules = options.rules;
-                let rows: Vec<CheckedRow> = pool.install(|| {
-                    batch
-                        .rows
-                        .into_par_iter()
-                        .with_min_len(256)
-                        .map(|raw| check_row(raw, &mapping, rules))
-                        .collect()
-                });
+                let check = |raw| check_row(raw, &mapping, rules);
+                let rows: Vec<CheckedRow> = match &pool {
+                    Some(pool) => pool.install(|| {
+                        batch
+                            .rows
+                            .into_par_iter()
+                            .with_min_len(256)
+                            .map(check)
+                            .collect()
+                    }),
+                    None => batch.rows.into_iter().map(check).collect(),
+                };
                 let checked = CheckedBatch {
                     columns: batch.columns,
                     mapping,
