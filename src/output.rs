@@ -5,8 +5,8 @@
 use crate::input::Format;
 use crate::mapping::{ResolvedMapping, Target};
 use crate::model::{CheckedRow, Customer, Issue, RawRow};
+use csv::ByteRecord;
 use serde_json::json;
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -57,27 +57,37 @@ pub const LIST_SEPARATOR: &str = ";";
 /// (`+13637170669 x0743`), which the platforms cannot store.
 pub const PHONE_EXTENSIONS_COLUMN: &str = "phone_extensions";
 
-/// The canonical cells of a customer, aligned with [`CANONICAL_COLUMNS`]; single fields are
-/// borrowed, only lists are joined into new strings.
-pub fn canonical_cells(c: &Customer) -> [Cow<'_, str>; 12] {
-    fn opt(v: &Option<String>) -> Cow<'_, str> {
-        Cow::Borrowed(v.as_deref().unwrap_or(""))
+/// Appends the canonical cells of a customer to `record`, aligned with
+/// [`CANONICAL_COLUMNS`]; lists are joined with [`LIST_SEPARATOR`].
+pub fn push_canonical_cells(c: &Customer, record: &mut ByteRecord) {
+    fn opt(v: &Option<String>) -> &[u8] {
+        v.as_deref().unwrap_or("").as_bytes()
     }
-    [
-        Cow::Borrowed(&c.external_id),
-        opt(&c.firstname),
-        opt(&c.lastname),
-        opt(&c.nick_name),
-        opt(&c.email),
-        Cow::Owned(c.other_emails.join(LIST_SEPARATOR)),
-        Cow::Owned(c.phones.join(LIST_SEPARATOR)),
-        opt(&c.country),
-        opt(&c.level),
-        Cow::Owned(c.tags.join(LIST_SEPARATOR)),
-        opt(&c.description),
-        c.brand_id
-            .map_or(Cow::Borrowed(""), |b| Cow::Owned(b.to_string())),
-    ]
+    record.push_field(c.external_id.as_bytes());
+    record.push_field(opt(&c.firstname));
+    record.push_field(opt(&c.lastname));
+    record.push_field(opt(&c.nick_name));
+    record.push_field(opt(&c.email));
+    push_list(record, &c.other_emails);
+    push_list(record, &c.phones);
+    record.push_field(opt(&c.country));
+    record.push_field(opt(&c.level));
+    push_list(record, &c.tags);
+    record.push_field(opt(&c.description));
+    match c.brand_id {
+        Some(b) => record.push_field(b.to_string().as_bytes()),
+        None => record.push_field(b""),
+    }
+}
+
+/// Appends one cell holding `items` joined with [`LIST_SEPARATOR`], without building the
+/// joined string first.
+fn push_list(record: &mut ByteRecord, items: &[String]) {
+    match items {
+        [] => record.push_field(b""),
+        [one] => record.push_field(one.as_bytes()),
+        _ => record.push_field(items.join(LIST_SEPARATOR).as_bytes()),
+    }
 }
 
 /// Writes clean customers.
@@ -95,6 +105,8 @@ pub enum CleanWriter {
         extra_json: bool,
         /// Source columns kept as they are (`--keep-unmapped`), by index, at the end.
         kept: Vec<usize>,
+        /// The record being written, kept to reuse its buffers.
+        record: ByteRecord,
     },
     /// One JSON object per customer.
     Jsonl {
@@ -241,6 +253,7 @@ impl CleanWriter {
             custom,
             extra_json: columns_can_grow,
             kept,
+            record: ByteRecord::new(),
         })
     }
 
@@ -253,13 +266,18 @@ impl CleanWriter {
                 custom,
                 extra_json,
                 kept,
+                record,
             } => {
-                let mut record: Vec<Cow<'_, str>> = canonical_cells(customer).into();
-                record.push(Cow::Owned(customer.phone_extensions.join(LIST_SEPARATOR)));
+                record.clear();
+                push_canonical_cells(customer, record);
+                push_list(record, &customer.phone_extensions);
                 for key in custom.iter() {
-                    record.push(Cow::Borrowed(
-                        customer.custom_fields.get(key).map_or("", String::as_str),
-                    ));
+                    record.push_field(
+                        customer
+                            .custom_fields
+                            .get(key)
+                            .map_or(b"", |v| v.as_bytes()),
+                    );
                 }
                 if *extra_json {
                     let extra: BTreeMap<&String, &String> = customer
@@ -267,21 +285,21 @@ impl CleanWriter {
                         .iter()
                         .filter(|(k, _)| !custom.contains(k))
                         .collect();
-                    record.push(if extra.is_empty() {
-                        Cow::Borrowed("")
+                    if extra.is_empty() {
+                        record.push_field(b"");
                     } else {
-                        Cow::Owned(json!(extra).to_string())
-                    });
+                        record.push_field(json!(extra).to_string().as_bytes());
+                    }
                 }
                 for &i in kept.iter() {
-                    record.push(Cow::Borrowed(source.record.get(i).unwrap_or("")));
+                    record.push_field(source.record.get(i).unwrap_or("").as_bytes());
                 }
-                writer
-                    .write_record(record.iter().map(|cell| cell.as_bytes()))
-                    .map_err(|e| OutputError {
-                        path: path.clone(),
-                        source: csv_to_io(e),
-                    })
+                // The whole record at once: the crate copies fields that need no quotes
+                // straight into its buffer.
+                writer.write_byte_record(record).map_err(|e| OutputError {
+                    path: path.clone(),
+                    source: csv_to_io(e),
+                })
             }
             CleanWriter::Jsonl { path, writer } => serde_json::to_writer(&mut *writer, customer)
                 .map_err(io::Error::from)
