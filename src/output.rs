@@ -80,8 +80,8 @@ pub fn push_canonical_cells(c: &Customer, record: &mut ByteRecord) {
     }
 }
 
-/// Appends one cell holding `items` joined with [`LIST_SEPARATOR`], without building the
-/// joined string first.
+/// Appends one cell holding `items` joined with [`LIST_SEPARATOR`]; no or one item is
+/// copied as it is, without a joined string.
 fn push_list(record: &mut ByteRecord, items: &[String]) {
     match items {
         [] => record.push_field(b""),

@@ -1,9 +1,9 @@
 //! The shared front of every row-consuming command: read → map → check in parallel →
 //! de-duplicate in order. `validate` writes what comes out; `import` sends it.
 //!
-//! The reader runs on its own thread, checking runs on a rayon pool driven by a second
-//! thread, and the duplicate check and the caller's sink run on the calling thread, a batch
-//! behind, in input order. Bounded channels keep memory flat whatever the file size.
+//! The reader runs on its own thread, checking runs on a second thread (on a rayon pool it
+//! drives when more than one checking thread is asked for), and the duplicate check and the
+//! caller's sink run on the calling thread, a batch behind, in input order. Bounded channels keep memory flat whatever the file size.
 
 use crate::error::Error;
 use crate::input::{InputError, RowReader};
