@@ -1,5 +1,11 @@
 //! Countries: ISO 3166-1 alpha-2/alpha-3 codes or common English names → alpha-2.
 
+use std::cell::RefCell;
+
+use rustc_hash::FxHashMap;
+
+use super::phone::{self, Region};
+
 /// The alpha-2 code (upper case) for a country code or name, if it is one.
 pub fn to_alpha2(raw: &str) -> Option<&'static str> {
     let squashed: String = raw
@@ -23,6 +29,38 @@ pub fn to_alpha2(raw: &str) -> Option<&'static str> {
     Some(country.alpha2)
 }
 
+/// Most countries a file names before [`with_region`] stops remembering new ones, and the
+/// longest value it remembers: a file holds a few hundred short spellings at most, so these
+/// only bound the memory a hostile one can take (~0.5 MB).
+const REMEMBERED_COUNTRIES: usize = 4096;
+const REMEMBERED_LEN: usize = 64;
+
+/// A country's alpha-2 code and the phone region of that code.
+pub type CountryRegion = (&'static str, Option<Region>);
+
+thread_local! {
+    /// Each checking thread's answers of [`with_region`], by the value as written.
+    static KNOWN: RefCell<FxHashMap<Box<str>, Option<CountryRegion>>> =
+        RefCell::new(FxHashMap::default());
+}
+
+/// [`to_alpha2`] together with the phone region of that code, remembered per thread:
+/// a file repeats a few country spellings on every row, and reading one anew costs
+/// ~1,000 instructions where a lookup costs ~50.
+pub fn with_region(raw: &str) -> Option<CountryRegion> {
+    KNOWN.with(|known| {
+        if let Some(answer) = known.borrow().get(raw) {
+            return *answer;
+        }
+        let answer = to_alpha2(raw).map(|code| (code, phone::region_from_code(code)));
+        let mut known = known.borrow_mut();
+        if known.len() < REMEMBERED_COUNTRIES && raw.len() <= REMEMBERED_LEN {
+            known.insert(raw.into(), answer);
+        }
+        answer
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +80,15 @@ mod tests {
         assert_eq!(to_alpha2("France"), Some("FR"));
         assert_eq!(to_alpha2("Atlantis"), None);
         assert_eq!(to_alpha2(""), None);
+    }
+
+    #[test]
+    fn remembered_answers_are_the_fresh_ones() {
+        for raw in ["NL", "nld", "The Netherlands", "UK", "Atlantis", "", "NL"] {
+            let expected = to_alpha2(raw).map(|code| (code, phone::region_from_code(code)));
+            assert_eq!(with_region(raw), expected, "{raw}");
+            assert_eq!(with_region(raw), expected, "{raw}, remembered");
+        }
+        assert!(with_region("Germany").unwrap().1.is_some());
     }
 }

@@ -219,11 +219,11 @@ pub fn normalize(raw: &RawRow, mapping: &ResolvedMapping, rules: &Rules) -> (Cus
     // Country first: phones are read in its region.
     let mut region = rules.default_region;
     if let Some(p) = get(Field::Country) {
-        match country::to_alpha2(p.value) {
-            Some(code) => {
+        match country::with_region(p.value) {
+            Some((code, code_region)) => {
                 customer.country = Some(code.to_string());
                 if !rules.phones_ignore_country {
-                    region = phone::region_from_code(code).or(region);
+                    region = code_region.or(region);
                 }
             }
             None => {

@@ -408,4 +408,59 @@ mod tests {
         );
         assert_eq!(e164("٠٦١٢٣٤٥٦٧٨", "NL").as_deref(), Ok("+31612345678"));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(8192))]
+        /// The vendored copy's shortcuts (PATCHED.md, the fourth change) answer as the
+        /// regexes they replace: the extension search is skipped only where `extn_pattern`
+        /// cannot match, and the plus strip is `^[+＋]+`.
+        #[test]
+        fn the_patched_shortcuts_answer_as_the_regexes_do(
+            number in "[+\u{FF0B}]{0,2}[0-9 ()./-]{0,12}([ .:\t\u{00A0},-]|ext|EXT|x|X|#|~|int|Int|anexo|ext\u{00F3}n|\u{0434}\u{043E}\u{0431}|;ext=|;|,,|\u{FF58}|\u{FF45}\u{FF58}\u{FF54}|\u{FF49}\u{FF4E}\u{FF54}|\u{FF03}|\u{FF5E}|[a-z]){0,3}[0-9]{0,7}#?",
+        ) {
+            use rlibphonenumber::deskport_patch as patch;
+            thread_local! {
+                static EXTN: regex::Regex = regex::Regex::new(&patch::extn_pattern_source()).unwrap();
+                static PLUS: regex::Regex =
+                    regex::Regex::new(&patch::plus_chars_pattern_start_source()).unwrap();
+            }
+            if !patch::may_hold_extension(&number) {
+                proptest::prop_assert!(!EXTN.with(|r| r.is_match(&number)));
+            }
+            let by_regex = PLUS.with(|r| r.find(&number).map(|m| &number[m.end()..]));
+            proptest::prop_assert_eq!(patch::strip_leading_plus_chars(&number), by_regex);
+        }
+    }
+
+    /// The shortcut's answer on numbers as files hold them, and the regex agrees on the
+    /// extensions it finds.
+    #[test]
+    fn the_extension_shortcut_skips_only_plain_numbers() {
+        use rlibphonenumber::deskport_patch as patch;
+        let extn = regex::Regex::new(&patch::extn_pattern_source()).unwrap();
+        for plain in [
+            "+31 6 12345678",
+            "(020) 555-0173",
+            "06.12.34.56.78",
+            "0031/612345678",
+            "555-0173#",
+        ] {
+            let skipped = !patch::may_hold_extension(plain);
+            assert_eq!(skipped, !plain.contains('#'), "{plain}");
+            assert_eq!(extn.is_match(plain), plain.contains('#'), "{plain}");
+        }
+        for with_extension in [
+            "+1 202 555 0173 ext. 12",
+            "0612345678 x 3",
+            "020 555;ext=1",
+            "555,,12",
+            "12 доб 3",
+        ] {
+            assert!(
+                patch::may_hold_extension(with_extension),
+                "{with_extension}"
+            );
+            assert!(extn.is_match(with_extension), "{with_extension}");
+        }
+    }
 }

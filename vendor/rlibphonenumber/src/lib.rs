@@ -21,6 +21,8 @@ mod regex_based_matcher;
 
 pub(crate) mod regexp;
 
+/// deskport patch: see PATCHED.md, the fourth change.
+pub mod deskport_patch;
 pub mod enums;
 pub mod errors;
 pub mod interfaces;

@@ -1878,9 +1878,8 @@ impl PhoneNumberUtilInternal {
                 ) {
                     return Err(err);
                 }
-                let plus_match = self.reg_exps.plus_chars_pattern_start.find(national_number);
-                if let Some(plus_match) = plus_match {
-                    let normalized_national_number = &national_number[plus_match.end()..];
+                // deskport patch: a plain strip instead of `plus_chars_pattern_start`.
+                if let Some(normalized_national_number) = strip_leading_plus_chars(national_number) {
                     // Strip the plus-char, and try again.
                     let normalized_national_number = self.maybe_extract_country_code(
                         country_metadata,
@@ -2019,10 +2018,8 @@ impl PhoneNumberUtilInternal {
     ) -> bool {
         default_region.is_some_and(|region| self.get_metadata_for_region(region).is_some())
             || number_to_parse.is_empty()
-            || self
-                .reg_exps
-                .plus_chars_pattern_start
-                .is_match(number_to_parse)
+            // deskport patch: a plain strip instead of `plus_chars_pattern_start`.
+            || strip_leading_plus_chars(number_to_parse).is_some()
     }
 
     /// Strips any extension (as in, the part of the number dialled after the call is
@@ -2032,6 +2029,11 @@ impl PhoneNumberUtilInternal {
         &self,
         phone_number: &'a str,
     ) -> (&'a str, Option<crate::regexp::Match<'a>>) {
+        // deskport patch: every alternative of `extn_pattern` needs an ASCII letter, one
+        // of `;#~,` or a non-ASCII character, so a number without any cannot match.
+        if !may_hold_extension(phone_number) {
+            return (phone_number, None);
+        }
         let Some(captures) = self.reg_exps.extn_pattern.captures(phone_number) else {
             return (phone_number, None);
         };
@@ -2407,8 +2409,8 @@ impl PhoneNumberUtilInternal {
                 Cow::Borrowed(phone_number),
                 CountryCodeSource::FromDefaultCountry,
             ))
-        } else if let Some(plus_match) = self.reg_exps.plus_chars_pattern_start.find(phone_number) {
-            let number_string_piece = &phone_number[plus_match.end()..];
+        } else if let Some(number_string_piece) = strip_leading_plus_chars(phone_number) {
+            // deskport patch: a plain strip instead of `plus_chars_pattern_start`.
             // Can now normalize the rest of the number since we've consumed the "+"
             // sign at the start.
             Ok(PhoneNumberWithCountryCodeSource::new(
@@ -3005,4 +3007,23 @@ impl AsOriginal<PhoneNumberUtilInternal> for PhoneNumberUtilFallible {
     fn as_original(&self) -> &PhoneNumberUtilInternal {
         &self.inner
     }
+}
+
+/// deskport patch: the rest of `number` after its leading run of plus signs (`+`, `＋`),
+/// or `None` when it does not start with one; the same as matching `^[+＋]+`
+/// (`plus_chars_pattern_start`).
+pub fn strip_leading_plus_chars(number: &str) -> Option<&str> {
+    let rest = number.trim_start_matches(['+', '\u{FF0B}']);
+    (rest.len() < number.len()).then_some(rest)
+}
+
+/// deskport patch: `false` only when `extn_pattern` cannot match `number`: every one of its
+/// alternatives needs an ASCII letter (labels such as `ext`, `x`, `int`, `anexo`), one of
+/// `;` (RFC 3966 and auto-dialling), `#`, `~`, `,` (auto-dialling), or a non-ASCII
+/// character (full-width and Cyrillic labels); case-insensitive matching maps no other
+/// ASCII character onto these.
+pub fn may_hold_extension(number: &str) -> bool {
+    number
+        .bytes()
+        .any(|b| b.is_ascii_alphabetic() || matches!(b, b';' | b'#' | b'~' | b',') || !b.is_ascii())
 }
