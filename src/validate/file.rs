@@ -149,6 +149,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
     let columns_can_grow = matches!(reader, RowReader::Jsonl(_));
     let source_format = source_info.format;
     let (checked_tx, checked_rx) = bounded::<CheckedBatch>(CHANNEL_BATCHES);
+    let (spent_tx, spent_rx) = crate::pipeline::spent_rows();
     // Set when checking failed: the writer then leaves files it has not created uncreated.
     let failed = std::sync::atomic::AtomicBool::new(false);
 
@@ -161,6 +162,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
             write_all(
                 config,
                 checked_rx,
+                spent_tx,
                 failed,
                 &writer_initial,
                 columns_can_grow,
@@ -180,6 +182,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
             rules: &config.rules,
             threads: config.threads,
             batch_rows: config.batch_rows,
+            spent: Some(&spent_rx),
         };
         // A send fails only when the writer failed; its error is reported below.
         let checked = check_batches(reader, options, |batch| checked_tx.send(batch).is_ok());
@@ -248,6 +251,7 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
 fn write_all(
     config: &ValidateConfig,
     batches: crossbeam_channel::Receiver<CheckedBatch>,
+    spent: crossbeam_channel::Sender<Vec<crate::model::CheckedRow>>,
     failed: &std::sync::atomic::AtomicBool,
     initial_columns: &Arc<Vec<String>>,
     columns_can_grow: bool,
@@ -296,6 +300,8 @@ fn write_all(
             }
         }
         on_batch(&tally);
+        // Freed where they were made; when the checker is behind, here.
+        spent.try_send(batch.rows).ok();
     }
     if failed.load(Ordering::SeqCst) {
         return Ok((tally, diagnosis, profile));
