@@ -294,7 +294,8 @@ mod tests {
 
     /// The vendored copy matches national numbers with lazy DFAs (PATCHED.md, the third
     /// change): every number pattern of every region, on its examples, their prefixes, one
-    /// digit more and each digit changed, gives the regex's answer, whole-number and prefix.
+    /// digit more and each digit changed, gives the regex's answer, whole-number and prefix;
+    /// and on the same numbers its validity check (the fifth change) agrees with the type.
     #[test]
     fn the_patched_pattern_matching_answers_as_the_regexes_do() {
         use rlibphonenumber::interfaces::AsOriginal;
@@ -334,6 +335,17 @@ mod tests {
                         samples.push(String::from_utf8(bytes).expect("digits"));
                     }
                 }
+            }
+            // The fifth change: validity asked in another order answers as the type does.
+            let util = PHONE_NUMBER_UTIL.as_original();
+            for sample in &samples {
+                let known = util.get_number_type_helper(sample, m).expect("compiles")
+                    != rlibphonenumber::PhoneNumberType::Unknown;
+                assert_eq!(
+                    util.has_known_type(sample, m).expect("compiles"),
+                    known,
+                    "{region:?} {sample:?}"
+                );
             }
             for desc in descs {
                 let pattern = desc.national_number_pattern();

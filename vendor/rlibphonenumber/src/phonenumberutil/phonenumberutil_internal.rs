@@ -949,8 +949,8 @@ impl PhoneNumberUtilInternal {
                 .leading_digits()
                 .anchor_start()?
                 .is_some_and(|a| a.is_match(&national_number))
-                || self.get_number_type_helper(&national_number, metadata)?
-                    != PhoneNumberType::Unknown
+                // deskport patch: `has_known_type` for `get_number_type_helper != Unknown`.
+                || self.has_known_type(&national_number, metadata)?
             {
                 return Ok(Some(region));
             }
@@ -1024,6 +1024,43 @@ impl PhoneNumberUtilInternal {
             "Number'{national_number}' type unknown - doesn\'t match any specific number type pattern."
         );
         Ok(PhoneNumberType::Unknown)
+    }
+
+    /// deskport patch: whether `get_number_type_helper` would give a type other than
+    /// `Unknown`, asked in the order that answers the common numbers soonest. That helper
+    /// gives `Unknown` exactly when the general pattern does not match, or none of the
+    /// specific ones does (premium rate … voicemail, fixed line, and mobile unless its
+    /// pattern is the fixed-line one), so the order of the specific checks cannot change
+    /// the answer; it tried eight rare types before fixed line and mobile.
+    pub fn has_known_type(
+        &self,
+        national_number: &str,
+        metadata: &PhoneMetadataWrapper,
+    ) -> RegexResult<bool> {
+        if !self.is_number_matching_desc(national_number, &metadata.general_desc)? {
+            return Ok(false);
+        }
+        if self.is_number_matching_desc(national_number, &metadata.fixed_line)?
+            || (!metadata.original.same_mobile_and_fixed_line_pattern()
+                && self.is_number_matching_desc(national_number, &metadata.mobile)?)
+        {
+            return Ok(true);
+        }
+        for desc in [
+            &metadata.premium_rate,
+            &metadata.toll_free,
+            &metadata.shared_cost,
+            &metadata.voip,
+            &metadata.personal_number,
+            &metadata.pager,
+            &metadata.uan,
+            &metadata.voicemail,
+        ] {
+            if self.is_number_matching_desc(national_number, desc)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub fn is_number_matching_desc(
@@ -1438,10 +1475,8 @@ impl PhoneNumberUtilInternal {
         }) {
             let mut buf = zeroes_itoa::LeadingZeroBuffer::new();
             let national_number = get_national_significant_number(phone_number, &mut buf);
-            Ok(!matches!(
-                self.get_number_type_helper(&national_number, metadata)?,
-                PhoneNumberType::Unknown
-            ))
+            // deskport patch: `has_known_type` for `get_number_type_helper != Unknown`.
+            self.has_known_type(&national_number, metadata)
         } else {
             Ok(false)
         }
