@@ -161,8 +161,10 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
         let writer = scope.spawn(move || {
             write_all(
                 config,
-                checked_rx,
-                spent_tx,
+                WriterChannels {
+                    batches: checked_rx,
+                    spent: spent_tx,
+                },
                 failed,
                 &writer_initial,
                 columns_can_grow,
@@ -248,10 +250,16 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
 
 /// The writer stage: creates the output files on the first batch, writes every row to
 /// exactly one of them, and counts.
-fn write_all(
-    config: &ValidateConfig,
+/// The writer's ends of its channels: checked batches in, their spent rows back to the
+/// checking thread ([`crate::pipeline::spent_rows`]).
+struct WriterChannels {
     batches: crossbeam_channel::Receiver<CheckedBatch>,
     spent: crossbeam_channel::Sender<Vec<crate::model::CheckedRow>>,
+}
+
+fn write_all(
+    config: &ValidateConfig,
+    channels: WriterChannels,
     failed: &std::sync::atomic::AtomicBool,
     initial_columns: &Arc<Vec<String>>,
     columns_can_grow: bool,
@@ -283,6 +291,7 @@ fn write_all(
         }
         Ok(())
     };
+    let WriterChannels { batches, spent } = channels;
     for batch in batches.iter() {
         open(&batch.mapping, &batch.columns, &mut clean, &mut rejects)?;
         if let Some(p) = profile.as_mut() {
