@@ -496,6 +496,18 @@ enum KeyKind {
     Phone = 3,
 }
 
+/// `value` in lower case, without a copy when it already is (ASCII with no capitals).
+fn lowercase(value: &str) -> std::borrow::Cow<'_, str> {
+    if value
+        .bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+    {
+        std::borrow::Cow::Borrowed(value)
+    } else {
+        std::borrow::Cow::Owned(value.to_lowercase())
+    }
+}
+
 fn fingerprint(kind: KeyKind, value: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64_with_seed(value.as_bytes(), kind as u64)
 }
@@ -557,7 +569,7 @@ impl DuplicateIndex {
             let candidates = emails
                 .map(|e| {
                     (
-                        fingerprint(KeyKind::Email, &e.to_lowercase()),
+                        fingerprint(KeyKind::Email, &lowercase(e)),
                         IssueCode::EmailDuplicate,
                         "email",
                         e,
