@@ -336,6 +336,24 @@ mod tests {
                     }
                 }
             }
+            // The sixth change: the national prefix's DFA answers as its regex does, on the
+            // samples with and without the region's prefix in front.
+            let prefix = m.national_prefix_for_parsing();
+            let prefix_regex = prefix.anchor_start().expect("compiles");
+            let national = m.original.national_prefix().to_string();
+            for sample in &samples {
+                for candidate in [
+                    sample.clone(),
+                    format!("{national}{sample}"),
+                    format!("0{sample}"),
+                ] {
+                    assert_eq!(
+                        prefix.matches_start(&candidate).expect("compiles"),
+                        prefix_regex.is_some_and(|r| r.is_match(&candidate)),
+                        "{region:?} national prefix on {candidate:?}"
+                    );
+                }
+            }
             // The fifth change: validity asked in another order answers as the type does.
             let util = PHONE_NUMBER_UTIL.as_original();
             for sample in &samples {

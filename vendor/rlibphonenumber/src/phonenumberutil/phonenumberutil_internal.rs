@@ -2752,6 +2752,12 @@ impl PhoneNumberUtilInternal {
             // possible.
             return Ok((phone_number.into(), None));
         };
+        // deskport patch: a number that does not start with a national prefix leaves here,
+        // as it left at the end below when `captures` found nothing, without the viability
+        // check (unused then) and the captures.
+        if !metadata.national_prefix_for_parsing().matches_start(phone_number)? {
+            return Ok((phone_number.into(), None));
+        }
         let general_desc = &metadata.general_desc;
         // Check if the original number is viable.
         let is_viable_original_number =
