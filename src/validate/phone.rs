@@ -460,6 +460,25 @@ mod tests {
             let by_regex = PLUS.with(|r| r.find(&number).map(|m| &number[m.end()..]));
             proptest::prop_assert_eq!(patch::strip_leading_plus_chars(&number), by_regex);
         }
+
+        /// The seventh change: the second-number search is skipped only where its regex
+        /// cannot match, and ASCII digits are normalized as the Unicode path does.
+        #[test]
+        fn the_second_number_and_digit_shortcuts_answer_as_before(
+            number in "[0-9 +()./\\\\xX-]{0,16}|[0-9 +٠-٩０-９/x-]{0,12}",
+        ) {
+            use rlibphonenumber::deskport_patch as patch;
+            thread_local! {
+                static SECOND: regex::Regex = regex::Regex::new(patch::second_number_start_source()).unwrap();
+            }
+            if !patch::may_hold_second_number(&number) {
+                proptest::prop_assert!(!SECOND.with(|r| r.is_match(&number)));
+            }
+            proptest::prop_assert_eq!(
+                patch::normalize_digits_only_str(&number),
+                patch::normalize_digits_only_by_chars(&number)
+            );
+        }
     }
 
     /// The shortcut's answer on numbers as files hold them, and the regex agrees on the

@@ -71,7 +71,13 @@ pub fn format_of(value: &str) -> ValueFormat {
     {
         return ValueFormat::Url;
     }
-    if let Some(at) = memchr::memchr(b'@', bytes) {
+    // Cells are short: a plain scan beats `memchr`'s setup below a few dozen bytes.
+    let at = if bytes.len() < 64 {
+        bytes.iter().position(|&b| b == b'@')
+    } else {
+        memchr::memchr(b'@', bytes)
+    };
+    if let Some(at) = at {
         let email =
             at > 0 && !bytes.iter().any(u8::is_ascii_whitespace) && bytes[at + 1..].contains(&b'.');
         return if email {

@@ -21,7 +21,7 @@ mod regex_based_matcher;
 
 pub(crate) mod regexp;
 
-/// deskport patch: see PATCHED.md, the fourth change.
+/// deskport patch: see PATCHED.md, the fourth and seventh changes.
 pub mod deskport_patch;
 pub mod enums;
 pub mod errors;

@@ -1125,13 +1125,7 @@ impl PhoneNumberUtilInternal {
     /// * `phone_number` - The phone number string to normalize.
     #[export]
     pub fn normalize_digits_only(&self, phone_number: &str) -> String {
-        // deskport patch: room for every character up front; `collect` of a `filter_map`
-        // started from an empty string and grew it two or three times a number.
-        let mut digits = String::with_capacity(phone_number.len());
-        digits.extend(phone_number.chars().filter_map(|c| {
-            uniprops_digits::uniprops::get_digit_value(c).map(|d| (d + b'0') as char)
-        }));
-        digits
+        normalize_digits_only_str(phone_number)
     }
 
     /// Formats a phone number for calling from outside the number's region.
@@ -1743,6 +1737,11 @@ impl PhoneNumberUtilInternal {
         }
 
         // Now remove any extra numbers at the end.
+        // deskport patch: `capture_up_to_second_number_start_pattern` (`(.*)[\\/] *x`)
+        // needs a slash or a backslash; without one it cannot match.
+        if !may_hold_second_number(extracted_number) {
+            return Ok(extracted_number);
+        }
         Ok(self
             .reg_exps
             .capture_up_to_second_number_start_pattern
@@ -2525,18 +2524,19 @@ impl PhoneNumberUtilInternal {
     /// skip the regex engine. Inputs that do contain a `\n` fall back to the
     /// original regex to preserve exact behaviour.
     fn has_three_or_more_alpha_chars(&self, phone_number: &str) -> bool {
-        if phone_number.as_bytes().contains(&b'\n') {
-            return self
-                .reg_exps
-                .valid_alpha_phone_pattern_fullmatch
-                .is_match(phone_number);
+        // deskport patch: one pass over the bytes for both questions (a `contains` of `\n`
+        // ran `memchr`, whose setup costs more than these short strings).
+        let mut letters = 0;
+        for &b in phone_number.as_bytes() {
+            if b == b'\n' {
+                return self
+                    .reg_exps
+                    .valid_alpha_phone_pattern_fullmatch
+                    .is_match(phone_number);
+            }
+            letters += usize::from(b.is_ascii_alphabetic());
         }
-        phone_number
-            .bytes()
-            .filter(u8::is_ascii_alphabetic)
-            .take(3)
-            .count()
-            == 3
+        letters >= 3
     }
 
     /// Strips the IDD from the start of the number if present. Helper function used
@@ -3068,4 +3068,35 @@ pub fn may_hold_extension(number: &str) -> bool {
     number
         .bytes()
         .any(|b| b.is_ascii_alphabetic() || matches!(b, b';' | b'#' | b'~' | b',') || !b.is_ascii())
+}
+
+/// deskport patch: `false` only when `capture_up_to_second_number_start_pattern`
+/// (`(.*)[\\/] *x`) cannot match `number`, which holds neither `/` nor `\`.
+pub fn may_hold_second_number(number: &str) -> bool {
+    number.bytes().any(|b| b == b'/' || b == b'\\')
+}
+
+/// deskport patch: `normalize_digits_only`, with room for every character up front (a
+/// `collect` of a `filter_map` grew an empty string two or three times a number) and ASCII
+/// input read bytewise: the only ASCII characters with a digit value are `0`–`9`.
+pub fn normalize_digits_only_str(phone_number: &str) -> String {
+    if phone_number.is_ascii() {
+        let digits: Vec<u8> = phone_number
+            .bytes()
+            .filter(u8::is_ascii_digit)
+            .collect();
+        // Only ASCII digits: valid UTF-8.
+        return String::from_utf8(digits).unwrap_or_default();
+    }
+    normalize_digits_only_by_chars(phone_number)
+}
+
+/// deskport patch: the published `normalize_digits_only`, character by character through
+/// the Unicode digit values, with room for every character up front.
+pub fn normalize_digits_only_by_chars(phone_number: &str) -> String {
+    let mut digits = String::with_capacity(phone_number.len());
+    digits.extend(phone_number.chars().filter_map(|c| {
+        uniprops_digits::uniprops::get_digit_value(c).map(|d| (d + b'0') as char)
+    }));
+    digits
 }
