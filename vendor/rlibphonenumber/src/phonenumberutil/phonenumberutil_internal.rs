@@ -3081,10 +3081,8 @@ pub fn may_hold_second_number(number: &str) -> bool {
 /// input read bytewise: the only ASCII characters with a digit value are `0`–`9`.
 pub fn normalize_digits_only_str(phone_number: &str) -> String {
     if phone_number.is_ascii() {
-        let digits: Vec<u8> = phone_number
-            .bytes()
-            .filter(u8::is_ascii_digit)
-            .collect();
+        let mut digits = Vec::with_capacity(phone_number.len());
+        digits.extend(phone_number.bytes().filter(u8::is_ascii_digit));
         // Only ASCII digits: valid UTF-8.
         return String::from_utf8(digits).unwrap_or_default();
     }
