@@ -53,7 +53,9 @@ fn simple(address: &str) -> Option<String> {
     let mut out = String::with_capacity(address.len());
     out.push_str(local);
     out.push('@');
-    out.extend(domain.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+    let at = out.len();
+    out.push_str(domain);
+    out[at..].make_ascii_lowercase();
     Some(out)
 }
 
