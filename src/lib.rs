@@ -6,7 +6,7 @@
 //! A row flows through one module per stage:
 //!
 //! ```text
-//! bytes ─► input (decode, CSV/JSONL) ─► RawRow ─► mapping ─► validate (rayon) ─► Customer | rejected
+//! bytes ─► input (decode, CSV/JSONL) ─► RawRow ─► mapping ─► validate (threads) ─► Customer | rejected
 //!                                                                  └─► output (clean, rejects) + report
 //! ```
 //!

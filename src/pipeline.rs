@@ -1,9 +1,11 @@
 //! The shared front of every row-consuming command: read → map → check in parallel →
 //! de-duplicate in order. `validate` writes what comes out; `import` sends it.
 //!
-//! The reader runs on its own thread, checking runs on a second thread (on a rayon pool it
-//! drives when more than one checking thread is asked for), and the duplicate check and the
-//! caller's sink run on the calling thread, a batch behind, in input order. Bounded channels keep memory flat whatever the file size.
+//! The reader runs on its own thread, each of the checking threads takes whole batches from
+//! it, and the calling thread puts the checked batches back in input order and runs the
+//! duplicate check and the caller's sink. Bounded channels and a fixed number of batches in
+//! flight keep memory flat whatever the file size. A sink may hand its spent rows back to be
+//! freed by a checking thread, which made most of their memory ([`spent_rows`]).
 
 use crate::error::Error;
 use crate::input::{InputError, RowReader};
@@ -12,7 +14,6 @@ use crate::model::{CheckedRow, RowBatch};
 use crate::validate::first_seen::SpillStats;
 use crate::validate::{check_row, DuplicateIndex, Rules};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Batches in flight between the reader and the checker.
@@ -97,108 +98,129 @@ pub fn check_batches(
     options: CheckOptions<'_>,
     mut sink: impl FnMut(CheckedBatch) -> bool,
 ) -> Result<CheckSummary, Error> {
-    // One checking thread checks on the checker thread itself: a pool of one would only add
-    // a hand-off per batch and a worker spinning for work on a core the reader and the
-    // writer need.
-    let pool = match options.threads {
-        0 | 1 => None,
-        n => Some(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .map_err(|e| Error::Internal(e.to_string()))?,
-        ),
-    };
+    let checkers = options.threads.max(1);
     let batch_rows = options.batch_rows.max(1);
-    let (raw_tx, raw_rx) = bounded::<Result<RowBatch, InputError>>(CHANNEL_BATCHES);
-    let (checked_tx, checked_rx) = bounded::<Result<CheckedBatch, Error>>(CHANNEL_BATCHES);
+    // Batches in flight anywhere between the reader and the sink: the reader takes a permit
+    // for each batch it reads and the sink's side gives it back when the batch has gone out
+    // in order, so a slow batch cannot let the other checkers run ahead without bound.
+    let in_flight = 2 * CHANNEL_BATCHES + checkers;
+    let (permit_tx, permit_rx) = bounded::<()>(in_flight);
+    for _ in 0..in_flight {
+        permit_tx.send(()).ok();
+    }
+    let (raw_tx, raw_rx) = bounded::<(u64, Result<RowBatch, InputError>)>(CHANNEL_BATCHES);
+    let (checked_tx, checked_rx) = bounded::<(u64, Result<CheckedBatch, Error>)>(in_flight);
     std::thread::scope(|scope| {
-        scope.spawn(move || loop {
-            let next = reader.next_batch(batch_rows).transpose();
-            let Some(message) = next else { break };
-            let failed = message.is_err();
-            if raw_tx.send(message).is_err() || failed {
-                break;
-            }
-        });
-        // Checking runs a batch ahead of the duplicate check, which needs input order.
-        let checker = scope.spawn(move || {
-            let mut current: Option<(Arc<Vec<String>>, Arc<ResolvedMapping>)> = None;
-            let free_spent = || {
-                for rows in options.spent.into_iter().flat_map(Receiver::try_iter) {
-                    drop(rows);
+        scope.spawn(move || {
+            for seq in 0u64.. {
+                if permit_rx.recv().is_err() {
+                    break;
                 }
-            };
-            for message in raw_rx.iter() {
-                free_spent();
-                let batch = match message {
-                    Ok(batch) => batch,
-                    Err(e) => {
-                        checked_tx.send(Err(e.into())).ok();
-                        break;
-                    }
+                let Some(message) = reader.next_batch(batch_rows).transpose() else {
+                    break;
                 };
-                let mapping = match &current {
-                    Some((cols, m)) if Arc::ptr_eq(cols, &batch.columns) => m.clone(),
-                    _ => {
-                        let m = Arc::new(options.mapping.resolve(&batch.columns));
-                        if current.is_none() {
-                            if let Some(e) = m.configuration_error(options.rules.required_fields) {
-                                checked_tx.send(Err(Error::Usage(e))).ok();
-                                break;
-                            }
-                        }
-                        current = Some((batch.columns.clone(), m.clone()));
-                        m
-                    }
-                };
-                let rules = options.rules;
-                let check = |raw| check_row(raw, &mapping, rules);
-                let rows: Vec<CheckedRow> = match &pool {
-                    Some(pool) => pool.install(|| {
-                        batch
-                            .rows
-                            .into_par_iter()
-                            .with_min_len(256)
-                            .map(check)
-                            .collect()
-                    }),
-                    None => batch.rows.into_iter().map(check).collect(),
-                };
-                let checked = CheckedBatch {
-                    columns: batch.columns,
-                    mapping,
-                    rows,
-                };
-                if checked_tx.send(Ok(checked)).is_err() {
+                let failed = message.is_err();
+                if raw_tx.send((seq, message)).is_err() || failed {
                     break;
                 }
             }
         });
+        // Each checking thread takes whole batches as they come; the batches are put back in
+        // input order below, before the duplicate check, which needs that order.
+        let workers: Vec<_> = (0..checkers)
+            .map(|_| {
+                let raw_rx = raw_rx.clone();
+                let checked_tx = checked_tx.clone();
+                scope.spawn(move || check_worker(&raw_rx, &checked_tx, options))
+            })
+            .collect();
+        drop((raw_rx, checked_tx));
         let mut index = DuplicateIndex::new(options.rules);
         let mut last_mapping = None;
         let result = (|| {
-            for message in checked_rx.iter() {
-                let mut batch = message?;
-                for row in &mut batch.rows {
-                    index.check(row).map_err(Error::DuplicateIndex)?;
-                }
-                last_mapping = Some(batch.mapping.clone());
-                if !sink(batch) {
-                    break;
+            let mut waiting = std::collections::BTreeMap::new();
+            let mut next = 0u64;
+            for (seq, message) in checked_rx.iter() {
+                waiting.insert(seq, message);
+                while let Some(message) = waiting.remove(&next) {
+                    next += 1;
+                    let mut batch = message?;
+                    for row in &mut batch.rows {
+                        index.check(row).map_err(Error::DuplicateIndex)?;
+                    }
+                    last_mapping = Some(batch.mapping.clone());
+                    if !sink(batch) {
+                        return Ok(());
+                    }
+                    permit_tx.send(()).ok();
                 }
             }
             Ok::<_, Error>(())
         })();
-        drop(checked_rx);
-        checker
-            .join()
-            .map_err(|_| Error::Internal("checker thread panicked".into()))?;
+        drop((checked_rx, permit_tx));
+        for worker in workers {
+            worker
+                .join()
+                .map_err(|_| Error::Internal("checker thread panicked".into()))?;
+        }
         result.map(|()| CheckSummary {
             last_mapping,
             duplicate_index: index.spill_stats(),
         })
     })
+}
+
+/// One checking thread: checks the batches it takes from `raw` and sends them on with their
+/// sequence numbers, until the input ends, fails, or nobody listens. Frees the spent rows the
+/// sink hands back before each batch.
+fn check_worker(
+    raw: &Receiver<(u64, Result<RowBatch, InputError>)>,
+    checked: &Sender<(u64, Result<CheckedBatch, Error>)>,
+    options: CheckOptions<'_>,
+) {
+    let mut current: Option<(Arc<Vec<String>>, Arc<ResolvedMapping>)> = None;
+    for (seq, message) in raw.iter() {
+        options
+            .spent
+            .into_iter()
+            .flat_map(Receiver::try_iter)
+            .for_each(drop);
+        let batch = match message {
+            Ok(batch) => batch,
+            Err(e) => {
+                checked.send((seq, Err(e.into()))).ok();
+                break;
+            }
+        };
+        let mapping = match &current {
+            Some((cols, m)) if Arc::ptr_eq(cols, &batch.columns) => m.clone(),
+            _ => {
+                let m = Arc::new(options.mapping.resolve(&batch.columns));
+                // The file's first batch decides whether its columns fit the account.
+                if seq == 0 {
+                    if let Some(e) = m.configuration_error(options.rules.required_fields) {
+                        checked.send((seq, Err(Error::Usage(e)))).ok();
+                        break;
+                    }
+                }
+                current = Some((batch.columns.clone(), m.clone()));
+                m
+            }
+        };
+        let rows: Vec<CheckedRow> = batch
+            .rows
+            .into_iter()
+            .map(|raw| check_row(raw, &mapping, options.rules))
+            .collect();
+        let checked_batch = CheckedBatch {
+            columns: batch.columns,
+            mapping,
+            rows,
+        };
+        if checked.send((seq, Ok(checked_batch))).is_err() {
+            break;
+        }
+    }
 }
 
 /// Runs [`check_batches`] on a thread of its own and hands the batches to async code in input
@@ -227,4 +249,65 @@ pub fn spawn_checked(
         }
     });
     (thread, rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::{open_stream, InputOptions, InputPath};
+
+    /// A CSV of `rows` customers whose rows cost very different times to check (some with
+    /// several phone numbers, some with none), so that checking threads finish out of order.
+    fn reader(rows: usize) -> RowReader {
+        let mut csv = String::from("External ID,First Name,Email,Phone\n");
+        for i in 0..rows {
+            let phones = match i % 5 {
+                0 => "+31612345678;+31201234567;+4915123456789;+12025550173".to_string(),
+                1 => String::new(),
+                _ => format!("06{:08}", i % 100_000_000),
+            };
+            csv.push_str(&format!("c{i},Name{i},user{i}@example.com,\"{phones}\"\n"));
+        }
+        let options = InputOptions::new(InputPath::Stdin);
+        open_stream(Box::new(std::io::Cursor::new(csv.into_bytes())), &options)
+            .expect("opens")
+            .reader
+    }
+
+    fn options<'a>(mapping: &'a Mapping, rules: &'a Rules, threads: usize) -> CheckOptions<'a> {
+        CheckOptions {
+            mapping,
+            rules,
+            threads,
+            batch_rows: 3,
+            spent: None,
+        }
+    }
+
+    #[test]
+    fn batches_reach_the_sink_in_input_order_whatever_the_thread_count() {
+        let (mapping, rules) = (Mapping::builtin(), Rules::default());
+        for threads in [1, 2, 4] {
+            let mut lines = Vec::new();
+            check_batches(reader(900), options(&mapping, &rules, threads), |batch| {
+                lines.extend(batch.rows.iter().map(|r| r.raw.line));
+                true
+            })
+            .expect("checks");
+            let expected: Vec<u64> = (2..902).collect();
+            assert_eq!(lines, expected, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn a_sink_that_stops_stops_the_run() {
+        let (mapping, rules) = (Mapping::builtin(), Rules::default());
+        let mut batches = 0;
+        check_batches(reader(3000), options(&mapping, &rules, 4), |_| {
+            batches += 1;
+            batches < 5
+        })
+        .expect("stops cleanly");
+        assert_eq!(batches, 5);
+    }
 }

@@ -1,9 +1,9 @@
 //! `deskport validate`: read → map → check (parallel) → de-duplicate (in order) → write.
 //!
-//! Three threads and a rayon pool, joined by bounded channels so memory stays flat whatever
-//! the file size: the reader cuts batches, the calling thread checks each batch on the pool
-//! (output order = input order) and runs the duplicate index, the writer thread writes the
-//! clean and rejects files and keeps the tally.
+//! Threads joined by bounded channels so memory stays flat whatever the file size: the
+//! reader cuts batches, `--threads` checking threads check whole batches, the calling thread
+//! puts them back in input order and runs the duplicate index, and the writer thread writes
+//! the clean and rejects files, keeps the tally and hands the spent rows back to be freed.
 
 use crate::error::{Error, Exit};
 use crate::input::{self, InputOptions, RowReader};
