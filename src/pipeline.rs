@@ -207,11 +207,19 @@ fn check_worker(
                 m
             }
         };
-        let rows: Vec<CheckedRow> = batch
-            .rows
-            .into_iter()
-            .map(|raw| check_row(raw, &mapping, options.rules))
-            .collect();
+        // A panic must not lose the batch silently: the rows after it would wait for it.
+        let rows = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            batch
+                .rows
+                .into_iter()
+                .map(|raw| check_row(raw, &mapping, options.rules))
+                .collect::<Vec<CheckedRow>>()
+        }));
+        let Ok(rows) = rows else {
+            let failure = Error::Internal("a checking thread panicked".into());
+            checked.send((seq, Err(failure))).ok();
+            break;
+        };
         let checked_batch = CheckedBatch {
             columns: batch.columns,
             mapping,
