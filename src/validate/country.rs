@@ -29,10 +29,11 @@ pub fn to_alpha2(raw: &str) -> Option<&'static str> {
     Some(country.alpha2)
 }
 
-/// Most countries a file names before [`with_region`] stops remembering new ones, and the
-/// longest value it remembers: a file holds a few hundred short spellings at most, so these
-/// only bound the memory a hostile one can take (~0.5 MB).
+/// Most countries a file names before [`with_region`] stops remembering new ones: a file
+/// holds a few hundred short spellings at most, so this and [`REMEMBERED_LEN`] only bound the
+/// memory a hostile one can take (~0.5 MB).
 const REMEMBERED_COUNTRIES: usize = 4096;
+/// The longest value [`with_region`] remembers.
 const REMEMBERED_LEN: usize = 64;
 
 /// A country's alpha-2 code and the phone region of that code.

@@ -248,8 +248,6 @@ pub fn run(config: &ValidateConfig) -> Result<ValidateReport, Error> {
     Ok(report)
 }
 
-/// The writer stage: creates the output files on the first batch, writes every row to
-/// exactly one of them, and counts.
 /// The writer's ends of its channels: checked batches in, their spent rows back to the
 /// checking thread ([`crate::pipeline::spent_rows`]).
 struct WriterChannels {
@@ -257,6 +255,8 @@ struct WriterChannels {
     spent: crossbeam_channel::Sender<Vec<crate::model::CheckedRow>>,
 }
 
+/// The writer stage: creates the output files on the first batch, writes every row to
+/// exactly one of them, and counts.
 fn write_all(
     config: &ValidateConfig,
     channels: WriterChannels,

@@ -103,7 +103,8 @@ pub(crate) struct PhoneNumberRegExpsAndMappings {
 
     pub carrier_code_pattern: Regex,
 
-    pub plus_chars_pattern_start: Regex,
+    // deskport patch: `plus_chars_pattern_start` (`^[+＋]+`) is gone; see
+    // `strip_leading_plus_chars`.
 
     /// Regular expression of valid global-number-digits for the phone-context
     /// parameter, following the syntax defined in RFC3966.
@@ -277,7 +278,6 @@ impl PhoneNumberRegExpsAndMappings {
             valid_alpha_phone_pattern_fullmatch: Regex::new("^(?:.*?[A-Za-z]){3}.*$").unwrap(),
             first_group_capturing_pattern: Regex::new("(\\$\\d)").unwrap(),
             carrier_code_pattern: Regex::new("\\$CC").unwrap(),
-            plus_chars_pattern_start: Regex::new(&format!("^[{}]+", &PLUS_CHARS)).unwrap(),
             rfc3966_global_number_digits_pattern_fullmatch: Regex::new(&format!(
                 "^\\{}{}*[{}]{}*$",
                 PLUS_SIGN, &rfc3966_phone_digit, DIGITS, rfc3966_phone_digit
