@@ -249,6 +249,28 @@ pub struct OpenedInput {
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// A decompressing reader whose errors say that the compressed stream is at fault: input
+/// that starts with a compression format's magic number but is cut short or corrupt would
+/// otherwise fail with the decoder's bare "unexpected end of file".
+struct Compressed<R> {
+    inner: R,
+    format: &'static str,
+}
+
+impl<R: Read> Read for Compressed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "the input starts as {} but is not a complete {} stream ({e})",
+                    self.format, self.format
+                ),
+            )
+        })
+    }
+}
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Opens the input, detects compression, encoding, format and delimiter.
@@ -294,12 +316,16 @@ pub fn open_stream(
     let gzip = head.starts_with(&GZIP_MAGIC);
     let zstd = head.starts_with(&ZSTD_MAGIC);
     let plain: Box<dyn Read + Send> = if gzip {
-        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+        Box::new(Compressed {
+            inner: flate2::bufread::MultiGzDecoder::new(buffered),
+            format: "gzip",
+        })
     } else if zstd {
-        Box::new(
-            zstd::stream::read::Decoder::with_buffer(buffered)
+        Box::new(Compressed {
+            inner: zstd::stream::read::Decoder::with_buffer(buffered)
                 .map_err(|source| InputError::Read { line: 0, source })?,
-        )
+            format: "zstd",
+        })
     } else {
         Box::new(buffered)
     };
