@@ -168,6 +168,20 @@ pub fn holds_what_was_sent(record: &serde_json::Value, sent: &[(&str, &str)]) ->
     )
 }
 
+/// A delete call's result, given whether an earlier attempt was sent and got no reply: then
+/// "not found" is that attempt's success, the customer having been there when it was sent.
+/// A customer someone else deleted in the same instant would be reported as ours; deskport
+/// cannot tell the two apart, and calling it "not found" would be wrong far more often.
+pub fn deleted_unless_gone_before(
+    result: Result<(), CallError>,
+    maybe_applied_before: bool,
+) -> Result<(), CallError> {
+    match result {
+        Err(CallError::NotFound) if maybe_applied_before => Ok(()),
+        other => other,
+    }
+}
+
 /// Besides the external id, what finds a row's existing customer (`import --match`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -280,7 +294,8 @@ pub trait Target: Send + Sync + 'static {
         -> impl Future<Output = Result<String, CallError>> + Send;
 
     /// Deletes the customer with this platform id; `CallError::NotFound` when there is none
-    /// (already deleted). Idempotent.
+    /// (already deleted). Idempotent. A retry answered "not found" after an attempt that got
+    /// no reply is this call's success (see [`deleted_unless_gone_before`]).
     fn delete(&self, _platform_id: &str) -> impl Future<Output = Result<(), CallError>> + Send {
         async {
             Err(CallError::Rejected {

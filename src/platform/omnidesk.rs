@@ -730,7 +730,8 @@ impl Omnidesk {
         .await
     }
 
-    /// `DELETE PREFIX{id}`, an empty success being a success.
+    /// `DELETE PREFIX{id}`, an empty success being a success, and so is "not found" on the
+    /// retry of an attempt that was sent and got no reply (the platform applied it).
     async fn delete_at(&self, prefix: &str, platform_id: &str) -> Result<(), CallError> {
         if platform_id.is_empty() || !platform_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(CallError::Rejected {
@@ -738,9 +739,11 @@ impl Omnidesk {
             });
         }
         let url = self.base.join(&format!("{prefix}{platform_id}"));
-        self.transport
-            .call(
+        let (result, maybe_applied_before) = self
+            .transport
+            .call_noting(
                 Retry::Idempotent,
+                false,
                 |client| client.delete(&url).header("apiKey", self.api_key.expose()),
                 |status, headers, body| {
                     if status.is_success() && body.iter().all(u8::is_ascii_whitespace) {
@@ -749,7 +752,8 @@ impl Omnidesk {
                     decode(status, headers, body).map(|_| ())
                 },
             )
-            .await
+            .await;
+        super::deleted_unless_gone_before(result, maybe_applied_before)
     }
 
     pub fn default_brand(&self) -> u64 {

@@ -495,26 +495,42 @@ impl Transport {
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Sync,
         decode: impl Fn(StatusCode, &HeaderMap, &Bytes) -> Result<T, CallError> + Sync,
     ) -> Result<T, CallError> {
+        self.call_noting(retry, priority, build, decode).await.0
+    }
+
+    /// [`Transport::call_with`], also telling whether an earlier attempt got no reply after
+    /// it was sent (so the platform may have applied it). A delete needs this: "not found"
+    /// on the retry of such an attempt is most likely that attempt's success.
+    pub async fn call_noting<T>(
+        &self,
+        retry: Retry,
+        priority: bool,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Sync,
+        decode: impl Fn(StatusCode, &HeaderMap, &Bytes) -> Result<T, CallError> + Sync,
+    ) -> (Result<T, CallError>, bool) {
         let mut failures = 0u32;
         let mut throttles = 0u32;
+        let mut maybe_applied_before = false;
         loop {
             match self.attempt(&build, &decode, priority).await {
                 Err(CallError::Throttled { retry_after }) => {
                     throttles += 1;
                     // Throttles cost nothing on the platform; allow many, but not forever.
                     if throttles > self.max_attempts() * 8 {
-                        return Err(CallError::Throttled { retry_after });
+                        let e = CallError::Throttled { retry_after };
+                        return (Err(e), maybe_applied_before);
                     }
                 }
                 Err(e @ CallError::Unavailable { maybe_applied, .. }) => {
                     failures += 1;
                     let may_repeat = retry == Retry::Idempotent || !maybe_applied;
                     if !may_repeat || failures >= self.max_attempts() {
-                        return Err(e);
+                        return (Err(e), maybe_applied_before);
                     }
+                    maybe_applied_before |= maybe_applied;
                     tokio::time::sleep(self.backoff(failures)).await;
                 }
-                other => return other,
+                other => return (other, maybe_applied_before),
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
         }

@@ -407,16 +407,35 @@ impl Udesk {
         retry: Retry,
         priority: bool,
     ) -> Result<Value, CallError> {
+        self.signed_noting(method, path, query, body, retry, priority)
+            .await
+            .0
+    }
+
+    /// [`Udesk::signed_with`], also telling whether an attempt was sent and got no reply
+    /// (see [`Transport::call_noting`]).
+    async fn signed_noting(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        retry: Retry,
+        priority: bool,
+    ) -> (Result<Value, CallError>, bool) {
         if self.token().is_none() {
-            self.log_in().await?;
+            if let Err(e) = self.log_in().await {
+                return (Err(e), false);
+            }
         }
         let url = self.base.join(path);
         let mut renewed = false;
+        let mut maybe_applied_before = false;
         loop {
             let token = self.token().unwrap_or_else(|| Secret::new(""));
-            let result = self
+            let (result, unanswered) = self
                 .transport
-                .call_with(
+                .call_noting(
                     retry,
                     priority,
                     |client| {
@@ -441,14 +460,17 @@ impl Udesk {
                     decode,
                 )
                 .await;
+            maybe_applied_before |= unanswered;
             match result {
                 Err(CallError::Auth { .. })
                     if !renewed && matches!(self.auth, UdeskAuth::Password(_)) =>
                 {
                     renewed = true;
-                    self.log_in().await?;
+                    if let Err(e) = self.log_in().await {
+                        return (Err(e), maybe_applied_before);
+                    }
                 }
-                other => return other,
+                other => return (other, maybe_applied_before),
             }
         }
     }
@@ -711,21 +733,24 @@ impl Target for Udesk {
         Ok(customer_id(&reply))
     }
 
-    /// `DELETE /customers/destroy_customer?type=id&content=ID` (003:739-769).
+    /// `DELETE /customers/destroy_customer?type=id&content=ID` (003:739-769); "not found" on
+    /// the retry of an attempt that got no reply is a success.
     async fn delete(&self, platform_id: &str) -> Result<(), CallError> {
         let query = [
             ("type", "id".to_string()),
             ("content", platform_id.to_string()),
         ];
-        self.signed(
-            reqwest::Method::DELETE,
-            "/open_api_v1/customers/destroy_customer",
-            &query,
-            None,
-            Retry::Idempotent,
-        )
-        .await
-        .map(|_| ())
+        let (result, maybe_applied_before) = self
+            .signed_noting(
+                reqwest::Method::DELETE,
+                "/open_api_v1/customers/destroy_customer",
+                &query,
+                None,
+                Retry::Idempotent,
+                false,
+            )
+            .await;
+        super::deleted_unless_gone_before(result.map(|_| ()), maybe_applied_before)
     }
 
     async fn update(&self, c: &Customer) -> Result<String, CallError> {

@@ -2,11 +2,12 @@
 //! problem was found: small fake servers on loopback addresses, pipes and FIFOs, files that
 //! change under a running import, hand-damaged journals.
 
-use crate::common::{assert_exit, describe, fixture, Workdir};
+use crate::common::{assert_exit, describe, fixture, read_csv, Workdir};
 use deskport::sandbox::{self, SandboxConfig};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -834,6 +835,76 @@ async fn an_export_that_gets_fewer_customers_than_reported_says_so_and_exits_1()
     assert_exit(&out, 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("incomplete") && err.contains("1000"), "{err}");
+}
+
+/// A fake platform holding customer 7 (`S1`) whose first delete is applied and then cut
+/// before any reply, and whose later deletes find nobody.
+fn deletes_once_then_not_found(platform: &'static str) -> (Reply, Arc<AtomicUsize>) {
+    let deletes = Arc::new(AtomicUsize::new(0));
+    let seen = deletes.clone();
+    let reply: Reply = Arc::new(move |request| {
+        let json = [("Content-Type", "application/json")];
+        let ok = |body: &str| Some(http("200 OK", &json, body));
+        let is_delete = request.starts_with("DELETE ");
+        if is_delete && seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            // Applied, then the connection closes with no reply at all.
+            return Some(String::new());
+        }
+        match platform {
+            "omnidesk" if is_delete => Some(http(
+                "404 Not Found",
+                &json,
+                r#"{"type":"error","message":"customer not found"}"#,
+            )),
+            "omnidesk" if request.contains("SearchByPrimaryExternalID") => {
+                ok(r#"{"id":7,"external_primary_id":"S1","firstname":"Ann"}"#)
+            }
+            "omnidesk" => ok(r#"{"itemTotal":1,"items":[{"id":7,"external_primary_id":"S1"}]}"#),
+            _ if is_delete => ok(r#"{"code":2005,"message":"customer not found"}"#),
+            _ if request.contains("/log_in") => {
+                ok(r#"{"code":1000,"open_api_auth_token":"tok-SECRET-2222"}"#)
+            }
+            _ if request.contains("get_customer") => {
+                ok(r#"{"code":1000,"customer":{"id":7,"open_api_token":"S1","nick_name":"Ann"}}"#)
+            }
+            _ => ok(r#"{"code":1000,"meta":{"total_count":1},"customers":[{"id":7}]}"#),
+        }
+    });
+    (reply, deletes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_whose_reply_was_lost_and_whose_retry_finds_nobody_was_ours() {
+    for platform in ["omnidesk", "udesk"] {
+        let (reply, deletes) = deletes_once_then_not_found(platform);
+        let fake = Fake::start("127.0.0.1", reply).await;
+        let work = Workdir::new();
+        let input = work.write("gone.csv", "Customer Id\nS1\n");
+        let base = fake.base();
+        let mut args = vec![
+            "delete",
+            input.to_str().unwrap(),
+            "--target",
+            platform,
+            "--base-url",
+            &base,
+            "--yes",
+        ];
+        if platform == "omnidesk" {
+            args.extend(["--brand-id", "1"]);
+        }
+        let out = run_limited(&work, &args, Duration::from_secs(60));
+        assert_exit(&out, 0);
+        assert_eq!(deletes.load(Ordering::SeqCst), 2, "{platform}: one retry");
+        let (header, rows) = read_csv(&work.path().join("gone.delete").join("delete.csv"));
+        assert_eq!(header[3], "outcome");
+        assert_eq!(rows.len(), 1);
+        // Deleted by this run (the customer was there when the delete went out), not
+        // "not found".
+        assert_eq!(rows[0][2..4], ["7", "deleted"], "{platform}: {rows:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("1 deleted now"), "{platform}: {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2206,8 +2206,11 @@ async fn delete_by_file(target: &str) {
     let outcome = |line: usize| rows.iter().find(|r| r[0] == line.to_string()).unwrap()[3].clone();
     assert_eq!(outcome(69), "not_found");
     assert_eq!(outcome(70), "invalid");
+    // Every row is "deleted" but those whose delete was in flight at the kill (two at most,
+    // found gone by the second run): a delete whose reply the faults cut, answered "not
+    // found" on its retry, was this run's.
     assert!(
-        rows.iter().filter(|r| r[3] == "deleted").count() >= 60,
+        rows.iter().filter(|r| r[3] == "deleted").count() >= 66,
         "{rows:?}"
     );
 
