@@ -483,24 +483,14 @@ impl Transport {
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Sync,
         decode: impl Fn(StatusCode, &HeaderMap, &Bytes) -> Result<T, CallError> + Sync,
     ) -> Result<T, CallError> {
-        self.call_with(retry, false, build, decode).await
+        self.call_noting(retry, false, build, decode).await.0
     }
 
-    /// [`Transport::call`] for a request that must not wait behind ordinary ones for its rate
-    /// slot (the once-a-minute Udesk bulk import).
-    pub async fn call_with<T>(
-        &self,
-        retry: Retry,
-        priority: bool,
-        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Sync,
-        decode: impl Fn(StatusCode, &HeaderMap, &Bytes) -> Result<T, CallError> + Sync,
-    ) -> Result<T, CallError> {
-        self.call_noting(retry, priority, build, decode).await.0
-    }
-
-    /// [`Transport::call_with`], also telling whether an earlier attempt got no reply after
-    /// it was sent (so the platform may have applied it). A delete needs this: "not found"
-    /// on the retry of such an attempt is most likely that attempt's success.
+    /// [`Transport::call`], also telling whether an earlier attempt got no reply after it was
+    /// sent (so the platform may have applied it). A delete needs this: "not found" on the
+    /// retry of such an attempt is most likely that attempt's success. A `priority` request
+    /// does not wait behind ordinary ones for its rate slot (the once-a-minute Udesk bulk
+    /// import).
     pub async fn call_noting<T>(
         &self,
         retry: Retry,

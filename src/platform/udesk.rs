@@ -394,26 +394,13 @@ impl Udesk {
         body: Option<&Value>,
         retry: Retry,
     ) -> Result<Value, CallError> {
-        self.signed_with(method, path, query, body, retry, false)
-            .await
-    }
-
-    async fn signed_with(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
-        retry: Retry,
-        priority: bool,
-    ) -> Result<Value, CallError> {
-        self.signed_noting(method, path, query, body, retry, priority)
+        self.signed_noting(method, path, query, body, retry, false)
             .await
             .0
     }
 
-    /// [`Udesk::signed_with`], also telling whether an attempt was sent and got no reply
-    /// (see [`Transport::call_noting`]).
+    /// [`Udesk::signed`], ahead of ordinary calls for its rate slot when `priority`, also
+    /// telling whether an attempt was sent and got no reply (see [`Transport::call_noting`]).
     async fn signed_noting(
         &self,
         method: reqwest::Method,
@@ -797,7 +784,7 @@ impl Target for Udesk {
     async fn bulk_create(&self, customers: &[&Customer]) -> Result<(), BulkError> {
         let body = json!({"customers": customers.iter().map(|c| bulk_row(c)).collect::<Vec<_>>()});
         match self
-            .signed_with(
+            .signed_noting(
                 reqwest::Method::POST,
                 "/open_api_v1/customers/batch_import_async",
                 &[],
@@ -806,6 +793,7 @@ impl Target for Udesk {
                 true,
             )
             .await
+            .0
         {
             Ok(_) => Ok(()),
             Err(CallError::Rejected { message }) | Err(CallError::Conflict { message, .. }) => {
