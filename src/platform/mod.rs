@@ -168,8 +168,9 @@ pub fn holds_what_was_sent(record: &serde_json::Value, sent: &[(&str, &str)]) ->
     )
 }
 
-/// A delete call's result, given whether an earlier attempt was sent and got no reply: then
-/// "not found" is that attempt's success, the customer having been there when it was sent.
+/// A delete call's result, given whether an earlier attempt may have been applied (sent, and
+/// answered with no usable reply: cut, timed out or a 5xx): then "not found" is that attempt's
+/// success, the customer having been there when it was sent.
 /// A customer someone else deleted in the same instant would be reported as ours; deskport
 /// cannot tell the two apart, and calling it "not found" would be wrong far more often.
 pub fn deleted_unless_gone_before(
@@ -294,8 +295,8 @@ pub trait Target: Send + Sync + 'static {
         -> impl Future<Output = Result<String, CallError>> + Send;
 
     /// Deletes the customer with this platform id; `CallError::NotFound` when there is none
-    /// (already deleted). Idempotent. A retry answered "not found" after an attempt that got
-    /// no reply is this call's success (see [`deleted_unless_gone_before`]).
+    /// (already deleted). Idempotent. A retry answered "not found" after an attempt that may
+    /// have been applied is this call's success (see [`deleted_unless_gone_before`]).
     fn delete(&self, _platform_id: &str) -> impl Future<Output = Result<(), CallError>> + Send {
         async {
             Err(CallError::Rejected {

@@ -731,7 +731,7 @@ impl Omnidesk {
     }
 
     /// `DELETE PREFIX{id}`, an empty success being a success, and so is "not found" on the
-    /// retry of an attempt that was sent and got no reply (the platform applied it).
+    /// retry of an attempt that may have been applied (cut, timed out or answered 5xx).
     async fn delete_at(&self, prefix: &str, platform_id: &str) -> Result<(), CallError> {
         if platform_id.is_empty() || !platform_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(CallError::Rejected {

@@ -486,8 +486,8 @@ impl Transport {
         self.call_noting(retry, false, build, decode).await.0
     }
 
-    /// [`Transport::call`], also telling whether an earlier attempt got no reply after it was
-    /// sent (so the platform may have applied it). A delete needs this: "not found" on the
+    /// [`Transport::call`], also telling whether an earlier attempt may have been applied
+    /// (sent, then cut, timed out or answered 5xx). A delete needs this: "not found" on the
     /// retry of such an attempt is most likely that attempt's success. A `priority` request
     /// does not wait behind ordinary ones for its rate slot (the once-a-minute Udesk bulk
     /// import).

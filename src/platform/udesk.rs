@@ -400,7 +400,7 @@ impl Udesk {
     }
 
     /// [`Udesk::signed`], ahead of ordinary calls for its rate slot when `priority`, also
-    /// telling whether an attempt was sent and got no reply (see [`Transport::call_noting`]).
+    /// telling whether an attempt may have been applied (see [`Transport::call_noting`]).
     async fn signed_noting(
         &self,
         method: reqwest::Method,
@@ -720,8 +720,9 @@ impl Target for Udesk {
         Ok(customer_id(&reply))
     }
 
-    /// `DELETE /customers/destroy_customer?type=id&content=ID` (003:739-769); "not found" on
-    /// the retry of an attempt that got no reply is a success.
+    /// `DELETE /customers/destroy_customer?type=id&content=ID` (003:739-769); "not found"
+    /// (code 2005, 003:1464) on the retry of an attempt that may have been applied is a
+    /// success.
     async fn delete(&self, platform_id: &str) -> Result<(), CallError> {
         let query = [
             ("type", "id".to_string()),

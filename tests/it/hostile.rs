@@ -904,6 +904,10 @@ async fn a_delete_whose_reply_was_lost_and_whose_retry_finds_nobody_was_ours() {
         assert_eq!(rows[0][2..4], ["7", "deleted"], "{platform}: {rows:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("1 deleted now"), "{platform}: {err}");
+        let text = all_text(&work, &out);
+        for secret in [SECRET_KEY, SECRET_PASSWORD, "tok-SECRET-2222"] {
+            assert!(!text.contains(secret), "{platform}: {secret} leaked");
+        }
     }
 }
 
